@@ -1,0 +1,373 @@
+"""The ``digitnet`` command line: each option is one setting, each command calls one library function.
+
+Only this module knows about Typer and only this module prints. A :class:`~digitnet.errors.DigitnetError`
+becomes one line on stderr and exit code 2 (``--debug`` shows the traceback instead).
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, NoReturn, ParamSpec, TypeVar
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from digitnet import __version__
+from digitnet.errors import DigitnetError
+
+app = typer.Typer(
+    name="digitnet",
+    help="Handwritten-digit recognition on MNIST, end to end: data, models, training, analysis.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+data_app = typer.Typer(help="Get, split, and look at the digits.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+
+console = Console()
+err_console = Console(stderr=True)
+_state = {"debug": False}
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+# Exit codes: 2 for input the user can fix (like click's usage errors), 1 for a run that diverged,
+# 130 for Ctrl-C (the shell's convention for SIGINT).
+EXIT_USER_ERROR, EXIT_DIVERGED, EXIT_INTERRUPTED = 2, 1, 130
+
+
+def fail(message: str, code: int = EXIT_USER_ERROR) -> NoReturn:
+    """Print ``error: message`` on stderr and exit with ``code``."""
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def friendly(command: Callable[P, R]) -> Callable[P, R]:
+    """Turn a :class:`DigitnetError` raised by ``command`` into one line and exit code 2."""
+
+    @functools.wraps(command)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return command(*args, **kwargs)
+        except DigitnetError as error:
+            if _state["debug"]:
+                raise
+            fail(str(error))
+
+    return wrapper
+
+
+def _version(value: bool) -> None:
+    if value:
+        console.print(f"digitnet {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+    debug: Annotated[
+        bool, typer.Option("--debug", help="Show full tracebacks instead of one-line errors.")
+    ] = False,
+) -> None:
+    """digitnet: train, compare and explain digit classifiers from the command line."""
+    _state["debug"] = debug
+
+
+# ------------------------------------------------------------------------------------------ options
+# Every run option defaults to None, meaning "not given": the preset, then the config's default, apply.
+
+Preset = Annotated[
+    str | None, typer.Option(help="A measured recipe: baseline (see README). Options given beside it win.")
+]
+Model = Annotated[
+    str | None, typer.Option(help="mlp | nmlp (LayerNorm+dropout) | bn (BatchNorm) | cnn. [default: mlp]")
+]
+Hidden = Annotated[
+    str | None, typer.Option(help="Hidden widths, comma-separated. [default: 100,50; cnn 120,84]")
+]
+Dropout = Annotated[
+    float | None, typer.Option(help="Dropout probability, 0 ≤ p < 1. [default: 0.2 for nmlp, else 0]")
+]
+Optimizer = Annotated[
+    str | None, typer.Option(help="sgd | momentum | rmsprop | adam | adamw. [default: sgd]")
+]
+LearningRate = Annotated[
+    float | None, typer.Option("--lr", help="Learning rate (> 0; peak for onecycle). [default: 0.01]")
+]
+Momentum = Annotated[float | None, typer.Option(help="Momentum for --optimizer momentum. [default: 0.9]")]
+WeightDecay = Annotated[
+    float | None, typer.Option(help="L2 weight decay (decoupled for adamw). [default: 0]")
+]
+Schedule = Annotated[
+    str | None, typer.Option(help="none | step (×0.1 each third) | onecycle. [default: none]")
+]
+BatchSize = Annotated[int | None, typer.Option(help="Training batch size. [default: 32]")]
+Epochs = Annotated[int | None, typer.Option(help="Passes over the training split. [default: 10]")]
+Seed = Annotated[int | None, typer.Option(help="Seed for weights, shuffling and augmentation. [default: 0]")]
+Dataset = Annotated[str | None, typer.Option(help="auto | mnist | csv | sample. [default: auto]")]
+DataDir = Annotated[
+    Path | None,
+    typer.Option(help="Directory with the four MNIST files. [default: $DIGITNET_DATA, else user cache]"),
+]
+CsvPath = Annotated[
+    Path | None, typer.Option("--csv", help="Kaggle train.csv or a label-first CSV (implies --dataset csv).")
+]
+Normalize = Annotated[
+    str | None, typer.Option(help="none | unit (÷255) | standard (train mean/std). [default: standard]")
+]
+Augment = Annotated[
+    bool | None,
+    typer.Option("--augment/--no-augment", help="Random rotation ±10° and shift ≤2 px. [default: off]"),
+]
+Device = Annotated[str | None, typer.Option(help="auto | cpu | cuda | mps. [default: auto]")]
+
+
+def _settings(**options: Any) -> dict[str, Any]:
+    """CLI option values (None = not given) as named settings: ``batch_size`` → ``batch-size``."""
+    settings = {}
+    for name, value in options.items():
+        if value is None:
+            continue
+        key = name.replace("_", "-")
+        if key == "hidden":
+            from digitnet.models import parse_hidden
+
+            value = parse_hidden(value)
+        elif isinstance(value, Path):
+            value = str(value)
+        settings[key] = value
+    return settings
+
+
+def _print_notes(notes: tuple[str, ...]) -> None:
+    for note in notes:
+        err_console.print(f"[dim]note:[/] {note}", highlight=False, soft_wrap=True)
+
+
+def _percent(value: float | None) -> str:
+    return "—" if value is None else f"{100 * value:.2f}%"
+
+
+# --------------------------------------------------------------------------------------------- train
+
+
+@app.command()
+@friendly
+def train(
+    *,
+    preset: Preset = None,
+    model: Model = None,
+    hidden: Hidden = None,
+    dropout: Dropout = None,
+    optimizer: Optimizer = None,
+    lr: LearningRate = None,
+    momentum: Momentum = None,
+    weight_decay: WeightDecay = None,
+    schedule: Schedule = None,
+    batch_size: BatchSize = None,
+    epochs: Epochs = None,
+    seed: Seed = None,
+    dataset: Dataset = None,
+    data_dir: DataDir = None,
+    csv: CsvPath = None,
+    normalize: Normalize = None,
+    augment: Augment = None,
+    device: Device = None,
+    out: Annotated[
+        Path | None, typer.Option(help="Run directory. [default: runs/<model>-<optimizer>-<config hash>]")
+    ] = None,
+) -> None:
+    """Train one model from scratch and write its run directory (config, history, plots, checkpoint)."""
+    from digitnet.experiment import (
+        RunStart,
+        make_run_config,
+        preset_settings,
+        resolve_run_config,
+        run_experiment,
+    )
+    from digitnet.trainer import EpochRecord
+
+    settings = preset_settings(preset) | _settings(
+        model=model,
+        hidden=hidden,
+        dropout=dropout,
+        optimizer=optimizer,
+        lr=lr,
+        momentum=momentum,
+        weight_decay=weight_decay,
+        schedule=schedule,
+        batch_size=batch_size,
+        epochs=epochs,
+        seed=seed,
+        dataset=dataset,
+        data_dir=data_dir,
+        csv=csv,
+        normalize=normalize,
+        augment=augment,
+        device=device,
+    )
+    config = resolve_run_config(make_run_config(settings))
+    run_dir = out or Path("runs") / f"{config.model.name}-{config.optim.name}-{config.key()}"
+
+    with Progress(
+        TextColumn("[bold]epoch"),
+        MofNCompleteColumn(),
+        BarColumn(),
+        TextColumn("{task.description}"),
+        TimeElapsedColumn(),
+        console=err_console,
+        transient=False,
+    ) as progress:
+        task = progress.add_task("loading data…", total=config.train.epochs)
+
+        def on_start(start: RunStart) -> None:
+            _print_notes(start.notes)
+            progress.console.print(
+                f"{start.split} · {start.model} ({start.parameters:,} parameters) · {start.device}",
+                highlight=False,
+                soft_wrap=True,
+            )
+            progress.update(task, description="training…")
+
+        def on_epoch(record: EpochRecord) -> None:
+            progress.update(
+                task,
+                advance=1,
+                description=(
+                    f"loss {record.train_loss:.4f} · train {_percent(record.train_accuracy)} · "
+                    f"val {_percent(record.val_accuracy)} · {record.samples_per_second:,.0f} samples/s"
+                ),
+            )
+
+        result = run_experiment(config, run_dir, on_start=on_start, on_epoch=on_epoch)
+
+    summary = result.summary
+    table = Table(title=config.title(), title_style="bold", show_edge=False)
+    for column in ("", "train", "validation", "test"):
+        table.add_column(column, justify="right")
+    table.add_row(
+        "accuracy",
+        _percent(summary["train_accuracy"]),
+        _percent(summary["val_accuracy"]),
+        _percent(summary["test_accuracy"]),
+    )
+    table.add_row(
+        "loss",
+        *(
+            f"{summary[k]:.4f}" if summary[k] is not None else "—"
+            for k in ("train_loss", "val_loss", "test_loss")
+        ),
+    )
+    console.print(table)
+    console.print(
+        f"{summary['parameters']:,} parameters · {summary['train_seconds']:.1f} s training · "
+        f"test set: {summary['test_set']}",
+        highlight=False,
+        soft_wrap=True,
+    )
+    console.print(f"run written to {result.run_dir}", highlight=False, soft_wrap=True)
+    if summary["status"] == "diverged":
+        at = summary["diverged_at"]
+        fail(
+            f"training diverged at epoch {at['epoch']}, step {at['step']} (loss became NaN/inf); "
+            "try a smaller --lr",
+            EXIT_DIVERGED,
+        )
+    if summary["status"] == "interrupted":
+        fail(
+            f"interrupted after {summary['epochs_completed']} finished epoch(s); what finished was saved",
+            EXIT_INTERRUPTED,
+        )
+
+
+# ---------------------------------------------------------------------------------------------- data
+
+
+@data_app.command("download")
+@friendly
+def data_download(
+    *,
+    data_dir: DataDir = None,
+) -> None:
+    """Fetch the four MNIST files (torchvision's mirrors, MD5-checked) into the data directory."""
+    from digitnet.data import default_data_dir, download_mnist
+
+    target = default_data_dir(data_dir)
+    for path in download_mnist(target):
+        console.print(f"ok {path}", highlight=False)
+    console.print(
+        f"MNIST is ready in {target}; digitnet will use it by default"
+        + ("" if data_dir is None else f" with --data-dir {target}"),
+        highlight=False,
+    )
+
+
+@data_app.command("prepare")
+@friendly
+def data_prepare(
+    *,
+    dataset: Dataset = None,
+    data_dir: DataDir = None,
+    csv: CsvPath = None,
+    out: Annotated[Path, typer.Option(help="Directory for split.npz and class_counts.csv.")] = Path(
+        "data/split"
+    ),
+) -> None:
+    """Split the digits 80/20 (stratified) and write the split with its class counts, for reuse."""
+    from digitnet.data import describe_split, load_split, save_split
+    from digitnet.experiment import make_run_config
+
+    config = make_run_config(_settings(dataset=dataset, data_dir=data_dir, csv=csv)).data
+    split = load_split(config)
+    _print_notes(split.notes)
+    written = save_split(split, out)
+    table = Table(title=describe_split(split), show_edge=False)
+    table.add_column("split")
+    for digit in range(10):
+        table.add_column(str(digit), justify="right")
+    table.add_column("total", justify="right")
+    for name in ("train", "val", "test"):
+        counts = getattr(split, name).class_counts()
+        table.add_row(name, *map(str, counts), str(sum(counts)))
+    console.print(table)
+    for path in written:
+        console.print(f"wrote {path}", highlight=False)
+
+
+@data_app.command("show")
+@friendly
+def data_show(
+    *,
+    dataset: Dataset = None,
+    data_dir: DataDir = None,
+    csv: CsvPath = None,
+    seed: Seed = None,
+    out: Annotated[Path, typer.Option(help="Directory for the figures.")] = Path("figures/data"),
+) -> None:
+    """Draw an 8×8 grid of random training digits, one row of examples per class, and class counts."""
+    from digitnet.analysis import draw_data_figures
+    from digitnet.experiment import make_run_config
+
+    config = make_run_config(_settings(dataset=dataset, data_dir=data_dir, csv=csv))
+    written, notes = draw_data_figures(config.data, out, seed if seed is not None else 0)
+    _print_notes(notes)
+    for path in written:
+        console.print(f"wrote {path}", highlight=False)
+
+
+def run() -> None:  # pragma: no cover - the console-script entry point
+    """Entry point that also keeps Ctrl-C outside a run from printing a traceback."""
+    try:
+        app()
+    except KeyboardInterrupt:
+        err_console.print("interrupted")
+        sys.exit(EXIT_INTERRUPTED)

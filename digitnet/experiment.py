@@ -1,0 +1,474 @@
+"""One reproducible run: config in, run directory out.
+
+A :class:`RunConfig` bundles the four small configs. :func:`run_experiment` loads the data, seeds, builds
+the model and optimizer, calls :func:`digitnet.trainer.train`, and writes a run directory atomically::
+
+    config.json    the full config, its cache key, and the environment (versions, device, threads)
+    history.json   per-epoch metrics and per-iteration losses (history.csv: the per-epoch table)
+    summary.json   final train/val/test accuracy and loss, status, parameters, time
+    model.pt       {"config": ..., "state_dict": ...}: loadable with torch.load(weights_only=True)
+    loss.png/.svg, accuracy.png/.svg
+
+The directory appears whole or not at all, so an interrupted write never leaves a half-run behind.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import time
+import types
+import typing
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, fields, is_dataclass, replace
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+import torch
+from torch import nn
+
+from digitnet.data import DataConfig, Split, describe_split, load_split, resolve_data_config, to_tensors
+from digitnet.errors import CheckpointError, ConfigError
+from digitnet.models import ModelConfig, build_model, count_parameters, describe_model
+from digitnet.optim import OptimConfig, build_optimizer, build_scheduler
+from digitnet.plotting import plot_accuracy, plot_loss
+from digitnet.runtime import (
+    atomic_directory,
+    atomic_write_bytes,
+    atomic_write_json,
+    atomic_write_text,
+    environment_info,
+    resolve_device,
+    seed_everything,
+)
+from digitnet.trainer import EpochCallback, History, TrainConfig, train
+
+CHECKPOINT_FORMAT = 1
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything that determines a run's numbers. Its hash is the run's cache key."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def key(self) -> str:
+        """A stable 12-hex-digit hash of the full config: equal configs, equal keys, across processes."""
+        text = json.dumps(asdict(self), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+    def title(self) -> str:
+        """Model, optimizer, lr and batch size: the caption every figure of this run carries."""
+        return (
+            f"{describe_model(self.model)} · {self.optim.name} lr {self.optim.lr:g}"
+            + (f" ({self.optim.schedule})" if self.optim.schedule != "none" else "")
+            + f" · batch {self.train.batch_size}"
+        )
+
+
+@dataclass(frozen=True)
+class RunStart:
+    """What the caller may want to tell the user before the first epoch."""
+
+    notes: tuple[str, ...]
+    split: str
+    parameters: int
+    device: str
+    model: str
+
+
+@dataclass(frozen=True)
+class RunResult:
+    run_dir: Path
+    config: RunConfig
+    history: History
+    summary: dict[str, Any]
+
+
+# ----------------------------------------------------------------------------------- config <-> JSON
+
+T = TypeVar("T")
+
+
+def _check_value(value: Any, hint: Any, where: str) -> Any:
+    """Validate one JSON value against a type hint of the configs; tuples come back from lists."""
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if origin is Literal:
+        if value not in args:
+            raise ConfigError(f"{where}: expected one of {', '.join(map(str, args))}, got {value!r}")
+        return value
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for option in (a for a in args if a is not type(None)):
+            try:
+                return _check_value(value, option, where)
+            except ConfigError as error:
+                errors.append(str(error))
+        raise ConfigError(errors[0] if errors else f"{where}: unexpected value {value!r}")
+    if origin is tuple:
+        if not isinstance(value, list | tuple):
+            raise ConfigError(f"{where}: expected a list, got {type(value).__name__}")
+        item_types = [args[0]] * len(value) if len(args) == 2 and args[1] is Ellipsis else list(args)
+        if len(item_types) != len(value):
+            raise ConfigError(f"{where}: expected {len(item_types)} items, got {len(value)}")
+        return tuple(
+            _check_value(v, t, f"{where}[{i}]")
+            for i, (v, t) in enumerate(zip(value, item_types, strict=True))
+        )
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: expected true/false, got {value!r}")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where}: expected a whole number, got {value!r}")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(f"{where}: expected a number, got {value!r}")
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}: expected text, got {value!r}")
+        return value
+    raise ConfigError(f"{where}: unsupported field type {hint!r}")
+
+
+def dataclass_from_dict(cls: type[T], data: Any, where: str) -> T:
+    """Build config ``cls`` from JSON data, refusing unknown keys and wrong types with a clear message."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: expected an object, got {type(data).__name__}")
+    assert is_dataclass(cls)
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ConfigError(f"{where}: unknown setting(s) {', '.join(unknown)}")
+    values = {name: _check_value(value, hints[name], f"{where}.{name}") for name, value in data.items()}
+    return cls(**values)
+
+
+def run_config_from_dict(data: Any, where: str = "config") -> RunConfig:
+    """A :class:`RunConfig` from its ``asdict`` form, validated field by field."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: expected an object, got {type(data).__name__}")
+    sections: dict[str, type] = {
+        "data": DataConfig,
+        "model": ModelConfig,
+        "optim": OptimConfig,
+        "train": TrainConfig,
+    }
+    unknown = sorted(set(data) - set(sections))
+    if unknown:
+        raise ConfigError(f"{where}: unknown section(s) {', '.join(unknown)}")
+    parts: dict[str, Any] = {
+        name: dataclass_from_dict(cls, data.get(name, {}), f"{where}.{name}")
+        for name, cls in sections.items()
+    }
+    return RunConfig(**parts)
+
+
+# --------------------------------------------------------------------------------------------- running
+
+
+def summarize(
+    config: RunConfig, history: History, split: Split, parameters: int, seconds: float
+) -> dict[str, Any]:
+    """The few numbers people compare runs by, plus the facts needed to read them honestly."""
+    last = history.epochs[-1] if history.epochs else None
+    best = history.best_epoch()
+    return {
+        "key": config.key(),
+        "status": history.status,
+        "diverged_at": history.diverged_at,
+        "epochs_completed": len(history.epochs),
+        "train_accuracy": last.train_accuracy if last else None,
+        "val_accuracy": last.val_accuracy if last else None,
+        "test_accuracy": history.test_accuracy,
+        "train_loss": last.train_loss if last else None,
+        "val_loss": last.val_loss if last else None,
+        "test_loss": history.test_loss,
+        "best_epoch": best,
+        "best_val_accuracy": max((r.val_accuracy for r in history.epochs), default=None),
+        "parameters": parameters,
+        "train_seconds": history.train_seconds,
+        "total_seconds": seconds,
+        "samples_per_second": (
+            sum(r.samples_per_second for r in history.epochs) / len(history.epochs)
+            if history.epochs
+            else None
+        ),
+        "dataset": split.source,
+        "sizes": {"train": len(split.train), "val": len(split.val), "test": len(split.test)},
+        "test_set": "held-out 1/7 of the source (no separate test set)"
+        if split.test_is_holdout
+        else "MNIST test set",
+    }
+
+
+def history_csv(history: History) -> str:
+    """The per-epoch table as CSV, for spreadsheets."""
+    buffer = io.StringIO()
+    rows = [asdict(record) for record in history.epochs]
+    names = list(rows[0]) if rows else ["epoch"]
+    writer = csv.DictWriter(buffer, fieldnames=names, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue()
+
+
+def save_checkpoint_bytes(config: RunConfig, model: nn.Module) -> bytes:
+    """``model.pt`` contents: the state dict beside the config that rebuilds the model."""
+    buffer = io.BytesIO()
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    torch.save({"format": CHECKPOINT_FORMAT, "config": asdict(config), "state_dict": state}, buffer)
+    return buffer.getvalue()
+
+
+def write_run_dir(
+    run_dir: Path,
+    config: RunConfig,
+    history: History,
+    summary: dict[str, Any],
+    checkpoint: bytes,
+    environment: dict[str, Any],
+) -> None:
+    """Write every file of a run into ``run_dir``, replacing it whole (see :func:`atomic_directory`)."""
+    with atomic_directory(run_dir) as staging:
+        atomic_write_json(
+            staging / "config.json",
+            {"key": config.key(), "config": asdict(config), "environment": environment},
+        )
+        atomic_write_json(staging / "history.json", history.to_dict())
+        atomic_write_text(staging / "history.csv", history_csv(history))
+        atomic_write_json(staging / "summary.json", summary)
+        atomic_write_bytes(staging / "model.pt", checkpoint)
+        title = config.title()
+        plot_loss(history, title, staging / "loss")
+        plot_accuracy(history, title, staging / "accuracy")
+
+
+def resolve_run_config(config: RunConfig) -> RunConfig:
+    """``config`` with its data source pinned (see :func:`digitnet.data.resolve_data_config`)."""
+    return replace(config, data=resolve_data_config(config.data))
+
+
+def run_experiment(
+    config: RunConfig,
+    run_dir: Path,
+    on_start: Callable[[RunStart], None] | None = None,
+    on_epoch: EpochCallback | None = None,
+    split: Split | None = None,
+) -> RunResult:
+    """Train one model from scratch as ``config`` says and write its run directory.
+
+    ``split`` lets a sweep load the data once and share it between runs; it must come from
+    ``config.data``. An interrupted run is still written (``status="interrupted"``, finished epochs only).
+    """
+    started = time.perf_counter()
+    config = resolve_run_config(config)
+    device = resolve_device(config.train.device)
+    if split is None:
+        split = load_split(config.data)
+    tensors = to_tensors(split, config.data, device)
+    generator = seed_everything(config.train.seed)
+    model = build_model(config.model).to(device)
+    parameters = count_parameters(model)
+    optimizer = build_optimizer(model.parameters(), config.optim)
+    steps_per_epoch = -(-len(split.train) // config.train.batch_size)
+    scheduler = build_scheduler(optimizer, config.optim, config.train.epochs, steps_per_epoch)
+    if on_start is not None:
+        on_start(
+            RunStart(
+                split.notes, describe_split(split), parameters, str(device), describe_model(config.model)
+            )
+        )
+    history = train(model, optimizer, tensors, config.train, generator, scheduler, on_epoch)
+    summary = summarize(config, history, split, parameters, time.perf_counter() - started)
+    environment = environment_info(device)
+    write_run_dir(run_dir, config, history, summary, save_checkpoint_bytes(config, model), environment)
+    return RunResult(run_dir, config, history, summary)
+
+
+# ------------------------------------------------------------------------------------------ loading
+
+
+def read_json(path: Path) -> Any:
+    """JSON from a file digitnet wrote, with a one-line error for missing or corrupt files."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: missing") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise CheckpointError(f"{path}: not valid JSON ({error})") from None
+
+
+def load_checkpoint(run_dir: Path, device: torch.device | None = None) -> tuple[RunConfig, nn.Module]:
+    """Rebuild a run's model from ``model.pt`` with ``weights_only=True``: no pickled code ever runs."""
+    path = run_dir / "model.pt" if run_dir.is_dir() else run_dir
+    if not path.is_file():
+        raise CheckpointError(
+            f"{run_dir}: no checkpoint (model.pt); is this a run directory from 'digitnet train'?"
+        )
+    try:
+        payload = torch.load(path, map_location=device or "cpu", weights_only=True)
+    except Exception as error:  # torch raises UnpicklingError, RuntimeError, EOFError... for bad files
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise CheckpointError(
+            f"{path}: refused to load: not a safe digitnet checkpoint ({first_line[:160]})"
+        ) from None
+    if not isinstance(payload, dict) or "config" not in payload or "state_dict" not in payload:
+        raise CheckpointError(f"{path}: not a digitnet checkpoint (expected config and state_dict)")
+    config = run_config_from_dict(payload["config"], where=f"{path.name} config")
+    model = build_model(config.model)
+    try:
+        model.load_state_dict(payload["state_dict"])
+    except (RuntimeError, TypeError, AttributeError) as error:
+        detail = str(error).splitlines()[0][:160]
+        raise CheckpointError(
+            f"{path}: weights do not fit a {describe_model(config.model)} ({detail})"
+        ) from None
+    if device is not None:
+        model = model.to(device)
+    model.eval()
+    return config, model
+
+
+__all__ = [
+    "PRESETS",
+    "SETTINGS",
+    "RunConfig",
+    "RunResult",
+    "RunStart",
+    "dataclass_from_dict",
+    "load_checkpoint",
+    "make_run_config",
+    "parse_assignments",
+    "parse_setting",
+    "preset_settings",
+    "read_json",
+    "run_config_from_dict",
+    "run_experiment",
+    "summarize",
+    "write_run_dir",
+]
+
+
+# ------------------------------------------------------------------------------- settings by name
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One user-facing setting: where it lives in :class:`RunConfig` and how to read it from text."""
+
+    section: str
+    field: str
+    parse: Callable[[str], Any]
+
+
+def _parse_bool(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"expected true/false, got {text!r}")
+
+
+def _parse_hidden(text: str) -> tuple[int, ...]:
+    from digitnet.models import parse_hidden
+
+    return parse_hidden(text)
+
+
+def _parse_channels(text: str) -> tuple[int, ...]:
+    return _parse_hidden(text)
+
+
+# The names users type (CLI flags without dashes, compare factors, --variant keys, presets).
+SETTINGS: dict[str, Setting] = {
+    "dataset": Setting("data", "dataset", str),
+    "data-dir": Setting("data", "data_dir", str),
+    "csv": Setting("data", "csv", str),
+    "normalize": Setting("data", "normalize", str),
+    "augment": Setting("data", "augment", _parse_bool),
+    "model": Setting("model", "name", str),
+    "hidden": Setting("model", "hidden_sizes", _parse_hidden),
+    "dropout": Setting("model", "dropout", float),
+    "channels": Setting("model", "channels", _parse_channels),
+    "optimizer": Setting("optim", "name", str),
+    "lr": Setting("optim", "lr", float),
+    "momentum": Setting("optim", "momentum", float),
+    "weight-decay": Setting("optim", "weight_decay", float),
+    "schedule": Setting("optim", "schedule", str),
+    "epochs": Setting("train", "epochs", int),
+    "batch-size": Setting("train", "batch_size", int),
+    "seed": Setting("train", "seed", int),
+    "device": Setting("train", "device", str),
+}
+
+
+def parse_setting(name: str, text: str) -> Any:
+    """Read ``text`` as a value of setting ``name`` (``lr`` → float, ``hidden`` → widths, ...)."""
+    if name not in SETTINGS:
+        raise ConfigError(f"unknown setting {name!r}; known: {', '.join(SETTINGS)}")
+    try:
+        return SETTINGS[name].parse(text)
+    except ValueError as error:
+        raise ConfigError(f"{name}={text}: {error}") from None
+
+
+def parse_assignments(text: str) -> dict[str, Any]:
+    """``"lr=0.001 dropout=0.2"`` → ``{"lr": 0.001, "dropout": 0.2}`` (a ``--variant``)."""
+    values: dict[str, Any] = {}
+    for part in text.split():
+        name, sep, value = part.partition("=")
+        if not sep or not value:
+            raise ConfigError(f"--variant {text!r}: expected name=value pairs like 'lr=0.001 dropout=0.2'")
+        values[name] = parse_setting(name, value)
+    return values
+
+
+def make_run_config(settings: dict[str, Any]) -> RunConfig:
+    """Build a :class:`RunConfig` from named settings; unknown names are an error, never ignored.
+
+    Each section is built once from the settings that name it, so family defaults (dropout 0.2 for
+    ``nmlp``, dense widths for ``cnn``) apply to whatever was not given.
+    """
+    unknown = sorted(set(settings) - set(SETTINGS))
+    if unknown:
+        raise ConfigError(f"unknown setting(s) {', '.join(unknown)}; known: {', '.join(SETTINGS)}")
+    sections: dict[str, dict[str, Any]] = {"data": {}, "model": {}, "optim": {}, "train": {}}
+    for name, value in settings.items():
+        if value is not None:
+            setting = SETTINGS[name]
+            sections[setting.section][setting.field] = value
+    return RunConfig(
+        data=DataConfig(**sections["data"]),
+        model=ModelConfig(**sections["model"]),
+        optim=OptimConfig(**sections["optim"]),
+        train=TrainConfig(**sections["train"]),
+    )
+
+
+# Recipes measured by scripts/ and documented in the README; explicit options given beside one win.
+PRESETS: dict[str, dict[str, Any]] = {
+    "baseline": {},
+}
+
+
+def preset_settings(name: str | None) -> dict[str, Any]:
+    """The settings of preset ``name`` (``None``: no preset)."""
+    if name is None:
+        return {}
+    if name not in PRESETS:
+        raise ConfigError(f"--preset: expected one of {', '.join(PRESETS)}, got {name!r}")
+    return dict(PRESETS[name])

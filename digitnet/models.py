@@ -1,0 +1,193 @@
+"""The four model families of the assignments, built from one small config.
+
+* ``mlp``  — Flatten → [Linear → ReLU] × hidden → Linear(10)
+* ``nmlp`` — as ``mlp`` with LayerNorm after each hidden Linear and dropout (default 0.2)
+* ``bn``   — as ``mlp`` with BatchNorm1d after each hidden Linear; ``dropout`` > 0 gives "BN + dropout"
+* ``cnn``  — LeNet-style: conv 5×5 → pool → conv 5×5 → pool → 120 → 84 → 10
+
+Every model takes (B, 1, 28, 28) and returns (B, 10) logits; cross-entropy lives in the trainer.
+
+>>> model = build_model(ModelConfig(name="mlp", hidden_sizes=(100, 50)))
+>>> count_parameters(model)   # 784·100+100 + 100·50+50 + 50·10+10
+84060
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+from torch import Tensor, nn
+
+from digitnet.errors import ConfigError
+
+ModelName = Literal["mlp", "nmlp", "bn", "cnn"]
+MODELS: tuple[ModelName, ...] = ("mlp", "nmlp", "bn", "cnn")
+INPUT_PIXELS = 28 * 28
+NUM_CLASSES = 10
+DEFAULT_MLP_HIDDEN = (100, 50)  # the reports' MLP, 784-100-50-10
+DEFAULT_CNN_HIDDEN = (120, 84)  # LeNet-5's fully connected widths
+DEFAULT_NMLP_DROPOUT = 0.2
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Which model and its sizes. ``None`` fields take the family's default when the config is made."""
+
+    name: ModelName = "mlp"
+    hidden_sizes: tuple[int, ...] | None = None  # MLPs: hidden widths; CNN: its fully connected widths
+    dropout: float | None = None  # None: 0.2 for nmlp, 0 otherwise
+    channels: tuple[int, int] = (16, 32)  # CNN only: output channels of the two 5×5 convolutions
+
+    def __post_init__(self) -> None:
+        if self.name not in MODELS:
+            raise ConfigError(f"--model: expected one of {', '.join(MODELS)}, got {self.name!r}")
+        if self.hidden_sizes is None:
+            object.__setattr__(
+                self, "hidden_sizes", DEFAULT_CNN_HIDDEN if self.name == "cnn" else DEFAULT_MLP_HIDDEN
+            )
+        else:
+            object.__setattr__(self, "hidden_sizes", tuple(int(h) for h in self.hidden_sizes))
+        if self.dropout is None:
+            object.__setattr__(self, "dropout", DEFAULT_NMLP_DROPOUT if self.name == "nmlp" else 0.0)
+        object.__setattr__(self, "channels", tuple(int(c) for c in self.channels))
+        assert self.hidden_sizes is not None and self.dropout is not None
+        if any(width < 1 for width in self.hidden_sizes):
+            raise ConfigError(f"--hidden: every width must be ≥ 1, got {_widths(self.hidden_sizes)}")
+        if self.name != "cnn" and len(self.hidden_sizes) < 1:
+            raise ConfigError("--hidden: an MLP needs at least one hidden layer")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ConfigError(f"--dropout: expected 0 ≤ dropout < 1, got {self.dropout:g}")
+        if len(self.channels) != 2 or any(c < 1 for c in self.channels):
+            raise ConfigError(f"channels: expected two widths ≥ 1, got {self.channels}")
+
+
+def _widths(sizes: tuple[int, ...]) -> str:
+    return ",".join(str(s) for s in sizes)
+
+
+def parse_hidden(text: str) -> tuple[int, ...]:
+    """``"100,50"`` → ``(100, 50)``, with a one-line error for anything else."""
+    parts = [p.strip() for p in text.split(",") if p.strip()]
+    try:
+        sizes = tuple(int(p) for p in parts)
+    except ValueError:
+        raise ConfigError(
+            f"--hidden: expected comma-separated whole numbers like 100,50, got {text!r}"
+        ) from None
+    if not sizes:
+        raise ConfigError(f"--hidden: expected comma-separated whole numbers like 100,50, got {text!r}")
+    if any(s < 1 for s in sizes):
+        raise ConfigError(f"--hidden: every width must be ≥ 1, got {text!r}")
+    return sizes
+
+
+def _dense_stack(
+    in_features: int, hidden: tuple[int, ...], dropout: float, norm: Callable[[int], nn.Module] | None
+) -> list[nn.Module]:
+    """[Linear → (norm) → ReLU → (dropout)] per hidden width, then the Linear to 10 classes."""
+    layers: list[nn.Module] = []
+    width = in_features
+    for size in hidden:
+        layers.append(nn.Linear(width, size))
+        if norm is not None:
+            layers.append(norm(size))
+        layers.append(nn.ReLU())
+        if dropout > 0:
+            layers.append(nn.Dropout(dropout))
+        width = size
+    layers.append(nn.Linear(width, NUM_CLASSES))
+    return layers
+
+
+class MLP(nn.Sequential):
+    """Multi-layer perceptron on flattened pixels; ``norm`` picks plain, LayerNorm or BatchNorm."""
+
+    def __init__(
+        self,
+        hidden_sizes: tuple[int, ...],
+        dropout: float = 0.0,
+        norm: Literal["none", "layer", "batch"] = "none",
+    ) -> None:
+        norm_layer: Callable[[int], nn.Module] | None = {
+            "none": None,
+            "layer": nn.LayerNorm,
+            "batch": nn.BatchNorm1d,
+        }[norm]
+        super().__init__(nn.Flatten(), *_dense_stack(INPUT_PIXELS, hidden_sizes, dropout, norm_layer))
+
+
+class LeNet(nn.Module):
+    """LeNet-5 style CNN: two 5×5 conv + 2×2 max-pool stages, then a small dense head.
+
+    The first convolution pads by 2 so a 28×28 digit is treated like LeNet's 32×32 input:
+    (B, 1, 28, 28) → conv → (B, c1, 28, 28) → pool → (B, c1, 14, 14) → conv → (B, c2, 10, 10)
+    → pool → (B, c2, 5, 5) → flatten → dense head.
+    """
+
+    def __init__(
+        self,
+        channels: tuple[int, int] = (16, 32),
+        hidden_sizes: tuple[int, ...] = DEFAULT_CNN_HIDDEN,
+        dropout: float = 0.0,
+    ) -> None:
+        super().__init__()
+        c1, c2 = channels
+        self.features = nn.Sequential(
+            nn.Conv2d(1, c1, kernel_size=5, padding=2),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(c1, c2, kernel_size=5),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Flatten(),
+        )
+        self.classifier = nn.Sequential(*_dense_stack(c2 * 5 * 5, hidden_sizes, dropout, None))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.classifier(self.features(x))  # type: ignore[no-any-return]
+
+
+def build_model(config: ModelConfig) -> nn.Module:
+    """A freshly initialised model for ``config`` (seed first, for reproducible weights)."""
+    hidden = config.hidden_sizes
+    dropout = config.dropout
+    assert hidden is not None and dropout is not None  # filled in by ModelConfig.__post_init__
+    if config.name == "mlp":
+        return MLP(hidden, dropout, "none")
+    if config.name == "nmlp":
+        return MLP(hidden, dropout, "layer")
+    if config.name == "bn":
+        return MLP(hidden, dropout, "batch")
+    return LeNet(config.channels, hidden, dropout)
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Trainable parameters (BatchNorm's running statistics are buffers, not parameters)."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def describe_model(config: ModelConfig) -> str:
+    """A short human name such as ``mlp 784-100-50-10`` or ``cnn c16-32 fc120-84``."""
+    assert config.hidden_sizes is not None
+    if config.name == "cnn":
+        dense = _widths(config.hidden_sizes).replace(",", "-")
+        text = f"cnn c{config.channels[0]}-{config.channels[1]} fc{dense}"
+    else:
+        text = f"{config.name} 784-{_widths(config.hidden_sizes).replace(',', '-')}-10"
+    if config.dropout:
+        text += f" dropout {config.dropout:g}"
+    return text
+
+
+__all__ = [
+    "MLP",
+    "MODELS",
+    "LeNet",
+    "ModelConfig",
+    "build_model",
+    "count_parameters",
+    "describe_model",
+    "parse_hidden",
+]

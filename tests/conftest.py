@@ -1,0 +1,92 @@
+"""Shared fixtures: tiny MNIST-format files written by the tests, and an isolated environment.
+
+No test touches the network or the user's home: the data directory and caches point into tmp_path.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import struct
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from digitnet.data import DATA_ENV_VAR, find_mnist_files
+
+FULL_MNIST_DIR = os.environ.get(DATA_ENV_VAR)
+
+
+def idx_bytes(array: np.ndarray) -> bytes:
+    """IDX encoding of a uint8 array: magic 0x0000 08 <ndim>, big-endian dims, then the bytes."""
+    header = struct.pack(">HBB", 0, 0x08, array.ndim) + b"".join(struct.pack(">I", d) for d in array.shape)
+    return header + array.astype(np.uint8).tobytes()
+
+
+def make_digits(count: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """``count`` fake 28×28 digits whose bright column encodes the label, so a model can learn them."""
+    rng = np.random.default_rng(seed)
+    labels = np.arange(count) % 10
+    rng.shuffle(labels)
+    images = rng.integers(0, 40, size=(count, 28, 28)).astype(np.uint8)
+    for i, label in enumerate(labels):
+        images[i, 4:24, 4 + 2 * label] = 255
+    return images, labels.astype(np.uint8)
+
+
+def write_mnist_dir(
+    directory: Path, train_count: int = 200, test_count: int = 50, gz: bool = True, layout: str = "flat"
+) -> Path:
+    """Write the four MNIST files (gzipped or not, flat or torchvision's MNIST/raw) and return the root."""
+    folder = directory / "MNIST" / "raw" if layout == "torchvision" else directory
+    folder.mkdir(parents=True, exist_ok=True)
+    for prefix, count, seed in (("train", train_count, 0), ("t10k", test_count, 1)):
+        images, labels = make_digits(count, seed)
+        for kind, array in (("images-idx3", images), ("labels-idx1", labels)):
+            name = f"{prefix}-{kind}-ubyte"
+            data = idx_bytes(array)
+            if gz:
+                (folder / f"{name}.gz").write_bytes(gzip.compress(data))
+            else:
+                (folder / name).write_bytes(data)
+    return directory
+
+
+def write_csv(path: Path, count: int = 100, header: bool = True, label: str = "first") -> Path:
+    """A digits CSV: Kaggle's ``label,pixel0..pixel783`` with a header, or headerless label-first/last."""
+    images, labels = make_digits(count)
+    rows = []
+    if header:
+        rows.append(",".join(["label"] + [f"pixel{i}" for i in range(784)]))
+    for image, lab in zip(images, labels, strict=True):
+        pixels = [str(v) for v in image.reshape(-1)]
+        rows.append(",".join([str(lab), *pixels] if label == "first" else [*pixels, str(lab)]))
+    path.write_text("\n".join(rows) + "\n")
+    return path
+
+
+@pytest.fixture(autouse=True)
+def isolated_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Keep caches and the default data dir inside tmp_path; no full MNIST unless a test asks."""
+    monkeypatch.delenv(DATA_ENV_VAR, raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    monkeypatch.chdir(tmp_path)
+    yield
+
+
+@pytest.fixture
+def mnist_dir(tmp_path: Path) -> Path:
+    """A small, complete, gzipped MNIST directory (200 train + 50 test digits)."""
+    return write_mnist_dir(tmp_path / "mnist")
+
+
+@pytest.fixture
+def full_mnist(monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The real MNIST directory from $DIGITNET_DATA, or skip the test."""
+    if not FULL_MNIST_DIR or find_mnist_files(Path(FULL_MNIST_DIR)) is None:
+        pytest.skip(f"full MNIST not available (set {DATA_ENV_VAR})")
+    monkeypatch.setenv(DATA_ENV_VAR, FULL_MNIST_DIR)
+    return Path(FULL_MNIST_DIR)

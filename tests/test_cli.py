@@ -1,0 +1,198 @@
+"""The CLI maps options onto configs, prints results, and turns bad input into one line and exit 2."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+import digitnet.experiment
+from digitnet import __version__
+from digitnet.cli import app
+from digitnet.data import DataConfig
+from digitnet.experiment import RunConfig
+
+runner = CliRunner()
+
+
+def test_version_and_help() -> None:
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0 and __version__ in result.output
+    result = runner.invoke(app, ["train", "--help"])
+    assert result.exit_code == 0
+    for flag in (
+        "--model",
+        "--hidden",
+        "--dropout",
+        "--optimizer",
+        "--lr",
+        "--momentum",
+        "--weight-decay",
+        "--schedule",
+        "--batch-size",
+        "--epochs",
+        "--seed",
+        "--dataset",
+        "--data-dir",
+        "--csv",
+        "--normalize",
+        "--augment",
+        "--device",
+        "--out",
+        "--preset",
+    ):
+        assert flag in result.output
+
+
+def test_train_options_become_the_config(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    received: list[RunConfig] = []
+
+    def fake_run(config: RunConfig, run_dir: Path, **_: Any) -> Any:
+        received.append(config)
+        raise SystemExit(0)
+
+    monkeypatch.setattr(digitnet.experiment, "run_experiment", fake_run)
+    result = runner.invoke(
+        app,
+        [
+            "train",
+            "--optimizer",
+            "adam",
+            "--dropout",
+            "0.2",
+            "--model",
+            "bn",
+            "--hidden",
+            "64,32,16",
+            "--lr",
+            "0.003",
+            "--batch-size",
+            "100",
+            "--epochs",
+            "4",
+            "--seed",
+            "7",
+            "--normalize",
+            "unit",
+            "--augment",
+            "--schedule",
+            "onecycle",
+            "--weight-decay",
+            "0.0001",
+            "--device",
+            "cpu",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    (config,) = received
+    assert (config.model.name, config.model.hidden_sizes, config.model.dropout) == ("bn", (64, 32, 16), 0.2)
+    assert (config.optim.name, config.optim.lr, config.optim.schedule, config.optim.weight_decay) == (
+        "adam",
+        0.003,
+        "onecycle",
+        0.0001,
+    )
+    assert (config.train.batch_size, config.train.epochs, config.train.seed, config.train.device) == (
+        100,
+        4,
+        7,
+        "cpu",
+    )
+    assert (config.data.normalize, config.data.augment) == ("unit", True)
+
+
+def test_defaults_are_the_baseline(monkeypatch: pytest.MonkeyPatch) -> None:
+    received: list[RunConfig] = []
+    monkeypatch.setattr(
+        digitnet.experiment,
+        "run_experiment",
+        lambda config, run_dir, **_: (received.append(config), exec("raise SystemExit(0)")),
+    )
+    runner.invoke(app, ["train"])
+    assert received == [RunConfig(data=DataConfig(dataset="sample"))]  # auto, pinned to what this machine has
+    assert (received[0].optim.name, received[0].optim.lr, received[0].train.epochs) == ("sgd", 0.01, 10)
+
+
+def test_real_tiny_training_run_end_to_end(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    result = runner.invoke(
+        app,
+        [
+            "train",
+            "--epochs",
+            "1",
+            "--model",
+            "cnn",
+            "--optimizer",
+            "adam",
+            "--lr",
+            "0.002",
+            "--out",
+            str(out),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert "5,000-digit" in result.output  # the sample notice (stderr is mixed into output here)
+    assert f"run written to {out}" in result.output.replace("\n", "")
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["status"] == "completed" and summary["test_accuracy"] > 0.5
+    assert f"{100 * summary['test_accuracy']:.2f}%" in result.output
+
+
+def test_divergence_exits_non_zero_with_a_clear_line(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["train", "--lr", "10000", "--epochs", "2", "--out", str(tmp_path / "d")])
+    assert result.exit_code == 1
+    assert "diverged at epoch 1, step" in result.output
+    assert json.loads((tmp_path / "d" / "summary.json").read_text())["status"] == "diverged"
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--lr", "0"], "--lr"),
+        (["--lr", "-0.1"], "--lr"),
+        (["--dropout", "1"], "--dropout"),
+        (["--dropout", "-0.5"], "--dropout"),
+        (["--batch-size", "0"], "--batch-size"),
+        (["--epochs", "0"], "--epochs"),
+        (["--hidden", "100,0"], "--hidden"),
+        (["--hidden", "wide"], "--hidden"),
+        (["--model", "resnet"], "--model"),
+        (["--optimizer", "lbfgs"], "--optimizer"),
+        (["--schedule", "cosine"], "--schedule"),
+        (["--normalize", "z"], "--normalize"),
+        (["--device", "tpu"], "--device"),
+        (["--dataset", "mnist", "--data-dir", "/nonexistent/mnist"], "/nonexistent/mnist"),
+        (["--csv", "/nonexistent/train.csv"], "/nonexistent/train.csv"),
+        (["--preset", "fastest"], "--preset"),
+    ],
+)
+def test_bad_train_options_give_one_line_and_exit_2(args: list[str], needle: str, tmp_path: Path) -> None:
+    out = tmp_path / "never"
+    result = runner.invoke(app, ["train", *args, "--out", str(out)])
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    error_lines = [line for line in result.output.splitlines() if line.startswith("error:")]
+    assert len(error_lines) == 1 and needle in error_lines[0]
+    assert not out.exists()
+
+
+def test_debug_shows_the_traceback() -> None:
+    result = runner.invoke(app, ["--debug", "train", "--lr", "0"])
+    assert result.exit_code != 0 and result.exception is not None
+    assert "--lr" in str(result.exception)
+
+
+def test_data_show_and_prepare(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["data", "show", "--out", str(tmp_path / "figs")])
+    assert result.exit_code == 0, result.output
+    assert {"samples.png", "classes.png", "class_counts.png", "augmentation.png"} <= {
+        p.name for p in (tmp_path / "figs").iterdir()
+    }
+    result = runner.invoke(app, ["data", "prepare", "--out", str(tmp_path / "split")])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "split" / "split.npz").is_file()
+    assert "total" in result.output

@@ -1,0 +1,129 @@
+"""Run directories: every file written, configs round-trip and validate, checkpoints load safely."""
+
+from __future__ import annotations
+
+import json
+import pickle
+from dataclasses import asdict
+from pathlib import Path
+
+import pytest
+import torch
+
+from digitnet.errors import CheckpointError, ConfigError
+from digitnet.experiment import (
+    RunConfig,
+    load_checkpoint,
+    make_run_config,
+    parse_assignments,
+    run_config_from_dict,
+    run_experiment,
+)
+from digitnet.trainer import evaluate
+
+RUN_FILES = {
+    "config.json",
+    "history.json",
+    "history.csv",
+    "summary.json",
+    "model.pt",
+    "loss.png",
+    "loss.svg",
+    "accuracy.png",
+    "accuracy.svg",
+}
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    config = make_run_config(
+        {"dataset": "sample", "epochs": 2, "batch-size": 128, "model": "bn", "optimizer": "adam", "lr": 0.002}
+    )
+    return run_experiment(config, tmp_path_factory.mktemp("runs") / "r")
+
+
+def test_run_directory_has_every_file(finished_run) -> None:  # type: ignore[no-untyped-def]
+    assert {p.name for p in finished_run.run_dir.iterdir()} == RUN_FILES
+    summary = json.loads((finished_run.run_dir / "summary.json").read_text())
+    assert summary["status"] == "completed" and summary["parameters"] > 0
+    assert summary["test_accuracy"] == finished_run.history.test_accuracy
+    config = json.loads((finished_run.run_dir / "config.json").read_text())
+    assert config["environment"]["torch"] == torch.__version__
+    assert {"device", "threads", "numpy"} <= set(config["environment"])
+    csv_lines = (finished_run.run_dir / "history.csv").read_text().splitlines()
+    assert csv_lines[0].startswith("epoch,train_loss") and len(csv_lines) == 3
+
+
+def test_checkpoint_rebuilds_the_same_model(finished_run) -> None:  # type: ignore[no-untyped-def]
+    from digitnet.data import load_split, to_tensors
+
+    config, model = load_checkpoint(finished_run.run_dir)
+    assert config == finished_run.config and config.data.dataset == "sample"
+    tensors = to_tensors(load_split(config.data), config.data, torch.device("cpu"))
+    result = evaluate(model, tensors.test_x, tensors.test_y)
+    assert result.accuracy == finished_run.history.test_accuracy
+
+
+def test_checkpoint_with_pickled_code_is_refused(tmp_path: Path) -> None:
+    class Sneaky:
+        def __reduce__(self):  # type: ignore[no-untyped-def]
+            return (print, ("this must never run",))
+
+    path = tmp_path / "model.pt"
+    torch.save({"config": {}, "state_dict": {}, "payload": Sneaky()}, path)
+    with pytest.raises(CheckpointError, match="refused"):
+        load_checkpoint(tmp_path)
+    path.write_bytes(pickle.dumps("not a checkpoint"))
+    with pytest.raises(CheckpointError):
+        load_checkpoint(tmp_path)
+
+
+def test_checkpoint_from_another_model_is_refused(finished_run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    payload = torch.load(finished_run.run_dir / "model.pt", weights_only=True)
+    payload["config"]["model"]["name"] = "cnn"
+    payload["config"]["model"]["hidden_sizes"] = [120, 84]
+    torch.save(payload, tmp_path / "model.pt")
+    with pytest.raises(CheckpointError, match="do not fit"):
+        load_checkpoint(tmp_path)
+
+
+def test_missing_checkpoint_is_named(tmp_path: Path) -> None:
+    with pytest.raises(CheckpointError, match="no checkpoint"):
+        load_checkpoint(tmp_path)
+
+
+def test_config_round_trips_and_unknown_keys_fail() -> None:
+    config = make_run_config({"model": "nmlp", "hidden": (64, 32), "lr": 0.1, "augment": True})
+    data = json.loads(json.dumps(asdict(config)))
+    assert run_config_from_dict(data) == config
+    data["optim"]["learning_rate"] = 0.1
+    with pytest.raises(ConfigError, match="learning_rate"):
+        run_config_from_dict(data)
+    bad_type = json.loads(json.dumps(asdict(config)))
+    bad_type["train"]["epochs"] = "ten"
+    with pytest.raises(ConfigError, match="epochs"):
+        run_config_from_dict(bad_type)
+
+
+def test_keys_are_stable_and_distinct() -> None:
+    a = make_run_config({"lr": 0.01})
+    assert a.key() == make_run_config({"lr": 0.01}).key() == RunConfig().key()
+    assert a.key() != make_run_config({"lr": 0.02}).key()
+    assert a.key() != make_run_config({"seed": 1}).key()
+    # the cache relies on keys computed in other processes (sweep workers, later sessions)
+    import subprocess
+    import sys
+
+    code = "from digitnet.experiment import make_run_config; print(make_run_config({'lr': 0.01}).key())"
+    other = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert other.stdout.strip() == a.key() and len(a.key()) == 12
+
+
+def test_settings_by_name() -> None:
+    assert parse_assignments("lr=0.001 dropout=0.2") == {"lr": 0.001, "dropout": 0.2}
+    assert parse_assignments("hidden=30,5") == {"hidden": (30, 5)}
+    with pytest.raises(ConfigError, match="unknown setting"):
+        parse_assignments("learning_rate=0.1")
+    with pytest.raises(ConfigError, match="unknown setting"):
+        make_run_config({"lr": 0.1, "epoch": 3})
+    assert make_run_config({"model": "nmlp"}).model.dropout == 0.2

@@ -1,0 +1,87 @@
+"""Models: parameter counts computed by hand, shapes, family defaults, config validation."""
+
+from __future__ import annotations
+
+from itertools import pairwise
+
+import pytest
+import torch
+from torch import nn
+
+from digitnet.errors import ConfigError
+from digitnet.models import ModelConfig, build_model, count_parameters, describe_model, parse_hidden
+
+
+def dense(sizes: list[int]) -> int:
+    """Weights + biases of a chain of Linear layers, by hand."""
+    return sum(a * b + b for a, b in pairwise(sizes))
+
+
+def test_mlp_parameter_count_by_hand() -> None:
+    assert count_parameters(build_model(ModelConfig("mlp", (128, 64)))) == 109_386
+    assert count_parameters(build_model(ModelConfig("mlp", (100, 50)))) == dense([784, 100, 50, 10]) == 84_060
+
+
+def test_norm_layers_add_a_scale_and_shift_per_unit() -> None:
+    base = dense([784, 100, 50, 10])
+    assert count_parameters(build_model(ModelConfig("nmlp", (100, 50)))) == base + 2 * (100 + 50)
+    assert count_parameters(build_model(ModelConfig("bn", (100, 50)))) == base + 2 * (100 + 50)
+
+
+def test_lenet_parameter_count_by_hand() -> None:
+    conv1 = 1 * 16 * 5 * 5 + 16
+    conv2 = 16 * 32 * 5 * 5 + 32
+    assert count_parameters(build_model(ModelConfig("cnn"))) == conv1 + conv2 + dense(
+        [32 * 5 * 5, 120, 84, 10]
+    )
+
+
+@pytest.mark.parametrize("name", ["mlp", "nmlp", "bn", "cnn"])
+def test_every_model_maps_digits_to_ten_logits(name: str) -> None:
+    model = build_model(ModelConfig(name))  # type: ignore[arg-type]
+    assert model(torch.zeros(3, 1, 28, 28)).shape == (3, 10)
+
+
+def test_family_defaults() -> None:
+    assert ModelConfig("nmlp").dropout == 0.2
+    assert ModelConfig("mlp").dropout == 0.0
+    assert ModelConfig("cnn").hidden_sizes == (120, 84)
+    layers = [type(m) for m in build_model(ModelConfig("nmlp"))]
+    assert layers.count(nn.LayerNorm) == 2 and layers.count(nn.Dropout) == 2
+    bn_dropout = [type(m) for m in build_model(ModelConfig("bn", dropout=0.3))]
+    assert bn_dropout.count(nn.BatchNorm1d) == 2 and bn_dropout.count(nn.Dropout) == 2
+    assert nn.Dropout not in [type(m) for m in build_model(ModelConfig("bn"))]
+
+
+def test_same_seed_same_weights() -> None:
+    torch.manual_seed(0)
+    a = build_model(ModelConfig("cnn")).state_dict()
+    torch.manual_seed(0)
+    b = build_model(ModelConfig("cnn")).state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "flag"),
+    [
+        ({"name": "resnet"}, "--model"),
+        ({"hidden_sizes": (100, 0)}, "--hidden"),
+        ({"dropout": 1.0}, "--dropout"),
+        ({"dropout": -0.1}, "--dropout"),
+    ],
+)
+def test_bad_model_settings_name_their_flag(kwargs: dict[str, object], flag: str) -> None:
+    with pytest.raises(ConfigError, match=flag):
+        ModelConfig(**kwargs)  # type: ignore[arg-type]
+
+
+def test_parse_hidden() -> None:
+    assert parse_hidden("100, 50") == (100, 50)
+    for bad in ("", "a,b", "100,-1", "0"):
+        with pytest.raises(ConfigError, match="--hidden"):
+            parse_hidden(bad)
+
+
+def test_describe_model() -> None:
+    assert describe_model(ModelConfig("mlp")) == "mlp 784-100-50-10"
+    assert describe_model(ModelConfig("nmlp")) == "nmlp 784-100-50-10 dropout 0.2"

@@ -1,0 +1,105 @@
+"""Optimizer factory: the right torch.optim class and settings, and fused steps equal plain ones."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from digitnet.errors import ConfigError
+from digitnet.optim import OptimConfig, build_optimizer, build_scheduler
+
+
+def _model() -> torch.nn.Module:
+    torch.manual_seed(0)
+    return torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 3))
+
+
+@pytest.mark.parametrize(
+    ("config", "cls", "reference"),
+    [
+        (OptimConfig("sgd", lr=0.05), torch.optim.SGD, {"lr": 0.05}),
+        (OptimConfig("momentum", lr=0.05, momentum=0.8), torch.optim.SGD, {"lr": 0.05, "momentum": 0.8}),
+        (OptimConfig("rmsprop", lr=0.001), torch.optim.RMSprop, {"lr": 0.001}),
+        (
+            OptimConfig("adam", lr=0.001, weight_decay=1e-4),
+            torch.optim.Adam,
+            {"lr": 0.001, "weight_decay": 1e-4},
+        ),
+        (
+            OptimConfig("adamw", lr=0.001, weight_decay=0.01),
+            torch.optim.AdamW,
+            {"lr": 0.001, "weight_decay": 0.01},
+        ),
+    ],
+)
+def test_factory_steps_match_plain_torch_optim(
+    config: OptimConfig, cls: type, reference: dict[str, float]
+) -> None:
+    """Five steps of the factory's optimizer (fused where available) equal torch.optim's default path."""
+    ours, theirs = _model(), _model()
+    opt_ours = build_optimizer(ours.parameters(), config)
+    opt_theirs = cls(theirs.parameters(), **reference)
+    assert type(opt_ours) is cls
+    x, y = torch.randn(32, 8, generator=torch.Generator().manual_seed(1)), torch.arange(32) % 3
+    for _ in range(5):
+        for model, opt in ((ours, opt_ours), (theirs, opt_theirs)):
+            opt.zero_grad()
+            torch.nn.functional.cross_entropy(model(x), y).backward()
+            opt.step()
+    for a, b in zip(ours.parameters(), theirs.parameters(), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_defaults_are_the_assignment_baseline() -> None:
+    config = OptimConfig()
+    assert (config.name, config.lr, config.schedule) == ("sgd", 0.01, "none")
+
+
+def test_onecycle_warms_up_then_anneals() -> None:
+    model = _model()
+    optimizer = build_optimizer(model.parameters(), OptimConfig("adam", lr=0.01, schedule="onecycle"))
+    scheduler = build_scheduler(optimizer, OptimConfig("adam", lr=0.01, schedule="onecycle"), 2, 50)
+    assert scheduler is not None
+    lrs = []
+    for _ in range(100):
+        optimizer.step()
+        scheduler.step()
+        lrs.append(optimizer.param_groups[0]["lr"])
+    peak = max(lrs)
+    assert peak == pytest.approx(0.01, rel=0.05)
+    assert lrs[0] < peak / 10 and lrs[-1] < peak / 100
+
+
+def test_step_schedule_divides_by_ten_each_third() -> None:
+    model = _model()
+    config = OptimConfig("sgd", lr=0.1, schedule="step")
+    optimizer = build_optimizer(model.parameters(), config)
+    scheduler = build_scheduler(optimizer, config, epochs=3, steps_per_epoch=4)
+    assert scheduler is not None
+    lrs = []
+    for _ in range(12):
+        lrs.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    assert (
+        lrs[:4] == [0.1] * 4
+        and lrs[4:8] == pytest.approx([0.01] * 4)
+        and lrs[8:] == pytest.approx([0.001] * 4)
+    )
+    assert build_scheduler(optimizer, OptimConfig(), 3, 4) is None
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "flag"),
+    [
+        ({"lr": 0.0}, "--lr"),
+        ({"lr": -1.0}, "--lr"),
+        ({"name": "lbfgs"}, "--optimizer"),
+        ({"momentum": 1.0}, "--momentum"),
+        ({"weight_decay": -1.0}, "--weight-decay"),
+        ({"schedule": "cosine"}, "--schedule"),
+    ],
+)
+def test_bad_optimizer_settings_name_their_flag(kwargs: dict[str, object], flag: str) -> None:
+    with pytest.raises(ConfigError, match=flag):
+        OptimConfig(**kwargs)  # type: ignore[arg-type]
