@@ -129,6 +129,12 @@ Augment = Annotated[
     typer.Option("--augment/--no-augment", help="Random rotation ±10° and shift ≤2 px. [default: off]"),
 ]
 Device = Annotated[str | None, typer.Option(help="auto | cpu | cuda | mps. [default: auto]")]
+Threads = Annotated[
+    int | None,
+    typer.Option(
+        help="CPU threads per run; part of the run's key. [default: torch's for train, 1 for compare]"
+    ),
+]
 
 
 def _settings(**options: Any) -> dict[str, Any]:
@@ -146,6 +152,12 @@ def _settings(**options: Any) -> dict[str, Any]:
             value = str(value)
         settings[key] = value
     return settings
+
+
+def preset_settings_for(preset: str | None) -> dict[str, Any]:
+    from digitnet.experiment import preset_settings
+
+    return preset_settings(preset)
 
 
 def _print_notes(notes: tuple[str, ...]) -> None:
@@ -182,6 +194,7 @@ def train(
     normalize: Normalize = None,
     augment: Augment = None,
     device: Device = None,
+    threads: Threads = None,
     out: Annotated[
         Path | None, typer.Option(help="Run directory. [default: runs/<model>-<optimizer>-<config hash>]")
     ] = None,
@@ -190,13 +203,12 @@ def train(
     from digitnet.experiment import (
         RunStart,
         make_run_config,
-        preset_settings,
         resolve_run_config,
         run_experiment,
     )
     from digitnet.trainer import EpochRecord
 
-    settings = preset_settings(preset) | _settings(
+    settings = preset_settings_for(preset) | _settings(
         model=model,
         hidden=hidden,
         dropout=dropout,
@@ -214,6 +226,7 @@ def train(
         normalize=normalize,
         augment=augment,
         device=device,
+        threads=threads,
     )
     config = resolve_run_config(make_run_config(settings))
     run_dir = out or Path("runs") / f"{config.model.name}-{config.optim.name}-{config.key()}"
@@ -287,6 +300,184 @@ def train(
             f"interrupted after {summary['epochs_completed']} finished epoch(s); what finished was saved",
             EXIT_INTERRUPTED,
         )
+
+
+# ------------------------------------------------------------------------------------------- compare
+
+
+@app.command()
+@friendly
+def compare(
+    factor: Annotated[
+        str,
+        typer.Argument(
+            help="lr | batch-size | optimizer | dropout | norm | epochs | hidden | model | variants"
+        ),
+    ],
+    values: Annotated[
+        list[str] | None,
+        typer.Argument(help="Values to try (default: a sensible set per factor).", show_default=False),
+    ] = None,
+    *,
+    seeds: Annotated[int, typer.Option(help="Seeds per value; tables report mean ± std.")] = 3,
+    jobs: Annotated[
+        int | None, typer.Option(help="Worker processes, one run each. [default: CPU cores]")
+    ] = None,
+    models: Annotated[
+        str | None, typer.Option(help="Grid over model variants, e.g. mlp,bn,bn-dropout.")
+    ] = None,
+    variant: Annotated[
+        list[str] | None,
+        typer.Option(help="With 'variants': paired settings, e.g. 'lr=0.001 dropout=0.2' (repeatable)."),
+    ] = None,
+    out: Annotated[Path | None, typer.Option(help="Sweep directory. [default: sweeps/<factor>]")] = None,
+    preset: Preset = None,
+    model: Model = None,
+    hidden: Hidden = None,
+    dropout: Dropout = None,
+    optimizer: Optimizer = None,
+    lr: LearningRate = None,
+    momentum: Momentum = None,
+    weight_decay: WeightDecay = None,
+    schedule: Schedule = None,
+    batch_size: BatchSize = None,
+    epochs: Epochs = None,
+    seed: Annotated[
+        int | None, typer.Option(help="First seed; seeds are seed, seed+1, … [default: 0]")
+    ] = None,
+    dataset: Dataset = None,
+    data_dir: DataDir = None,
+    csv: CsvPath = None,
+    normalize: Normalize = None,
+    augment: Augment = None,
+    device: Device = None,
+    threads: Threads = None,
+) -> None:
+    """Train every value of one factor from scratch over several seeds; tables, overlays, error bars.
+
+    Finished runs are cached by their config hash, so a rerun trains only what is missing.
+    """
+    from digitnet.compare import RunRecord, SweepSpec, default_jobs, run_sweep
+
+    base = preset_settings_for(preset) | _settings(
+        model=model,
+        hidden=hidden,
+        dropout=dropout,
+        optimizer=optimizer,
+        lr=lr,
+        momentum=momentum,
+        weight_decay=weight_decay,
+        schedule=schedule,
+        batch_size=batch_size,
+        epochs=epochs,
+        seed=seed,
+        dataset=dataset,
+        data_dir=data_dir,
+        csv=csv,
+        normalize=normalize,
+        augment=augment,
+        device=device,
+        threads=threads,
+    )
+    spec = SweepSpec(
+        factor=factor,
+        values=tuple(values or ()),
+        base=tuple(sorted(base.items())),
+        seeds=seeds,
+        models=tuple(m.strip() for m in models.split(",") if m.strip()) if models else (),
+        variants=tuple(variant or ()),
+    )
+    sweep_dir = out or Path("sweeps") / factor
+    with Progress(
+        TextColumn("[bold]runs"),
+        MofNCompleteColumn(),
+        BarColumn(),
+        TextColumn("{task.description}"),
+        TimeElapsedColumn(),
+        console=err_console,
+    ) as progress:
+        task = progress.add_task("planning…", total=None)
+
+        def on_run(record: RunRecord, done: int, total: int) -> None:
+            status = "cached" if record.cached else record.summary["status"]
+            progress.update(
+                task,
+                completed=done,
+                total=total,
+                description=f"{record.cell.label} seed {record.seed}: {status}",
+            )
+
+        result = run_sweep(spec, sweep_dir, jobs=jobs or default_jobs(), on_run=on_run)
+
+    table = Table(title=f"compare {factor}: mean ± std over {seeds} seed(s)", show_edge=False)
+    from digitnet.compare import results_table_rows
+
+    columns = ("value", "diverged", "val acc (%)", "test acc (%)", "time (s)")  # all of them: results.md
+    for column in columns:
+        table.add_column(column, justify="left" if column == "value" else "right")
+    for row in results_table_rows(result.cells):
+        table.add_row(*(row[c] for c in columns))
+    console.print(table)
+    console.print(result.summary, highlight=False, soft_wrap=True)
+    console.print(
+        f"{result.trained} run(s) trained, {result.reused} reused from cache · written to {sweep_dir}",
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
+# --------------------------------------------------------------------------------- evaluate, predict
+
+
+@app.command()
+@friendly
+def evaluate(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory written by 'digitnet train'.")],
+    *,
+    out: Annotated[Path | None, typer.Option(help="Where to write. [default: RUN_DIR/evaluation]")] = None,
+) -> None:
+    """Reload a run's model and measure it on the test set: per-class metrics, confusion matrix, galleries."""
+    from digitnet.analysis import evaluate_run
+
+    result = evaluate_run(run_dir, out)
+    table = Table(
+        title=f"{result.test_set}: accuracy {100 * result.accuracy:.2f}%, loss {result.loss:.4f}",
+        show_edge=False,
+    )
+    for column in ("digit", "precision", "recall", "F1", "support"):
+        table.add_column(column, justify="right")
+    for row in result.per_class:
+        table.add_row(
+            str(row["digit"]),
+            f"{row['precision']:.4f}",
+            f"{row['recall']:.4f}",
+            f"{row['f1']:.4f}",
+            str(int(row["support"])),
+        )
+    console.print(table)
+    console.print(f"{result.mistakes} mistakes · written to {result.files[0].parent}", highlight=False)
+
+
+@app.command()
+@friendly
+def predict(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory written by 'digitnet train'.")],
+    images: Annotated[list[Path], typer.Argument(help="PNG/JPG images of single digits, any size.")],
+    *,
+    show: Annotated[
+        bool, typer.Option("--show", help="Write the preprocessed 28×28 beside each input (NAME.mnist.png).")
+    ] = False,
+) -> None:
+    """Predict the digit in your own images, prepared the way MNIST was made; prints the top 3."""
+    from digitnet.analysis import predict_files
+
+    for prediction in predict_files(run_dir, images, show=show):
+        ranked = " · ".join(f"{digit} {100 * p:.1f}%" for digit, p in prediction.top)
+        console.print(
+            f"{prediction.path}: {prediction.top[0][0]}   ({ranked})", highlight=False, soft_wrap=True
+        )
+        if prediction.preprocessed is not None:
+            console.print(f"  preprocessed: {prediction.preprocessed}", highlight=False, soft_wrap=True)
 
 
 # ---------------------------------------------------------------------------------------------- data

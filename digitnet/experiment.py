@@ -29,7 +29,15 @@ from typing import Any, Literal, TypeVar
 import torch
 from torch import nn
 
-from digitnet.data import DataConfig, Split, describe_split, load_split, resolve_data_config, to_tensors
+from digitnet.data import (
+    DataConfig,
+    NormStats,
+    Split,
+    describe_split,
+    load_split,
+    resolve_data_config,
+    to_tensors,
+)
 from digitnet.errors import CheckpointError, ConfigError
 from digitnet.models import ModelConfig, build_model, count_parameters, describe_model
 from digitnet.optim import OptimConfig, build_optimizer, build_scheduler
@@ -39,6 +47,7 @@ from digitnet.runtime import (
     atomic_write_bytes,
     atomic_write_json,
     atomic_write_text,
+    configure_threads,
     environment_info,
     resolve_device,
     seed_everything,
@@ -225,11 +234,18 @@ def history_csv(history: History) -> str:
     return buffer.getvalue()
 
 
-def save_checkpoint_bytes(config: RunConfig, model: nn.Module) -> bytes:
-    """``model.pt`` contents: the state dict beside the config that rebuilds the model."""
+def save_checkpoint_bytes(config: RunConfig, model: nn.Module, stats: NormStats) -> bytes:
+    """``model.pt`` contents: the state dict beside the config that rebuilds the model and the pixel
+    normalisation it was trained with (so ``predict`` needs no training data)."""
     buffer = io.BytesIO()
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    torch.save({"format": CHECKPOINT_FORMAT, "config": asdict(config), "state_dict": state}, buffer)
+    payload = {
+        "format": CHECKPOINT_FORMAT,
+        "config": asdict(config),
+        "normalization": asdict(stats),
+        "state_dict": state,
+    }
+    torch.save(payload, buffer)
     return buffer.getvalue()
 
 
@@ -276,6 +292,23 @@ def run_experiment(
     started = time.perf_counter()
     config = resolve_run_config(config)
     device = resolve_device(config.train.device)
+    previous_threads = torch.get_num_threads()
+    configure_threads(config.train.threads)
+    try:
+        return _run(config, run_dir, device, started, on_start, on_epoch, split)
+    finally:
+        torch.set_num_threads(previous_threads)
+
+
+def _run(
+    config: RunConfig,
+    run_dir: Path,
+    device: torch.device,
+    started: float,
+    on_start: Callable[[RunStart], None] | None,
+    on_epoch: EpochCallback | None,
+    split: Split | None,
+) -> RunResult:
     if split is None:
         split = load_split(config.data)
     tensors = to_tensors(split, config.data, device)
@@ -294,7 +327,8 @@ def run_experiment(
     history = train(model, optimizer, tensors, config.train, generator, scheduler, on_epoch)
     summary = summarize(config, history, split, parameters, time.perf_counter() - started)
     environment = environment_info(device)
-    write_run_dir(run_dir, config, history, summary, save_checkpoint_bytes(config, model), environment)
+    checkpoint = save_checkpoint_bytes(config, model, tensors.stats)
+    write_run_dir(run_dir, config, history, summary, checkpoint, environment)
     return RunResult(run_dir, config, history, summary)
 
 
@@ -311,7 +345,16 @@ def read_json(path: Path) -> Any:
         raise CheckpointError(f"{path}: not valid JSON ({error})") from None
 
 
-def load_checkpoint(run_dir: Path, device: torch.device | None = None) -> tuple[RunConfig, nn.Module]:
+@dataclass(frozen=True)
+class Checkpoint:
+    """A trained model rebuilt from ``model.pt``, with what is needed to feed it new digits."""
+
+    config: RunConfig
+    model: nn.Module
+    normalization: NormStats
+
+
+def load_checkpoint(run_dir: Path, device: torch.device | None = None) -> Checkpoint:
     """Rebuild a run's model from ``model.pt`` with ``weights_only=True``: no pickled code ever runs."""
     path = run_dir / "model.pt" if run_dir.is_dir() else run_dir
     if not path.is_file():
@@ -336,15 +379,17 @@ def load_checkpoint(run_dir: Path, device: torch.device | None = None) -> tuple[
         raise CheckpointError(
             f"{path}: weights do not fit a {describe_model(config.model)} ({detail})"
         ) from None
+    stats = dataclass_from_dict(NormStats, payload.get("normalization"), f"{path.name} normalization")
     if device is not None:
         model = model.to(device)
     model.eval()
-    return config, model
+    return Checkpoint(config, model, stats)
 
 
 __all__ = [
     "PRESETS",
     "SETTINGS",
+    "Checkpoint",
     "RunConfig",
     "RunResult",
     "RunStart",
@@ -413,6 +458,7 @@ SETTINGS: dict[str, Setting] = {
     "batch-size": Setting("train", "batch_size", int),
     "seed": Setting("train", "seed", int),
     "device": Setting("train", "device", str),
+    "threads": Setting("train", "threads", int),
 }
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -190,11 +191,153 @@ def plot_class_counts(counts: dict[str, Sequence[int]], stem: Path, title: str) 
 
 
 __all__ = [
+    "SweepSeries",
+    "mean_band",
     "moving_average",
     "plot_accuracy",
     "plot_class_counts",
     "plot_class_rows",
+    "plot_confusion_matrix",
     "plot_digit_grid",
     "plot_loss",
+    "plot_sweep",
     "save_figure",
 ]
+
+
+# --------------------------------------------------------------------------------------------- sweeps
+
+
+@dataclass(frozen=True)
+class SweepSeries:
+    """One cell of a sweep, as the figures need it: per-seed epoch curves and final mean/std."""
+
+    label: str
+    value: str
+    group: str
+    curves: dict[str, list[list[float]]]  # metric -> one list of per-epoch values per seed
+    final: dict[str, tuple[float, float]]  # metric -> (mean, std) at the final epoch
+    seconds: tuple[float, float]
+    diverged: int
+    seeds: int
+
+
+CURVE_LABELS = {
+    "val_loss": "validation loss",
+    "val_accuracy": "validation accuracy (%)",
+    "train_loss": "train loss",
+}
+
+
+def mean_band(runs: Sequence[Sequence[float]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Epoch numbers, mean and std across runs at each epoch (runs may differ in length)."""
+    length = max((len(r) for r in runs), default=0)
+    means, stds = [], []
+    for epoch in range(length):
+        values = np.asarray([r[epoch] for r in runs if len(r) > epoch], dtype=np.float64)
+        means.append(values.mean())
+        stds.append(values.std(ddof=1) if values.size > 1 else 0.0)
+    return np.arange(1, length + 1), np.asarray(means), np.asarray(stds)
+
+
+def _legend_label(series: SweepSeries) -> str:
+    return series.label + (f" (diverged {series.diverged}/{series.seeds})" if series.diverged else "")
+
+
+def _numeric_axis(factor: str, series: Sequence[SweepSeries]) -> tuple[bool, str | None]:
+    """Whether values are plotted on a numeric axis, and its scale (log for lr, base-2 for batch size)."""
+    numeric = factor in ("lr", "batch-size", "dropout", "epochs")
+    if numeric:
+        try:
+            [float(s.value) for s in series]
+        except ValueError:
+            numeric = False
+    scale = {"lr": "log", "batch-size": "log2"}.get(factor) if numeric else None
+    return numeric, scale
+
+
+def plot_sweep(factor: str, series: Sequence[SweepSeries], out_dir: Path) -> list[Path]:
+    """The sweep's figures: an overlay per curve (mean line, ±std band), final accuracy and training
+    time against the value with error bars."""
+    written: list[Path] = []
+    colors = plt.get_cmap("viridis" if len(series) > 10 else "tab10")
+    palette = [
+        colors(i / max(len(series) - 1, 1)) if len(series) > 10 else colors(i) for i in range(len(series))
+    ]
+    for metric, label in CURVE_LABELS.items():
+        figure, axes = plt.subplots(figsize=(7.5, 4.4))
+        scale = 100.0 if "accuracy" in metric else 1.0
+        for color, s in zip(palette, series, strict=True):
+            epochs, mean, std = mean_band(s.curves[metric])
+            if epochs.size == 0:
+                axes.plot([], [], color=color, label=_legend_label(s))
+                continue
+            axes.plot(epochs, mean * scale, "o-", markersize=3, color=color, label=_legend_label(s))
+            axes.fill_between(epochs, (mean - std) * scale, (mean + std) * scale, color=color, alpha=0.18)
+        axes.set_xlabel("epoch")
+        axes.set_ylabel(label)
+        axes.set_title(f"{label} per epoch, by {factor} (mean ± std over seeds)", fontsize=10)
+        axes.grid(alpha=0.3)
+        axes.legend(fontsize=7, ncol=2 if len(series) > 6 else 1)
+        written += save_figure(figure, out_dir / metric)
+
+    numeric, axis_scale = _numeric_axis(factor, series)
+    groups = list(dict.fromkeys(s.group for s in series))
+    figure, (acc_axes, time_axes) = plt.subplots(1, 2, figsize=(11, 4.2))
+    for index, group in enumerate(groups):
+        members = [s for s in series if s.group == group]
+        positions = [float(s.value) for s in members] if numeric else list(range(len(members)))
+        offset = 0.0 if numeric or len(groups) == 1 else (index - (len(groups) - 1) / 2) * 0.08
+        prefix = f"{group}: " if group else ""
+        for metric, marker in (("val_accuracy", "o"), ("test_accuracy", "s")):
+            means = [100 * s.final[metric][0] for s in members]
+            stds = [100 * np.nan_to_num(s.final[metric][1]) for s in members]
+            acc_axes.errorbar(
+                np.asarray(positions) + offset,
+                means,
+                yerr=stds,
+                marker=marker,
+                capsize=3,
+                label=f"{prefix}{metric.split('_')[0]}",
+            )
+        time_axes.errorbar(
+            np.asarray(positions) + offset,
+            [s.seconds[0] for s in members],
+            yerr=[np.nan_to_num(s.seconds[1]) for s in members],
+            marker="o",
+            capsize=3,
+            label=group or "training time",
+        )
+    for axes in (acc_axes, time_axes):
+        axes.set_xlabel(factor)
+        axes.grid(alpha=0.3)
+        if axis_scale == "log":
+            axes.set_xscale("log")
+        elif axis_scale == "log2":
+            axes.set_xscale("log", base=2)
+        if not numeric:
+            labels = [s.value for s in series if s.group == groups[0]]
+            axes.set_xticks(
+                range(len(labels)), labels, rotation=20 if max(map(len, labels)) > 8 else 0, fontsize=8
+            )
+    acc_axes.set_ylabel("final accuracy (%)")
+    acc_axes.set_title("final accuracy (mean ± std over seeds)", fontsize=10)
+    acc_axes.legend(fontsize=7)
+    time_axes.set_ylabel("training time per run (s)")
+    time_axes.set_title("time cost", fontsize=10)
+    if len(groups) > 1:
+        time_axes.legend(fontsize=7)
+    written += save_figure(figure, out_dir / "final")
+    return written
+
+
+def plot_confusion_matrix(matrix: np.ndarray, stem: Path, title: str) -> list[Path]:
+    """Counts of true (rows) × predicted (columns) digits, drawn by scikit-learn's display."""
+    from sklearn.metrics import ConfusionMatrixDisplay
+
+    figure, axes = plt.subplots(figsize=(6.4, 5.6))
+    ConfusionMatrixDisplay(matrix, display_labels=list(range(10))).plot(
+        ax=axes, cmap="Blues", colorbar=False, values_format="d"
+    )
+    axes.set_title(title, fontsize=9)
+    return save_figure(figure, stem)

@@ -39,12 +39,17 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"  # auto: CUDA, else MPS, else CPU
     eval_batch_size: int = 2048  # evaluation needs no gradients, so large batches are cheap and fast
+    # CPU threads for this run (None: torch's default). Part of the config because the thread count
+    # changes the order of floating-point sums, so the same seed gives the same bits only at equal threads.
+    threads: int | None = None
 
     def __post_init__(self) -> None:
         if self.epochs < 1:
             raise ConfigError(f"--epochs: expected a whole number ≥ 1, got {self.epochs}")
         if self.batch_size < 1:
             raise ConfigError(f"--batch-size: expected a whole number ≥ 1, got {self.batch_size}")
+        if self.threads is not None and self.threads < 1:
+            raise ConfigError(f"--threads: expected a whole number ≥ 1, got {self.threads}")
         if self.eval_batch_size < 1:
             raise ConfigError(f"eval_batch_size: expected a whole number ≥ 1, got {self.eval_batch_size}")
 

@@ -57,10 +57,12 @@ def test_run_directory_has_every_file(finished_run) -> None:  # type: ignore[no-
 def test_checkpoint_rebuilds_the_same_model(finished_run) -> None:  # type: ignore[no-untyped-def]
     from digitnet.data import load_split, to_tensors
 
-    config, model = load_checkpoint(finished_run.run_dir)
+    checkpoint = load_checkpoint(finished_run.run_dir)
+    config = checkpoint.config
     assert config == finished_run.config and config.data.dataset == "sample"
     tensors = to_tensors(load_split(config.data), config.data, torch.device("cpu"))
-    result = evaluate(model, tensors.test_x, tensors.test_y)
+    assert checkpoint.normalization == tensors.stats
+    result = evaluate(checkpoint.model, tensors.test_x, tensors.test_y)
     assert result.accuracy == finished_run.history.test_accuracy
 
 

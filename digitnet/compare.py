@@ -1,0 +1,478 @@
+"""One-factor-at-a-time sweeps: every value trained from scratch, over several seeds, cached and parallel.
+
+A sweep is a list of *cells* (one per value of the factor, or per model × value in a grid), each trained
+with ``seeds`` different seeds. Every run is keyed by the hash of its full config and written to
+``<out>/runs/<key>/``; a run whose directory holds a finished ``summary.json`` is never trained again, so
+Ctrl-C then rerun loses nothing, and a second identical call only re-draws the tables and figures.
+
+>>> [cell.label for cell in plan_sweep(SweepSpec("lr", ("0.1", "0.01")))]
+['0.1', '0.01']
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from digitnet.data import Split, load_split
+from digitnet.errors import ConfigError
+from digitnet.experiment import (
+    RunConfig,
+    make_run_config,
+    parse_assignments,
+    parse_setting,
+    read_json,
+    resolve_run_config,
+    run_experiment,
+)
+from digitnet.plotting import SweepSeries
+from digitnet.runtime import atomic_write_text, configure_threads
+
+FACTORS: dict[str, tuple[str, ...]] = {
+    "lr": ("0.1", "0.03", "0.01", "0.003", "0.001", "0.0003"),
+    "batch-size": ("16", "32", "64", "128", "256", "512"),
+    "optimizer": ("sgd", "momentum", "rmsprop", "adam"),
+    "dropout": ("0", "0.1", "0.2", "0.3", "0.5"),
+    "norm": ("none", "layer", "batch"),
+    "epochs": ("1", "3", "10"),
+    "hidden": ("100,50", "30,5"),
+    "model": ("mlp", "nmlp", "bn", "cnn"),
+    "variants": (),
+}
+# The model variants a grid (--models) may name: plain, normalised, and BatchNorm + dropout.
+MODEL_VARIANTS: dict[str, dict[str, Any]] = {
+    "mlp": {"model": "mlp"},
+    "nmlp": {"model": "nmlp"},
+    "bn": {"model": "bn"},
+    "bn-dropout": {"model": "bn", "dropout": 0.2},
+    "cnn": {"model": "cnn"},
+}
+NORM_MODELS = {"none": "mlp", "layer": "nmlp", "batch": "bn"}
+FINISHED = ("completed", "diverged")  # an interrupted run is trained again
+METRICS = ("train_accuracy", "val_accuracy", "test_accuracy", "train_loss", "val_loss", "test_loss")
+
+
+@dataclass(frozen=True)
+class SweepSpec:
+    """What to sweep; ``base`` holds every other setting, exactly as ``digitnet train`` takes them."""
+
+    factor: str
+    values: tuple[str, ...] = ()  # as typed after the factor; empty: the factor's defaults
+    base: tuple[tuple[str, Any], ...] = ()  # named settings (see digitnet.experiment.SETTINGS)
+    seeds: int = 3
+    models: tuple[str, ...] = ()  # a grid: each model variant × each value
+    variants: tuple[str, ...] = ()  # for factor "variants": "lr=0.001 dropout=0.2", ...
+
+    def __post_init__(self) -> None:
+        if self.factor not in FACTORS:
+            raise ConfigError(f"factor: expected one of {', '.join(FACTORS)}, got {self.factor!r}")
+        if self.seeds < 1:
+            raise ConfigError(f"--seeds: expected a whole number ≥ 1, got {self.seeds}")
+        unknown = [m for m in self.models if m not in MODEL_VARIANTS]
+        if unknown:
+            raise ConfigError(f"--models: unknown {', '.join(unknown)}; expected {', '.join(MODEL_VARIANTS)}")
+        if self.factor == "variants" and not self.variants:
+            raise ConfigError("compare variants needs at least one --variant 'name=value ...'")
+        if self.factor != "variants" and self.variants:
+            raise ConfigError("--variant goes with the factor 'variants'")
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One point of the sweep: a label for tables and the settings that differ from the base."""
+
+    label: str
+    value: str
+    group: str  # the model variant in a grid, else ""
+    overrides: dict[str, Any]
+
+
+@dataclass
+class RunRecord:
+    """One finished (or failed) training run of a cell."""
+
+    cell: Cell
+    seed: int
+    key: str
+    run_dir: Path
+    summary: dict[str, Any]
+    cached: bool
+
+
+@dataclass(frozen=True)
+class Stat:
+    """Mean and sample standard deviation (ddof=1; NaN with one value) over the finished seeds."""
+
+    mean: float
+    std: float
+    n: int
+
+    def text(self, scale: float = 100.0, digits: int = 2) -> str:
+        if self.n == 0 or math.isnan(self.mean):
+            return "—"
+        if self.n == 1 or math.isnan(self.std):
+            return f"{self.mean * scale:.{digits}f}"
+        return f"{self.mean * scale:.{digits}f} ± {self.std * scale:.{digits}f}"
+
+
+def mean_std(values: Sequence[float]) -> Stat:
+    """Mean ± sample standard deviation of ``values`` (the spread between seeds)."""
+    array = np.asarray([v for v in values if v is not None and math.isfinite(v)], dtype=np.float64)
+    if array.size == 0:
+        return Stat(math.nan, math.nan, 0)
+    std = float(array.std(ddof=1)) if array.size > 1 else math.nan
+    return Stat(float(array.mean()), std, int(array.size))
+
+
+@dataclass
+class CellResult:
+    """A cell's runs and their statistics."""
+
+    cell: Cell
+    runs: list[RunRecord]
+    stats: dict[str, Stat] = field(default_factory=dict)
+
+    @property
+    def diverged(self) -> int:
+        return sum(1 for r in self.runs if r.summary.get("status") == "diverged")
+
+
+@dataclass
+class SweepResult:
+    spec: SweepSpec
+    out_dir: Path
+    cells: list[CellResult]
+    trained: int
+    reused: int
+    summary: str
+    files: list[Path]
+
+
+# ----------------------------------------------------------------------------------------- planning
+
+
+def plan_sweep(spec: SweepSpec) -> list[Cell]:
+    """The cells of ``spec``: values parsed and checked before anything trains."""
+    base = dict(spec.base)
+    if spec.factor == "variants":
+        cells = [Cell("baseline", "baseline", "", {})]
+        for text in spec.variants:
+            overrides = parse_assignments(text)
+            cells.append(Cell(" ".join(text.split()), " ".join(text.split()), "", overrides))
+        return cells
+    values = spec.values or FACTORS[spec.factor]
+    cells = []
+    for value in values:
+        overrides = _factor_overrides(spec.factor, value, base)
+        cells.append(Cell(value, value, "", overrides))
+    if not spec.models:
+        return cells
+    return [
+        Cell(f"{model} / {cell.label}", cell.value, model, MODEL_VARIANTS[model] | cell.overrides)
+        for model in spec.models
+        for cell in cells
+    ]
+
+
+def _factor_overrides(factor: str, value: str, base: dict[str, Any]) -> dict[str, Any]:
+    if factor == "norm":
+        if value not in NORM_MODELS:
+            raise ConfigError(f"compare norm: expected none, layer or batch, got {value!r}")
+        # Normalisation alone: keep the base dropout (default 0) rather than nmlp's default 0.2.
+        return {"model": NORM_MODELS[value], "dropout": base.get("dropout", 0.0)}
+    return {factor: parse_setting(factor, value)}
+
+
+SWEEP_THREADS = 1  # per run: jobs, not threads, spread a sweep over the cores (see run_configs)
+
+
+def run_configs(spec: SweepSpec, cells: Sequence[Cell]) -> list[tuple[Cell, int, RunConfig]]:
+    """Every (cell, seed, config) of the sweep, the data source pinned so cache keys mean one dataset.
+
+    Each run gets a fixed thread count (1 unless ``threads`` is in the base settings) whatever
+    ``--jobs`` is, so a sweep gives the same bits run serially or in parallel; small models also train
+    faster as one process per core than as one process with several threads.
+    """
+    base = {"threads": SWEEP_THREADS} | dict(spec.base)
+    first_seed = int(base.pop("seed", 0))
+    planned = []
+    for cell in cells:
+        for offset in range(spec.seeds):
+            seed = first_seed + offset
+            config = resolve_run_config(make_run_config(base | cell.overrides | {"seed": seed}))
+            planned.append((cell, seed, config))
+    return planned
+
+
+# ---------------------------------------------------------------------------------------- execution
+
+_WORKER_SPLITS: dict[str, Split] = {}
+
+
+def _split_for(config: RunConfig) -> Split:
+    """Load each data source once per process: every run of a sweep shares it."""
+    key = repr(config.data)
+    if key not in _WORKER_SPLITS:
+        _WORKER_SPLITS[key] = load_split(config.data)
+    return _WORKER_SPLITS[key]
+
+
+def _worker_init() -> None:
+    configure_threads(SWEEP_THREADS)  # each run then sets its own count (RunConfig.train.threads)
+
+
+def train_one(config: RunConfig, run_dir: Path) -> dict[str, Any]:
+    """Train one config into ``run_dir`` (in this process or a worker) and return its summary."""
+    return run_experiment(config, run_dir, split=_split_for(config)).summary
+
+
+def finished_summary(run_dir: Path) -> dict[str, Any] | None:
+    """The summary of a finished run in ``run_dir``, or None if it must be (re)trained."""
+    if not (run_dir / "summary.json").is_file():
+        return None
+    summary = read_json(run_dir / "summary.json")
+    return summary if isinstance(summary, dict) and summary.get("status") in FINISHED else None
+
+
+RunCallback = Callable[[RunRecord, int, int], None]
+
+
+def default_jobs() -> int:
+    """One worker per core: with one thread per run, that fills the machine without oversubscribing."""
+    return max(1, os.cpu_count() or 1)
+
+
+def execute(
+    planned: Sequence[tuple[Cell, int, RunConfig]],
+    runs_dir: Path,
+    jobs: int = 1,
+    on_run: RunCallback | None = None,
+) -> list[RunRecord]:
+    """Train what is missing from ``runs_dir`` (in ``jobs`` processes) and return every run's record."""
+    if jobs < 1:
+        raise ConfigError(f"--jobs: expected a whole number ≥ 1, got {jobs}")
+    records: dict[str, RunRecord] = {}
+    todo: list[tuple[Cell, int, RunConfig]] = []
+    for cell, seed, config in planned:
+        run_dir = runs_dir / config.key()
+        summary = finished_summary(run_dir)
+        if summary is not None:
+            records[config.key()] = RunRecord(cell, seed, config.key(), run_dir, summary, cached=True)
+        elif config.key() not in {c.key() for _, _, c in todo}:
+            todo.append((cell, seed, config))
+    total = len(planned)
+    done = 0
+    for record in records.values():
+        done += 1
+        if on_run:
+            on_run(record, done, total)
+
+    def finish(cell: Cell, seed: int, config: RunConfig, summary: dict[str, Any]) -> None:
+        nonlocal done
+        record = RunRecord(cell, seed, config.key(), runs_dir / config.key(), summary, cached=False)
+        records[config.key()] = record
+        done += 1
+        if on_run:
+            on_run(record, done, total)
+
+    if jobs == 1 or len(todo) <= 1:
+        for cell, seed, config in todo:
+            finish(cell, seed, config, train_one(config, runs_dir / config.key()))
+    else:
+        context = get_context("spawn")  # fork after torch has started threads can deadlock
+        with ProcessPoolExecutor(jobs, mp_context=context, initializer=_worker_init) as pool:
+            futures = {
+                pool.submit(train_one, config, runs_dir / config.key()): (cell, seed, config)
+                for cell, seed, config in todo
+            }
+            for future in as_completed(futures):
+                cell, seed, config = futures[future]
+                finish(cell, seed, config, future.result())
+    return [records[config.key()] for _, _, config in planned]
+
+
+# -------------------------------------------------------------------------------------- aggregation
+
+
+def aggregate(cells: Sequence[Cell], records: Sequence[RunRecord]) -> list[CellResult]:
+    """Group runs by cell and compute mean ± std of each metric over the seeds that did not diverge."""
+    results = []
+    for cell in cells:
+        runs = [r for r in records if r.cell == cell]
+        finished = [r.summary for r in runs if r.summary.get("status") == "completed"]
+        stats = {metric: mean_std([s[metric] for s in finished]) for metric in METRICS}
+        stats["best_epoch"] = mean_std([s["best_epoch"] for s in finished if s.get("best_epoch")])
+        stats["train_seconds"] = mean_std([r.summary["train_seconds"] for r in runs])
+        results.append(CellResult(cell, runs, stats))
+    return results
+
+
+def describe_result(spec: SweepSpec, cells: Sequence[CellResult]) -> str:
+    """One or two sentences: the best cell by mean *validation* accuracy, and whether its lead over the
+    runner-up is larger than the seed-to-seed spread (|Δ| > 2 × the standard error of the difference)."""
+    ranked = sorted(
+        (c for c in cells if c.stats["val_accuracy"].n > 0), key=lambda c: -c.stats["val_accuracy"].mean
+    )
+    name = spec.factor if spec.factor != "variants" else "variant"
+    diverged = [c.cell.label for c in cells if c.diverged]
+    tail = f" Diverged: {', '.join(diverged)}." if diverged else ""
+    if not ranked:
+        return f"No {name} finished training.{tail}"
+    best = ranked[0]
+    text = f"Best {name}: {best.cell.label} (validation {best.stats['val_accuracy'].text()}%)."
+    if len(ranked) == 1:
+        return text + tail
+    second = ranked[1]
+    a, b = best.stats["val_accuracy"], second.stats["val_accuracy"]
+    gap = 100 * (a.mean - b.mean)
+    if a.n < 2 or b.n < 2:
+        verdict = "with one seed per value the spread between seeds is unknown, so this ranking is not tested"
+    else:
+        standard_error = math.sqrt(a.std**2 / a.n + b.std**2 / b.n)
+        if gap / 100 > 2 * standard_error:
+            verdict = f"its lead of {gap:.2f} points over {second.cell.label} exceeds the seed-to-seed spread"
+        else:
+            verdict = (
+                f"its lead of {gap:.2f} points over {second.cell.label} is within the seed-to-seed "
+                "spread: the two are not distinguishable with these seeds"
+            )
+    return f"{text} {verdict[0].upper()}{verdict[1:]}.{tail}"
+
+
+def results_table_rows(cells: Sequence[CellResult]) -> list[dict[str, str]]:
+    """The rows of ``results.csv``/``results.md``: mean ± std per metric, as text."""
+    rows = []
+    for result in cells:
+        s = result.stats
+        rows.append(
+            {
+                "value": result.cell.label,
+                "seeds": str(len(result.runs)),
+                "diverged": str(result.diverged),
+                "train acc (%)": s["train_accuracy"].text(),
+                "val acc (%)": s["val_accuracy"].text(),
+                "test acc (%)": s["test_accuracy"].text(),
+                "train loss": s["train_loss"].text(1, 4),
+                "val loss": s["val_loss"].text(1, 4),
+                "test loss": s["test_loss"].text(1, 4),
+                "best epoch": s["best_epoch"].text(1, 1),
+                "time (s)": s["train_seconds"].text(1, 1),
+            }
+        )
+    return rows
+
+
+def results_csv(cells: Sequence[CellResult]) -> str:
+    """Machine-readable results: one row per cell, mean and std columns per metric."""
+    header = ["value", "group", "seeds", "diverged"]
+    for metric in (*METRICS, "best_epoch", "train_seconds"):
+        header += [f"{metric}_mean", f"{metric}_std"]
+    lines = [",".join(header)]
+    for result in cells:
+        row = [_csv_cell(result.cell.label), result.cell.group, str(len(result.runs)), str(result.diverged)]
+        for metric in (*METRICS, "best_epoch", "train_seconds"):
+            stat = result.stats[metric]
+            row += [f"{stat.mean:.6g}", f"{stat.std:.6g}"]
+        lines.append(",".join(row))
+    return "\n".join(lines) + "\n"
+
+
+def _csv_cell(text: str) -> str:
+    return f'"{text}"' if "," in text else text
+
+
+def results_markdown(spec: SweepSpec, cells: Sequence[CellResult], summary: str) -> str:
+    """A markdown table (mean ± std over seeds) and the generated summary sentence."""
+    rows = results_table_rows(cells)
+    header = list(rows[0]) if rows else ["value"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(row[h] for h in header) + " |" for row in rows]
+    seeds = f"{spec.seeds} seed{'s' if spec.seeds != 1 else ''}"
+    return (
+        f"Mean ± standard deviation over {seeds}; accuracies in percent, final epoch.\n\n"
+        + "\n".join(lines)
+        + f"\n\n{summary}\n"
+    )
+
+
+# ---------------------------------------------------------------------------------------------- run
+
+
+def run_sweep(
+    spec: SweepSpec, out_dir: Path, jobs: int = 1, on_run: RunCallback | None = None
+) -> SweepResult:
+    """Plan, train what is missing, aggregate, and write tables and figures to ``out_dir``."""
+    from digitnet.plotting import plot_sweep
+
+    cells = plan_sweep(spec)
+    planned = run_configs(spec, cells)
+    records = execute(planned, out_dir / "runs", jobs, on_run)
+    results = aggregate(cells, records)
+    summary = describe_result(spec, results)
+    files = [out_dir / "results.csv", out_dir / "results.md", out_dir / "runs.csv"]
+    atomic_write_text(files[0], results_csv(results))
+    atomic_write_text(files[1], results_markdown(spec, results, summary))
+    atomic_write_text(files[2], runs_csv(records))
+    files += plot_sweep(spec.factor, [sweep_series(result) for result in results], out_dir)
+    trained = sum(1 for r in records if not r.cached)
+    return SweepResult(spec, out_dir, results, trained, len(records) - trained, summary, files)
+
+
+def runs_csv(records: Sequence[RunRecord]) -> str:
+    """One row per run: which cell and seed, its key (its directory under runs/), status and metrics."""
+    lines = ["value,seed,key,status," + ",".join(METRICS) + ",train_seconds"]
+    for record in records:
+        s = record.summary
+        metrics = ",".join("" if s.get(m) is None else f"{s[m]:.6g}" for m in METRICS)
+        lines.append(
+            f"{_csv_cell(record.cell.label)},{record.seed},{record.key},{s['status']},{metrics},"
+            f"{s['train_seconds']:.3f}"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def sweep_series(result: CellResult) -> SweepSeries:
+    """What the sweep figures need of a cell: per-seed epoch curves (from each ``history.json``) and
+    the final statistics."""
+    curves: dict[str, list[list[float]]] = {"val_loss": [], "val_accuracy": [], "train_loss": []}
+    for record in result.runs:
+        epochs = read_json(record.run_dir / "history.json")["epochs"]
+        for name, runs in curves.items():
+            runs.append([float(e[name]) for e in epochs])
+    return SweepSeries(
+        label=result.cell.label,
+        value=result.cell.value,
+        group=result.cell.group,
+        curves=curves,
+        final={m: (result.stats[m].mean, result.stats[m].std) for m in ("val_accuracy", "test_accuracy")},
+        seconds=(result.stats["train_seconds"].mean, result.stats["train_seconds"].std),
+        diverged=result.diverged,
+        seeds=len(result.runs),
+    )
+
+
+__all__ = [
+    "FACTORS",
+    "MODEL_VARIANTS",
+    "Cell",
+    "CellResult",
+    "RunRecord",
+    "Stat",
+    "SweepResult",
+    "SweepSpec",
+    "aggregate",
+    "describe_result",
+    "execute",
+    "mean_std",
+    "plan_sweep",
+    "run_configs",
+    "run_sweep",
+]
