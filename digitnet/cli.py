@@ -7,7 +7,6 @@ becomes one line on stderr and exit code 2 (``--debug`` shows the traceback inst
 from __future__ import annotations
 
 import functools
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, NoReturn, ParamSpec, TypeVar
@@ -49,7 +48,8 @@ def fail(message: str, code: int = EXIT_USER_ERROR) -> NoReturn:
 
 
 def friendly(command: Callable[P, R]) -> Callable[P, R]:
-    """Turn a :class:`DigitnetError` raised by ``command`` into one line and exit code 2."""
+    """Turn a :class:`DigitnetError` raised by ``command`` into one line and exit code 2, and Ctrl-C
+    into one line and exit code 130 (click would print "Aborted!" and exit 1)."""
 
     @functools.wraps(command)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
@@ -59,6 +59,11 @@ def friendly(command: Callable[P, R]) -> Callable[P, R]:
             if _state["debug"]:
                 raise
             fail(str(error))
+        except KeyboardInterrupt:
+            fail(
+                "interrupted: what finished is saved; the same command resumes where it stopped",
+                EXIT_INTERRUPTED,
+            )
 
     return wrapper
 
@@ -160,6 +165,25 @@ def preset_settings_for(preset: str | None) -> dict[str, Any]:
     return preset_settings(preset)
 
 
+def _progress(unit: str) -> Progress:
+    """A live bar on a terminal; when stderr is a file or pipe, rich draws nothing until the end, so
+    :func:`_log_line` prints a plain line per step instead."""
+    return Progress(
+        TextColumn(f"[bold]{unit}"),
+        MofNCompleteColumn(),
+        BarColumn(),
+        TextColumn("{task.description}"),
+        TimeElapsedColumn(),
+        console=err_console,
+        disable=not err_console.is_terminal,
+    )
+
+
+def _log_line(progress: Progress, text: str) -> None:
+    if progress.disable:
+        err_console.print(text, highlight=False, soft_wrap=True)
+
+
 def _print_notes(notes: tuple[str, ...]) -> None:
     for note in notes:
         err_console.print(f"[dim]note:[/] {note}", highlight=False, soft_wrap=True)
@@ -231,15 +255,7 @@ def train(
     config = resolve_run_config(make_run_config(settings))
     run_dir = out or Path("runs") / f"{config.model.name}-{config.optim.name}-{config.key()}"
 
-    with Progress(
-        TextColumn("[bold]epoch"),
-        MofNCompleteColumn(),
-        BarColumn(),
-        TextColumn("{task.description}"),
-        TimeElapsedColumn(),
-        console=err_console,
-        transient=False,
-    ) as progress:
+    with _progress("epoch") as progress:
         task = progress.add_task("loading data…", total=config.train.epochs)
 
         def on_start(start: RunStart) -> None:
@@ -252,14 +268,12 @@ def train(
             progress.update(task, description="training…")
 
         def on_epoch(record: EpochRecord) -> None:
-            progress.update(
-                task,
-                advance=1,
-                description=(
-                    f"loss {record.train_loss:.4f} · train {_percent(record.train_accuracy)} · "
-                    f"val {_percent(record.val_accuracy)} · {record.samples_per_second:,.0f} samples/s"
-                ),
+            text = (
+                f"loss {record.train_loss:.4f} · train {_percent(record.train_accuracy)} · "
+                f"val {_percent(record.val_accuracy)} · {record.samples_per_second:,.0f} samples/s"
             )
+            progress.update(task, advance=1, description=text)
+            _log_line(progress, f"epoch {record.epoch}/{config.train.epochs} · {text}")
 
         result = run_experiment(config, run_dir, on_start=on_start, on_epoch=on_epoch)
 
@@ -388,14 +402,7 @@ def compare(
         variants=tuple(variant or ()),
     )
     sweep_dir = out or Path("sweeps") / factor
-    with Progress(
-        TextColumn("[bold]runs"),
-        MofNCompleteColumn(),
-        BarColumn(),
-        TextColumn("{task.description}"),
-        TimeElapsedColumn(),
-        console=err_console,
-    ) as progress:
+    with _progress("runs") as progress:
         task = progress.add_task("planning…", total=None)
 
         def on_run(record: RunRecord, done: int, total: int) -> None:
@@ -406,6 +413,7 @@ def compare(
                 total=total,
                 description=f"{record.cell.label} seed {record.seed}: {status}",
             )
+            _log_line(progress, f"run {done}/{total} · {record.cell.label} seed {record.seed}: {status}")
 
         result = run_sweep(spec, sweep_dir, jobs=jobs or default_jobs(), on_run=on_run)
 
@@ -553,12 +561,3 @@ def data_show(
     _print_notes(notes)
     for path in written:
         console.print(f"wrote {path}", highlight=False)
-
-
-def run() -> None:  # pragma: no cover - the console-script entry point
-    """Entry point that also keeps Ctrl-C outside a run from printing a traceback."""
-    try:
-        app()
-    except KeyboardInterrupt:
-        err_console.print("interrupted")
-        sys.exit(EXIT_INTERRUPTED)

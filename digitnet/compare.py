@@ -277,6 +277,9 @@ def execute(
 
     def finish(cell: Cell, seed: int, config: RunConfig, summary: dict[str, Any]) -> None:
         nonlocal done
+        if summary.get("status") == "interrupted":
+            # The trainer turned Ctrl-C into a saved partial run; the sweep itself must stop here.
+            raise KeyboardInterrupt
         record = RunRecord(cell, seed, config.key(), runs_dir / config.key(), summary, cached=False)
         records[config.key()] = record
         done += 1
@@ -288,7 +291,8 @@ def execute(
             finish(cell, seed, config, train_one(config, runs_dir / config.key()))
     else:
         context = get_context("spawn")  # fork after torch has started threads can deadlock
-        with ProcessPoolExecutor(jobs, mp_context=context, initializer=_worker_init) as pool:
+        pool = ProcessPoolExecutor(jobs, mp_context=context, initializer=_worker_init)
+        try:
             futures = {
                 pool.submit(train_one, config, runs_dir / config.key()): (cell, seed, config)
                 for cell, seed, config in todo
@@ -296,6 +300,11 @@ def execute(
             for future in as_completed(futures):
                 cell, seed, config = futures[future]
                 finish(cell, seed, config, future.result())
+        except BaseException:
+            # Ctrl-C or a failed run: drop queued runs instead of training them; finished ones are on disk.
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
+        pool.shutdown(wait=True)
     return [records[config.key()] for _, _, config in planned]
 
 

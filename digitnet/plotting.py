@@ -22,6 +22,7 @@ matplotlib.use("Agg")  # files only: no display on servers, CI, or the docs buil
 import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from digitnet.runtime import atomic_write_bytes
 from digitnet.trainer import History
@@ -127,6 +128,7 @@ def plot_accuracy(history: History, title: str, stem: Path) -> list[Path]:
             label=f"test (final) {100 * history.test_accuracy:.2f}%",
         )
     axes.set_xlabel("epoch")
+    axes.xaxis.set_major_locator(MaxNLocator(integer=True))
     axes.set_ylabel("accuracy (%)")
     axes.set_title(title, fontsize=10)
     axes.grid(alpha=0.3)
@@ -275,6 +277,7 @@ def plot_sweep(factor: str, series: Sequence[SweepSeries], out_dir: Path) -> lis
             axes.plot(epochs, mean * scale, "o-", markersize=3, color=color, label=_legend_label(s))
             axes.fill_between(epochs, (mean - std) * scale, (mean + std) * scale, color=color, alpha=0.18)
         axes.set_xlabel("epoch")
+        axes.xaxis.set_major_locator(MaxNLocator(integer=True))
         axes.set_ylabel(label)
         axes.set_title(f"{label} per epoch, by {factor} (mean ± std over seeds)", fontsize=10)
         axes.grid(alpha=0.3)
