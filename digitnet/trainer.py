@@ -194,7 +194,8 @@ def train(
             model.train()
             started = time.perf_counter()
             losses: list[Tensor] = []
-            hits: list[Tensor] = []
+            predictions: list[Tensor] = []  # compared with the labels once per epoch, not per step
+            labels: list[Tensor] = []
             diverged = False
             for x, y in loader:
                 logits = model(x)
@@ -205,7 +206,8 @@ def train(
                 if scheduler is not None:
                     scheduler.step()
                 losses.append(loss.detach())
-                hits.append((logits.detach().argmax(dim=1) == y).sum())
+                predictions.append(logits.detach().argmax(dim=1))
+                labels.append(y)
                 step += 1
                 if step % DIVERGENCE_CHECK_EVERY == 0 and not bool(torch.isfinite(loss)):
                     diverged = True
@@ -221,7 +223,7 @@ def train(
                 break
             seen = sizes[: len(losses)]
             train_loss = float((epoch_losses * seen).sum() / seen.sum())
-            train_accuracy = float(torch.stack(hits).sum()) / float(seen.sum())
+            train_accuracy = float((torch.cat(predictions) == torch.cat(labels)).sum()) / float(seen.sum())
             eval_started = time.perf_counter()
             val = evaluate(model, data.val_x, data.val_y, config.eval_batch_size)
             record = EpochRecord(

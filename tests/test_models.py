@@ -85,3 +85,25 @@ def test_parse_hidden() -> None:
 def test_describe_model() -> None:
     assert describe_model(ModelConfig("mlp")) == "mlp 784-100-50-10"
     assert describe_model(ModelConfig("nmlp")) == "nmlp 784-100-50-10 dropout 0.2"
+
+
+def test_lenet_pooling_before_relu_computes_the_textbook_order() -> None:
+    """ReLU and max-pool commute, so the faster order gives the same outputs and gradients."""
+    torch.manual_seed(0)
+    model = build_model(ModelConfig("cnn"))
+    assert isinstance(model, torch.nn.Module)
+    conv1, conv2 = model.features[0], model.features[3]  # type: ignore[index]
+
+    def textbook(x: torch.Tensor) -> torch.Tensor:
+        pool = torch.nn.functional.max_pool2d
+        x = pool(torch.relu(conv1(x)), 2)
+        x = pool(torch.relu(conv2(x)), 2)
+        return model.classifier(x.flatten(1))  # type: ignore[no-any-return,operator]
+
+    x = torch.randn(8, 1, 28, 28)
+    torch.testing.assert_close(model(x), textbook(x))
+    model(x).sum().backward()
+    fast_grad = conv1.weight.grad.clone()
+    model.zero_grad()
+    textbook(x).sum().backward()
+    torch.testing.assert_close(fast_grad, conv1.weight.grad)

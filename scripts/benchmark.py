@@ -1,0 +1,292 @@
+"""Training throughput: digitnet's trainer against the tutorials' loop, same process, same machine.
+
+The reference loop is how the assignments train: ``torchvision.datasets.MNIST(transform=ToTensor())``
+(plus ``Normalize`` for the CNN) → ``DataLoader(batch_size, shuffle=True)`` → forward / backward / step
+with ``torch.optim.Adam(lr=1e-3)``. digitnet runs :func:`digitnet.trainer.train` on the same model, batch
+size and number of samples. Both use this process's torch threads. Also printed: the machine's float32
+matmul rate (the roofline the cases are compared with), evaluation throughput, peak memory, and the wall
+time of ``digitnet compare lr --epochs 3`` at its default values.
+
+    python scripts/benchmark.py                 # full MNIST from $DIGITNET_DATA (or --data-dir)
+    python scripts/benchmark.py --quick --json  # CI: a few thousand samples, no compare timing
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import math
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from digitnet.data import DataConfig, TensorSplit, find_mnist_files, load_split, to_tensors
+from digitnet.models import ModelConfig, build_model
+from digitnet.optim import OptimConfig, build_optimizer
+from digitnet.runtime import seed_everything
+from digitnet.trainer import TrainConfig, evaluate, train
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    model: ModelConfig
+    batch_size: int
+    target_ratio: float
+
+
+CASES = (
+    Case("MLP 784-100-50-10", ModelConfig("mlp", (100, 50)), 100, 10.0),
+    Case("MLP 784-500-10", ModelConfig("mlp", (500,)), 100, 5.0),
+    Case("LeNet CNN", ModelConfig("cnn"), 64, 2.0),
+)
+
+
+@dataclass
+class Result:
+    case: str
+    batch_size: int
+    samples: int
+    reference_samples_per_s: float
+    digitnet_samples_per_s: float
+    ratio: float
+    target_ratio: float
+    train_gflop_per_sample: float
+    digitnet_gflops: float
+    fraction_of_matmul_peak: float
+    reference_eval_samples_per_s: float
+    digitnet_eval_samples_per_s: float
+    peak_rss_mb: float
+
+
+def matmul_peak_gflops(size: int = 1024, seconds: float = 2.0) -> float:
+    """Best float32 GEMM rate this process reaches (size×size @ size×size), in GFLOP/s."""
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    for _ in range(3):
+        a @ b
+    best = 0.0
+    deadline = time.perf_counter() + seconds
+    while time.perf_counter() < deadline:
+        start = time.perf_counter()
+        for _ in range(5):
+            a @ b
+        best = max(best, 5 * 2 * size**3 / (time.perf_counter() - start) / 1e9)
+    return best
+
+
+def train_flops_per_sample(model: nn.Module, batch: int = 64) -> float:
+    """Forward + backward FLOPs of one training sample, counted by torch's own FlopCounterMode."""
+    x = torch.randn(batch, 1, 28, 28)
+    counter = FlopCounterMode(display=False)
+    with counter:
+        loss = nn.functional.cross_entropy(model(x), torch.zeros(batch, dtype=torch.long))
+        loss.backward()
+    return counter.get_total_flops() / batch
+
+
+def torchvision_root(data_dir: Path) -> Path:
+    """A temporary ``MNIST/raw`` with unpacked files: the layout torchvision's MNIST class reads."""
+    files = find_mnist_files(data_dir)
+    if files is None:
+        raise SystemExit(f"{data_dir}: no MNIST files; set --data-dir or $DIGITNET_DATA")
+    root = Path(tempfile.mkdtemp(prefix="digitnet-bench-"))
+    raw = root / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for path in files.values():
+        target = raw / path.name.removesuffix(".gz")
+        opener = gzip.open if path.suffix == ".gz" else open
+        with opener(path, "rb") as source, target.open("wb") as sink:
+            shutil.copyfileobj(source, sink)
+    return root
+
+
+def reference_throughput(case: Case, root: Path, samples: int, seed: int) -> tuple[float, float]:
+    """(train, eval) samples/s of the tutorials' loop on ``samples`` training samples."""
+    from torchvision import datasets, transforms
+
+    steps = [transforms.ToTensor()]
+    if case.model.name == "cnn":
+        steps.append(transforms.Normalize((0.1307,), (0.3081,)))
+    transform = transforms.Compose(steps)
+    train_set = datasets.MNIST(str(root), train=True, download=False, transform=transform)
+    test_set = datasets.MNIST(str(root), train=False, download=False, transform=transform)
+    torch.manual_seed(seed)
+    model = build_model(case.model)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    loader = torch.utils.data.DataLoader(train_set, batch_size=case.batch_size, shuffle=True)
+    model.train()
+    seen = 0
+    start = time.perf_counter()
+    for x, y in loader:
+        optimizer.zero_grad()
+        loss = nn.functional.cross_entropy(model(x), y)
+        loss.backward()
+        optimizer.step()
+        seen += len(y)
+        if seen >= samples:
+            break
+    train_rate = seen / (time.perf_counter() - start)
+    model.eval()
+    eval_seen = 0
+    start = time.perf_counter()
+    with torch.no_grad():
+        for x, y in torch.utils.data.DataLoader(test_set, batch_size=1000):
+            model(x).argmax(1).eq(y).sum().item()
+            eval_seen += len(y)
+            if eval_seen >= min(samples, len(test_set)):
+                break
+    return train_rate, eval_seen / (time.perf_counter() - start)
+
+
+def digitnet_throughput(case: Case, tensors: TensorSplit, samples: int, seed: int) -> tuple[float, float]:
+    """(train, eval) samples/s of digitnet's trainer on the first ``samples`` training digits."""
+    subset = TensorSplit(
+        tensors.train_x[:samples],
+        tensors.train_y[:samples],
+        tensors.val_x[:1000],
+        tensors.val_y[:1000],
+        tensors.test_x[:1000],
+        tensors.test_y[:1000],
+        tensors.stats,
+    )
+    generator = seed_everything(seed)
+    model = build_model(case.model)
+    optimizer = build_optimizer(model.parameters(), OptimConfig("adam", lr=1e-3))
+    history = train(
+        model, optimizer, subset, TrainConfig(epochs=1, batch_size=case.batch_size, seed=seed), generator
+    )
+    train_rate = history.epochs[0].samples_per_second
+    n_eval = min(samples, len(tensors.test_y))
+    evaluate(model, tensors.test_x[:n_eval], tensors.test_y[:n_eval])  # warm-up
+    start = time.perf_counter()
+    evaluate(model, tensors.test_x[:n_eval], tensors.test_y[:n_eval])
+    return train_rate, n_eval / (time.perf_counter() - start)
+
+
+def best_of(repeats: int, measure: Callable[[], tuple[float, float]]) -> tuple[float, float]:
+    """The best of ``repeats`` measurements: the least disturbed by whatever else the machine does."""
+    results = [measure() for _ in range(repeats)]
+    return max(r[0] for r in results), max(r[1] for r in results)
+
+
+def compare_wall_time(data_dir: Path) -> float:
+    """Seconds for ``digitnet compare lr --epochs 3`` (default values and seeds) in a fresh directory."""
+    with tempfile.TemporaryDirectory() as out:
+        start = time.perf_counter()
+        subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                "from digitnet.cli import app; app()",
+                "compare",
+                "lr",
+                "--epochs",
+                "3",
+                "--dataset",
+                "mnist",
+                "--data-dir",
+                str(data_dir),
+                "--out",
+                out,
+            ],
+            check=True,
+            capture_output=True,
+        )
+        return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-dir", type=Path, default=os.environ.get("DIGITNET_DATA"))
+    parser.add_argument("--quick", action="store_true", help="few samples, no compare timing (for CI)")
+    parser.add_argument("--samples", type=int, help="training samples per case [48000; quick 4096]")
+    parser.add_argument("--repeats", type=int, help="measurements per case, best kept [2; quick 1]")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    args = parser.parse_args()
+    if args.data_dir is None:
+        raise SystemExit("benchmark needs full MNIST: --data-dir or $DIGITNET_DATA")
+    samples = args.samples or (4096 if args.quick else 48_000)
+    repeats = args.repeats or (1 if args.quick else 2)
+
+    peak = matmul_peak_gflops(seconds=0.5 if args.quick else 2.0)
+    config = DataConfig(dataset="mnist", data_dir=str(args.data_dir))
+    tensors = to_tensors(load_split(config), config, torch.device("cpu"))
+    root = torchvision_root(Path(args.data_dir))
+    results = []
+    try:
+        for case in CASES:
+            flops = train_flops_per_sample(build_model(case.model))
+            ref_train, ref_eval = best_of(repeats, lambda c=case: reference_throughput(c, root, samples, 0))
+            our_train, our_eval = best_of(repeats, lambda c=case: digitnet_throughput(c, tensors, samples, 0))
+            gflops = our_train * flops / 1e9
+            results.append(
+                Result(
+                    case=case.name,
+                    batch_size=case.batch_size,
+                    samples=samples,
+                    reference_samples_per_s=ref_train,
+                    digitnet_samples_per_s=our_train,
+                    ratio=our_train / ref_train,
+                    target_ratio=case.target_ratio,
+                    train_gflop_per_sample=flops / 1e9,
+                    digitnet_gflops=gflops,
+                    fraction_of_matmul_peak=gflops / peak,
+                    reference_eval_samples_per_s=ref_eval,
+                    digitnet_eval_samples_per_s=our_eval,
+                    peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                )
+            )
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    compare_seconds = None if args.quick else compare_wall_time(Path(args.data_dir))
+
+    report = {
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "matmul_peak_gflops": peak,
+        "cases": [asdict(r) for r in results],
+        "compare_lr_epochs3_seconds": compare_seconds,
+    }
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return
+    print(
+        f"torch {torch.__version__} · {torch.get_num_threads()} threads · "
+        f"float32 matmul peak {peak:.1f} GFLOP/s"
+        f" · {samples:,} training samples per case, best of {repeats}"
+    )
+    header = (
+        f"{'case':<20} {'batch':>5} {'reference/s':>12} {'digitnet/s':>11} {'ratio':>6} {'target':>6} "
+        f"{'GFLOP/s':>8} {'% peak':>6} {'eval ref/s':>11} {'eval ours/s':>11} {'peak MB':>8}"
+    )
+    print(header)
+    print("-" * len(header))
+    for r in results:
+        mark = "ok" if r.ratio >= r.target_ratio else "below"
+        print(
+            f"{r.case:<20} {r.batch_size:>5} {r.reference_samples_per_s:>12,.0f} "
+            f"{r.digitnet_samples_per_s:>11,.0f} "
+            f"{r.ratio:>5.1f}× {r.target_ratio:>5.0f}× {r.digitnet_gflops:>8.1f} "
+            f"{100 * r.fraction_of_matmul_peak:>5.0f}% {r.reference_eval_samples_per_s:>11,.0f} "
+            f"{r.digitnet_eval_samples_per_s:>11,.0f} {r.peak_rss_mb:>8.0f}  {mark}"
+        )
+    if compare_seconds is not None:
+        print(f"digitnet compare lr --epochs 3 (6 values × 3 seeds): {compare_seconds:.1f} s wall")
+    if not all(math.isfinite(r.ratio) for r in results):
+        raise SystemExit(1)
+
+
+if __name__ == "__main__":
+    main()
