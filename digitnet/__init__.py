@@ -4,9 +4,12 @@ The modules follow the order of an assignment: ``data`` → ``models`` → ``opt
 ``plotting``; ``experiment`` wires them into one reproducible run directory, and ``cli`` maps the
 command line onto those configs.
 
+```pycon
 >>> from digitnet.models import ModelConfig, build_model, count_parameters
 >>> count_parameters(build_model(ModelConfig(name="mlp", hidden_sizes=(128, 64))))
 109386
+
+```
 """
 
 from importlib.metadata import PackageNotFoundError, version

@@ -16,7 +16,13 @@ import torch
 from digitnet.data import DataConfig, augment_batch, image_grid_rows, load_split, to_tensors
 from digitnet.experiment import load_checkpoint
 from digitnet.images import load_image, save_png, to_mnist
-from digitnet.plotting import plot_class_counts, plot_class_rows, plot_confusion_matrix, plot_digit_grid
+from digitnet.plotting import (
+    plot_class_counts,
+    plot_class_rows,
+    plot_confusion_matrix,
+    plot_digit_grid,
+    plot_normalization,
+)
 from digitnet.runtime import atomic_directory, atomic_write_json, atomic_write_text, seed_everything
 from digitnet.trainer import predict_logits
 
@@ -53,7 +59,19 @@ def draw_data_figures(config: DataConfig, out_dir: Path, seed: int = 0) -> tuple
         out_dir / "augmentation",
         "--augment: random rotation ±10° and shift ≤2 px, drawn fresh every epoch",
     )
+    written += plot_normalization(split.train.images, out_dir / "normalization")
+    written.append(out_dir / "class_counts.md")
+    atomic_write_text(out_dir / "class_counts.md", class_counts_markdown(counts))
     return written, split.notes
+
+
+def class_counts_markdown(counts: dict[str, list[int]]) -> str:
+    """Digits per class in each part of the split, as a markdown table."""
+    header = "| split | " + " | ".join(str(d) for d in range(10)) + " | total |"
+    lines = [header, "|---" * 12 + "|"]
+    for name, values in counts.items():
+        lines.append(f"| {name} | " + " | ".join(f"{v:,}" for v in values) + f" | {sum(values):,} |")
+    return "\n".join(lines) + "\n"
 
 
 @dataclass(frozen=True)

@@ -91,13 +91,17 @@ def main(
 # Every run option defaults to None, meaning "not given": the preset, then the config's default, apply.
 
 Preset = Annotated[
-    str | None, typer.Option(help="A measured recipe: baseline (see README). Options given beside it win.")
+    str | None,
+    typer.Option(help="A measured recipe: baseline | fast (see README). Options given beside it win."),
 ]
 Model = Annotated[
     str | None, typer.Option(help="mlp | nmlp (LayerNorm+dropout) | bn (BatchNorm) | cnn. [default: mlp]")
 ]
 Hidden = Annotated[
     str | None, typer.Option(help="Hidden widths, comma-separated. [default: 100,50; cnn 120,84]")
+]
+Channels = Annotated[
+    str | None, typer.Option(help="CNN only: channels of its two convolutions, e.g. 8,16. [default: 16,32]")
 ]
 Dropout = Annotated[
     float | None, typer.Option(help="Dropout probability, 0 ≤ p < 1. [default: 0.2 for nmlp, else 0]")
@@ -134,6 +138,9 @@ Augment = Annotated[
     typer.Option("--augment/--no-augment", help="Random rotation ±10° and shift ≤2 px. [default: off]"),
 ]
 Device = Annotated[str | None, typer.Option(help="auto | cpu | cuda | mps. [default: auto]")]
+EvalBatchSize = Annotated[
+    int | None, typer.Option(help="Batch size for validation and test (no gradients). [default: 2048]")
+]
 Threads = Annotated[
     int | None,
     typer.Option(
@@ -142,27 +149,25 @@ Threads = Annotated[
 ]
 
 
-def _settings(**options: Any) -> dict[str, Any]:
-    """CLI option values (None = not given) as named settings: ``batch_size`` → ``batch-size``."""
-    settings = {}
-    for name, value in options.items():
-        if value is None:
-            continue
-        key = name.replace("_", "-")
-        if key == "hidden":
-            from digitnet.models import parse_hidden
+def run_settings(options: dict[str, Any]) -> dict[str, Any]:
+    """The named run settings among a command's options (``locals()`` at its top), over its ``--preset``.
 
-            value = parse_hidden(value)
+    Options left at None were not given, so the preset's value, then the config's default, applies.
+    Options that are not run settings (``--out``, ``--seeds``, …) are the command's own and are skipped.
+    """
+    from digitnet.experiment import SETTINGS, parse_setting, preset_settings
+
+    given = {name.replace("_", "-"): value for name, value in options.items()}
+    settings = preset_settings(given.get("preset"))
+    for name, value in given.items():
+        if name not in SETTINGS or value is None:
+            continue
+        if name in ("hidden", "channels"):
+            value = parse_setting(name, value)
         elif isinstance(value, Path):
             value = str(value)
-        settings[key] = value
+        settings[name] = value
     return settings
-
-
-def preset_settings_for(preset: str | None) -> dict[str, Any]:
-    from digitnet.experiment import preset_settings
-
-    return preset_settings(preset)
 
 
 def _progress(unit: str) -> Progress:
@@ -203,6 +208,7 @@ def train(
     preset: Preset = None,
     model: Model = None,
     hidden: Hidden = None,
+    channels: Channels = None,
     dropout: Dropout = None,
     optimizer: Optimizer = None,
     lr: LearningRate = None,
@@ -219,11 +225,13 @@ def train(
     augment: Augment = None,
     device: Device = None,
     threads: Threads = None,
+    eval_batch_size: EvalBatchSize = None,
     out: Annotated[
         Path | None, typer.Option(help="Run directory. [default: runs/<model>-<optimizer>-<config hash>]")
     ] = None,
 ) -> None:
     """Train one model from scratch and write its run directory (config, history, plots, checkpoint)."""
+    options = dict(locals())
     from digitnet.experiment import (
         RunStart,
         make_run_config,
@@ -232,26 +240,7 @@ def train(
     )
     from digitnet.trainer import EpochRecord
 
-    settings = preset_settings_for(preset) | _settings(
-        model=model,
-        hidden=hidden,
-        dropout=dropout,
-        optimizer=optimizer,
-        lr=lr,
-        momentum=momentum,
-        weight_decay=weight_decay,
-        schedule=schedule,
-        batch_size=batch_size,
-        epochs=epochs,
-        seed=seed,
-        dataset=dataset,
-        data_dir=data_dir,
-        csv=csv,
-        normalize=normalize,
-        augment=augment,
-        device=device,
-        threads=threads,
-    )
+    settings = run_settings(options)
     config = resolve_run_config(make_run_config(settings))
     run_dir = out or Path("runs") / f"{config.model.name}-{config.optim.name}-{config.key()}"
 
@@ -345,9 +334,17 @@ def compare(
         typer.Option(help="With 'variants': paired settings, e.g. 'lr=0.001 dropout=0.2' (repeatable)."),
     ] = None,
     out: Annotated[Path | None, typer.Option(help="Sweep directory. [default: sweeps/<factor>]")] = None,
+    backend: Annotated[
+        str, typer.Option(help="local (worker processes) | ray (Ray tasks; pip install -e '.[ray]').")
+    ] = "local",
+    ray_address: Annotated[
+        str | None,
+        typer.Option(help="With --backend ray: 'auto' joins a running cluster; none starts a local one."),
+    ] = None,
     preset: Preset = None,
     model: Model = None,
     hidden: Hidden = None,
+    channels: Channels = None,
     dropout: Dropout = None,
     optimizer: Optimizer = None,
     lr: LearningRate = None,
@@ -366,33 +363,16 @@ def compare(
     augment: Augment = None,
     device: Device = None,
     threads: Threads = None,
+    eval_batch_size: EvalBatchSize = None,
 ) -> None:
     """Train every value of one factor from scratch over several seeds; tables, overlays, error bars.
 
     Finished runs are cached by their config hash, so a rerun trains only what is missing.
     """
+    options = dict(locals())
     from digitnet.compare import RunRecord, SweepSpec, default_jobs, run_sweep
 
-    base = preset_settings_for(preset) | _settings(
-        model=model,
-        hidden=hidden,
-        dropout=dropout,
-        optimizer=optimizer,
-        lr=lr,
-        momentum=momentum,
-        weight_decay=weight_decay,
-        schedule=schedule,
-        batch_size=batch_size,
-        epochs=epochs,
-        seed=seed,
-        dataset=dataset,
-        data_dir=data_dir,
-        csv=csv,
-        normalize=normalize,
-        augment=augment,
-        device=device,
-        threads=threads,
-    )
+    base = run_settings(options)
     spec = SweepSpec(
         factor=factor,
         values=tuple(values or ()),
@@ -415,7 +395,14 @@ def compare(
             )
             _log_line(progress, f"run {done}/{total} · {record.cell.label} seed {record.seed}: {status}")
 
-        result = run_sweep(spec, sweep_dir, jobs=jobs or default_jobs(), on_run=on_run)
+        result = run_sweep(
+            spec,
+            sweep_dir,
+            jobs=jobs or default_jobs(),
+            on_run=on_run,
+            backend=backend,
+            ray_address=ray_address,
+        )
 
     table = Table(title=f"compare {factor}: mean ± std over {seeds} seed(s)", show_edge=False)
     from digitnet.compare import results_table_rows
@@ -488,6 +475,46 @@ def predict(
             console.print(f"  preprocessed: {prediction.preprocessed}", highlight=False, soft_wrap=True)
 
 
+# -------------------------------------------------------------------------------------------- report
+
+
+@app.command()
+@friendly
+def report(
+    *,
+    quick: Annotated[
+        bool, typer.Option("--quick", help="Bundled sample, 1 seed, 2 epochs: the same path in minutes.")
+    ] = False,
+    docs_dir: Annotated[Path, typer.Option(help="Where figures/ and results/ go.")] = Path("docs"),
+    cache_dir: Annotated[Path, typer.Option(help="Where the runs are kept (reused on rerun).")] = Path(
+        "runs/report"
+    ),
+    data_dir: DataDir = None,
+    jobs: Annotated[int | None, typer.Option(help="Worker processes. [default: CPU cores]")] = None,
+) -> None:
+    """Run every experiment of the docs site (cached) and write its figures, tables and CLI reference."""
+    from digitnet.compare import SweepResult, default_jobs
+    from digitnet.report import run_report, write_cli_reference
+
+    def on_experiment(name: str, result: SweepResult) -> None:
+        err_console.print(
+            f"{name}: {result.trained} trained, {result.reused} reused · {result.summary}",
+            highlight=False,
+            soft_wrap=True,
+        )
+
+    written = run_report(
+        docs_dir,
+        cache_dir,
+        quick=quick,
+        data_dir=str(data_dir) if data_dir else None,
+        jobs=jobs or default_jobs(),
+        on_experiment=on_experiment,
+    )
+    written.append(write_cli_reference(docs_dir))
+    console.print(f"{len(written)} files written under {docs_dir}", highlight=False)
+
+
 # ---------------------------------------------------------------------------------------------- data
 
 
@@ -525,7 +552,7 @@ def data_prepare(
     from digitnet.data import describe_split, load_split, save_split
     from digitnet.experiment import make_run_config
 
-    config = make_run_config(_settings(dataset=dataset, data_dir=data_dir, csv=csv)).data
+    config = make_run_config(run_settings(dict(locals()))).data
     split = load_split(config)
     _print_notes(split.notes)
     written = save_split(split, out)
@@ -556,7 +583,7 @@ def data_show(
     from digitnet.analysis import draw_data_figures
     from digitnet.experiment import make_run_config
 
-    config = make_run_config(_settings(dataset=dataset, data_dir=data_dir, csv=csv))
+    config = make_run_config(run_settings(dict(locals())))
     written, notes = draw_data_figures(config.data, out, seed if seed is not None else 0)
     _print_notes(notes)
     for path in written:

@@ -5,8 +5,11 @@ with ``seeds`` different seeds. Every run is keyed by the hash of its full confi
 ``<out>/runs/<key>/``; a run whose directory holds a finished ``summary.json`` is never trained again, so
 Ctrl-C then rerun loses nothing, and a second identical call only re-draws the tables and figures.
 
+```pycon
 >>> [cell.label for cell in plan_sweep(SweepSpec("lr", ("0.1", "0.01")))]
 ['0.1', '0.01']
+
+```
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from digitnet.data import Split, load_split
-from digitnet.errors import ConfigError
+from digitnet.errors import CheckpointError, ConfigError
 from digitnet.experiment import (
     RunConfig,
     make_run_config,
@@ -56,6 +59,9 @@ MODEL_VARIANTS: dict[str, dict[str, Any]] = {
     "cnn": {"model": "cnn"},
 }
 NORM_MODELS = {"none": "mlp", "layer": "nmlp", "batch": "bn"}
+# Comparing optimizers at one shared lr would judge Adam at SGD's rate (or SGD at Adam's), so unless
+# --lr is given each optimizer runs at its conventional rate, and its label says which.
+CONVENTIONAL_LR = {"sgd": 0.01, "momentum": 0.01, "rmsprop": 0.001, "adam": 0.001, "adamw": 0.001}
 FINISHED = ("completed", "diverged")  # an interrupted run is trained again
 METRICS = ("train_accuracy", "val_accuracy", "test_accuracy", "train_loss", "val_loss", "test_loss")
 
@@ -144,6 +150,10 @@ class CellResult:
     def diverged(self) -> int:
         return sum(1 for r in self.runs if r.summary.get("status") == "diverged")
 
+    @property
+    def failed(self) -> int:
+        return sum(1 for r in self.runs if r.summary.get("status") == "failed")
+
 
 @dataclass
 class SweepResult:
@@ -172,7 +182,11 @@ def plan_sweep(spec: SweepSpec) -> list[Cell]:
     cells = []
     for value in values:
         overrides = _factor_overrides(spec.factor, value, base)
-        cells.append(Cell(value, value, "", overrides))
+        label = value
+        if spec.factor == "optimizer" and "lr" not in base and value in CONVENTIONAL_LR:
+            overrides["lr"] = CONVENTIONAL_LR[value]
+            label = f"{value} (lr {CONVENTIONAL_LR[value]:g})"
+        cells.append(Cell(label, value, "", overrides))
     if not spec.models:
         return cells
     return [
@@ -238,7 +252,10 @@ def finished_summary(run_dir: Path) -> dict[str, Any] | None:
     """The summary of a finished run in ``run_dir``, or None if it must be (re)trained."""
     if not (run_dir / "summary.json").is_file():
         return None
-    summary = read_json(run_dir / "summary.json")
+    try:
+        summary = read_json(run_dir / "summary.json")
+    except CheckpointError:  # unreadable: train it again rather than trust or crash on it
+        return None
     return summary if isinstance(summary, dict) and summary.get("status") in FINISHED else None
 
 
@@ -250,15 +267,27 @@ def default_jobs() -> int:
     return max(1, os.cpu_count() or 1)
 
 
+BACKENDS = ("local", "ray")
+
+
 def execute(
     planned: Sequence[tuple[Cell, int, RunConfig]],
     runs_dir: Path,
     jobs: int = 1,
     on_run: RunCallback | None = None,
+    backend: str = "local",
+    ray_address: str | None = None,
 ) -> list[RunRecord]:
-    """Train what is missing from ``runs_dir`` (in ``jobs`` processes) and return every run's record."""
+    """Train what is missing from ``runs_dir`` and return every run's record.
+
+    ``backend="local"`` trains in ``jobs`` processes on this machine; ``"ray"`` as Ray tasks (see
+    :mod:`digitnet.distributed`). Either way each run lands in ``runs_dir/<key>`` through the same
+    atomic write, so caching and resume do not depend on the backend.
+    """
     if jobs < 1:
         raise ConfigError(f"--jobs: expected a whole number ≥ 1, got {jobs}")
+    if backend not in BACKENDS:
+        raise ConfigError(f"--backend: expected one of {', '.join(BACKENDS)}, got {backend!r}")
     records: dict[str, RunRecord] = {}
     todo: list[tuple[Cell, int, RunConfig]] = []
     for cell, seed, config in planned:
@@ -286,7 +315,23 @@ def execute(
         if on_run:
             on_run(record, done, total)
 
-    if jobs == 1 or len(todo) <= 1:
+    def fail(cell: Cell, seed: int, config: RunConfig, error: str) -> None:
+        """A run that could not be trained (after the backend's retries): recorded, not written."""
+        nonlocal done
+        summary = {"status": "failed", "error": error, "train_seconds": 0.0}
+        records[config.key()] = RunRecord(
+            cell, seed, config.key(), runs_dir / config.key(), summary, cached=False
+        )
+        done += 1
+        if on_run:
+            on_run(records[config.key()], done, total)
+
+    if backend == "ray":
+        from digitnet.distributed import run_on_ray
+
+        if todo:
+            run_on_ray(todo, runs_dir, finish, fail, ray_address)
+    elif jobs == 1 or len(todo) <= 1:
         for cell, seed, config in todo:
             finish(cell, seed, config, train_one(config, runs_dir / config.key()))
     else:
@@ -319,7 +364,9 @@ def aggregate(cells: Sequence[Cell], records: Sequence[RunRecord]) -> list[CellR
         finished = [r.summary for r in runs if r.summary.get("status") == "completed"]
         stats = {metric: mean_std([s[metric] for s in finished]) for metric in METRICS}
         stats["best_epoch"] = mean_std([s["best_epoch"] for s in finished if s.get("best_epoch")])
-        stats["train_seconds"] = mean_std([r.summary["train_seconds"] for r in runs])
+        ran = [r.summary for r in runs if r.summary.get("status") in FINISHED]
+        stats["train_seconds"] = mean_std([s["train_seconds"] for s in ran])
+        stats["parameters"] = mean_std([s["parameters"] for s in ran])
         results.append(CellResult(cell, runs, stats))
     return results
 
@@ -332,7 +379,10 @@ def describe_result(spec: SweepSpec, cells: Sequence[CellResult]) -> str:
     )
     name = spec.factor if spec.factor != "variants" else "variant"
     diverged = [c.cell.label for c in cells if c.diverged]
+    failed = [c.cell.label for c in cells if c.failed]
     tail = f" Diverged: {', '.join(diverged)}." if diverged else ""
+    if failed:
+        tail += f" Failed to train (a rerun retries them): {', '.join(failed)}."
     if not ranked:
         return f"No {name} finished training.{tail}"
     best = ranked[0]
@@ -364,8 +414,10 @@ def results_table_rows(cells: Sequence[CellResult]) -> list[dict[str, str]]:
         rows.append(
             {
                 "value": result.cell.label,
+                "parameters": f"{s['parameters'].mean:,.0f}" if s["parameters"].n else "—",
                 "seeds": str(len(result.runs)),
                 "diverged": str(result.diverged),
+                **({"failed": str(result.failed)} if any(c.failed for c in cells) else {}),
                 "train acc (%)": s["train_accuracy"].text(),
                 "val acc (%)": s["val_accuracy"].text(),
                 "test acc (%)": s["test_accuracy"].text(),
@@ -381,12 +433,18 @@ def results_table_rows(cells: Sequence[CellResult]) -> list[dict[str, str]]:
 
 def results_csv(cells: Sequence[CellResult]) -> str:
     """Machine-readable results: one row per cell, mean and std columns per metric."""
-    header = ["value", "group", "seeds", "diverged"]
+    header = ["value", "group", "seeds", "diverged", "failed"]
     for metric in (*METRICS, "best_epoch", "train_seconds"):
         header += [f"{metric}_mean", f"{metric}_std"]
     lines = [",".join(header)]
     for result in cells:
-        row = [_csv_cell(result.cell.label), result.cell.group, str(len(result.runs)), str(result.diverged)]
+        row = [
+            _csv_cell(result.cell.label),
+            result.cell.group,
+            str(len(result.runs)),
+            str(result.diverged),
+            str(result.failed),
+        ]
         for metric in (*METRICS, "best_epoch", "train_seconds"):
             stat = result.stats[metric]
             row += [f"{stat.mean:.6g}", f"{stat.std:.6g}"]
@@ -416,14 +474,24 @@ def results_markdown(spec: SweepSpec, cells: Sequence[CellResult], summary: str)
 
 
 def run_sweep(
-    spec: SweepSpec, out_dir: Path, jobs: int = 1, on_run: RunCallback | None = None
+    spec: SweepSpec,
+    out_dir: Path,
+    jobs: int = 1,
+    on_run: RunCallback | None = None,
+    runs_dir: Path | None = None,
+    backend: str = "local",
+    ray_address: str | None = None,
 ) -> SweepResult:
-    """Plan, train what is missing, aggregate, and write tables and figures to ``out_dir``."""
+    """Plan, train what is missing, aggregate, and write tables and figures to ``out_dir``.
+
+    Runs live in ``runs_dir`` (default ``out_dir/runs``); sweeps that share one reuse each other's
+    identical runs, since a run's directory is named by its config hash alone.
+    """
     from digitnet.plotting import plot_sweep
 
     cells = plan_sweep(spec)
     planned = run_configs(spec, cells)
-    records = execute(planned, out_dir / "runs", jobs, on_run)
+    records = execute(planned, runs_dir or out_dir / "runs", jobs, on_run, backend, ray_address)
     results = aggregate(cells, records)
     summary = describe_result(spec, results)
     files = [out_dir / "results.csv", out_dir / "results.md", out_dir / "runs.csv"]
@@ -453,6 +521,8 @@ def sweep_series(result: CellResult) -> SweepSeries:
     the final statistics."""
     curves: dict[str, list[list[float]]] = {"val_loss": [], "val_accuracy": [], "train_loss": []}
     for record in result.runs:
+        if record.summary.get("status") not in FINISHED:  # a failed run has no history on disk
+            continue
         epochs = read_json(record.run_dir / "history.json")["epochs"]
         for name, runs in curves.items():
             runs.append([float(e[name]) for e in epochs])

@@ -14,10 +14,13 @@ Batches come from a ``torch.utils.data.DataLoader`` whose sampler yields whole i
 lives in memory (on the GPU when there is one) and a batch is one indexing operation, never 100 calls
 to ``__getitem__`` and a collate.
 
+```pycon
 >>> import torch
 >>> loader = batch_loader(torch.zeros(10, 1, 28, 28), torch.arange(10), batch_size=4)
 >>> [tuple(y.tolist()) for _, y in loader]
 [(0, 1, 2, 3), (4, 5, 6, 7), (8, 9)]
+
+```
 """
 
 from __future__ import annotations

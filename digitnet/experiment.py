@@ -459,6 +459,7 @@ SETTINGS: dict[str, Setting] = {
     "seed": Setting("train", "seed", int),
     "device": Setting("train", "device", str),
     "threads": Setting("train", "threads", int),
+    "eval-batch-size": Setting("train", "eval_batch_size", int),
 }
 
 
@@ -507,7 +508,22 @@ def make_run_config(settings: dict[str, Any]) -> RunConfig:
 
 # Recipes measured by scripts/ and documented in the README; explicit options given beside one win.
 PRESETS: dict[str, dict[str, Any]] = {
+    # The assignments' baseline: MLP 784-100-50-10, SGD lr 0.01, batch 32, 10 epochs (the defaults).
     "baseline": {},
+    # 99% test accuracy in under 20 s of wall clock on 2 CPU cores, start-up included: a LeNet with
+    # half the channels (4× fewer conv-2 FLOPs), Adam with a one-cycle schedule, 3 epochs of batch 256
+    # (convolutions use the cores better at 256 than 128), evaluated in batches of 512 (LeNet's
+    # inference is ~1.4× faster there than at 2048). Measured by scripts/presets.py.
+    "fast": {
+        "model": "cnn",
+        "channels": (8, 16),
+        "optimizer": "adam",
+        "lr": 0.01,
+        "schedule": "onecycle",
+        "batch-size": 256,
+        "epochs": 3,
+        "eval-batch-size": 512,
+    },
 }
 
 

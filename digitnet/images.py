@@ -5,11 +5,14 @@ light ink on a dark background, the ink's bounding box scaled (aspect kept, anti
 box, then placed in a 28×28 frame so that the centre of mass sits in the middle. :func:`to_mnist`
 repeats those steps for any size of image, dark-on-light or light-on-dark.
 
+```pycon
 >>> import numpy as np
 >>> page = np.full((100, 60), 255.0); page[20:80, 25:35] = 0.0   # a black "1" on white paper
 >>> digit = to_mnist(page)
 >>> digit.shape, int(digit.max()), int(digit[0, 0])
 ((28, 28), 255, 0)
+
+```
 """
 
 from __future__ import annotations

@@ -7,9 +7,12 @@
 
 Every model takes (B, 1, 28, 28) and returns (B, 10) logits; cross-entropy lives in the trainer.
 
+```pycon
 >>> model = build_model(ModelConfig(name="mlp", hidden_sizes=(100, 50)))
 >>> count_parameters(model)   # 784·100+100 + 100·50+50 + 50·10+10
 84060
+
+```
 """
 
 from __future__ import annotations

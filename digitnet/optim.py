@@ -4,10 +4,13 @@ Every optimizer is a plain ``torch.optim`` class, so its maths is PyTorch's own.
 fused implementation for the parameters' device (SGD, Adam, AdamW), it is used: one kernel updates every
 parameter instead of a Python loop over them, which is most of an optimizer step's cost on small models.
 
+```pycon
 >>> import torch
 >>> model = torch.nn.Linear(2, 1)
 >>> type(build_optimizer(model.parameters(), OptimConfig(name="adam", lr=1e-3))).__name__
 'Adam'
+
+```
 """
 
 from __future__ import annotations

@@ -3,8 +3,11 @@
 Each function takes measured values (a :class:`~digitnet.trainer.History`, images, counts) and a path stem,
 and returns the files it wrote. Nothing here trains or evaluates: figures show what was measured.
 
+```pycon
 >>> moving_average([1.0, 2.0, 3.0, 4.0], window=2)
 [1.0, 1.5, 2.5, 3.5]
+
+```
 """
 
 from __future__ import annotations
@@ -45,7 +48,8 @@ def moving_average(values: Sequence[float], window: int = 10) -> list[float]:
     cumulative = np.concatenate([[0.0], np.cumsum(array)])
     ends = np.arange(1, array.size + 1)
     starts = np.maximum(0, ends - window)
-    return list((cumulative[ends] - cumulative[starts]) / (ends - starts))
+    averages: list[float] = ((cumulative[ends] - cumulative[starts]) / (ends - starts)).tolist()
+    return averages
 
 
 def save_figure(figure: Figure, stem: Path, formats: Sequence[str] = FORMATS) -> list[Path]:
@@ -202,6 +206,7 @@ __all__ = [
     "plot_confusion_matrix",
     "plot_digit_grid",
     "plot_loss",
+    "plot_normalization",
     "plot_sweep",
     "save_figure",
 ]
@@ -344,3 +349,25 @@ def plot_confusion_matrix(matrix: np.ndarray, stem: Path, title: str) -> list[Pa
     )
     axes.set_title(title, fontsize=9)
     return save_figure(figure, stem)
+
+
+def plot_normalization(train_images: Any, stem: Path) -> list[Path]:
+    """One real digit under each ``--normalize`` mode, and the training pixels' histogram after
+    ``standard``: the same picture, different numbers fed to the first layer."""
+    from digitnet.data import NORMALIZATIONS, normalization_stats
+
+    digit = train_images[0].double()
+    figure, axes = plt.subplots(1, 4, figsize=(13, 3.0))
+    for panel, mode in zip(axes[:3], NORMALIZATIONS, strict=True):
+        stats = normalization_stats(train_images, mode)
+        shown = ((digit - stats.mean) / stats.std).numpy()
+        image = panel.imshow(shown, cmap="gray")
+        figure.colorbar(image, ax=panel, fraction=0.046)
+        panel.set_title(f"--normalize {mode}\nrange {shown.min():.2f} … {shown.max():.2f}", fontsize=9)
+        panel.axis("off")
+    stats = normalization_stats(train_images, "standard")
+    pixels = ((train_images[:2000].double() - stats.mean) / stats.std).flatten().numpy()
+    axes[3].hist(pixels, bins=60, color="tab:blue")
+    axes[3].set_yscale("log")
+    axes[3].set_title("training pixels after standard\n(mean 0, std 1; most are background)", fontsize=9)
+    return save_figure(figure, stem, ("png",))

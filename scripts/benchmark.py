@@ -86,6 +86,25 @@ def matmul_peak_gflops(size: int = 1024, seconds: float = 2.0) -> float:
     return best
 
 
+def shape_rates() -> dict[str, float]:
+    """GFLOP/s of the wide MLP's two large products alone, at the benchmark's batch of 100: the most its
+    training step could reach if nothing else cost time."""
+    shapes = {
+        "forward x·Wᵀ (100×784 · 784×500)": (100, 784, 500),
+        "weight gradient gᵀ·x (500×100 · 100×784)": (500, 100, 784),
+    }
+    rates = {}
+    for name, (m, k, n) in shapes.items():
+        a, b = torch.randn(m, k), torch.randn(k, n)
+        for _ in range(10):
+            a @ b
+        start = time.perf_counter()
+        for _ in range(200):
+            a @ b
+        rates[name] = 200 * 2 * m * k * n / (time.perf_counter() - start) / 1e9
+    return rates
+
+
 def train_flops_per_sample(model: nn.Module, batch: int = 64) -> float:
     """Forward + backward FLOPs of one training sample, counted by torch's own FlopCounterMode."""
     x = torch.randn(batch, 1, 28, 28)
@@ -207,6 +226,42 @@ def compare_wall_time(data_dir: Path) -> float:
         return time.perf_counter() - start
 
 
+def markdown_table(report: dict[str, object], samples: int, repeats: int) -> str:
+    """The benchmark as a markdown table for the docs."""
+    cases = report["cases"]
+    assert isinstance(cases, list)
+    lines = [
+        f"torch {report['torch']}, {report['threads']} threads, float32 matmul peak "
+        f"{report['matmul_peak_gflops']:.1f} GFLOP/s; {samples:,} training samples per case, "
+        f"best of {repeats}.",
+        "",
+        "| case | batch | reference (samples/s) | digitnet (samples/s) | ratio | target | GFLOP/s "
+        "| % of matmul peak | eval reference (samples/s) | eval digitnet (samples/s) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in cases:
+        lines.append(
+            f"| {r['case']} | {r['batch_size']} | {r['reference_samples_per_s']:,.0f} | "
+            f"{r['digitnet_samples_per_s']:,.0f} | {r['ratio']:.1f}× | {r['target_ratio']:.0f}× | "
+            f"{r['digitnet_gflops']:.1f} | {100 * r['fraction_of_matmul_peak']:.0f}% | "
+            f"{r['reference_eval_samples_per_s']:,.0f} | {r['digitnet_eval_samples_per_s']:,.0f} |"
+        )
+    rates = report["wide_mlp_matmul_gflops"]
+    assert isinstance(rates, dict)
+    peak = float(report["matmul_peak_gflops"])  # type: ignore[arg-type]
+    lines += ["", "The wide MLP's two large matrix products alone, at batch 100:", ""]
+    lines += [
+        f"- {name}: {rate:.1f} GFLOP/s, {100 * rate / peak:.0f}% of the peak" for name, rate in rates.items()
+    ]
+    seconds = report.get("compare_lr_epochs3_seconds")
+    if isinstance(seconds, float):
+        lines += [
+            "",
+            f"`digitnet compare lr --epochs 3` (6 values × 3 seeds, 2 workers): {seconds:.1f} s wall.",
+        ]
+    return "\n".join(lines) + "\n"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", type=Path, default=os.environ.get("DIGITNET_DATA"))
@@ -214,6 +269,7 @@ def main() -> None:
     parser.add_argument("--samples", type=int, help="training samples per case [48000; quick 4096]")
     parser.add_argument("--repeats", type=int, help="measurements per case, best kept [2; quick 1]")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    parser.add_argument("--markdown", type=Path, help="also write the table as markdown to this file")
     args = parser.parse_args()
     if args.data_dir is None:
         raise SystemExit("benchmark needs full MNIST: --data-dir or $DIGITNET_DATA")
@@ -253,12 +309,17 @@ def main() -> None:
     compare_seconds = None if args.quick else compare_wall_time(Path(args.data_dir))
 
     report = {
+        "wide_mlp_matmul_gflops": shape_rates(),
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
         "matmul_peak_gflops": peak,
         "cases": [asdict(r) for r in results],
         "compare_lr_epochs3_seconds": compare_seconds,
     }
+    if args.markdown:
+        from digitnet.runtime import atomic_write_text
+
+        atomic_write_text(args.markdown, markdown_table(report, samples, repeats))
     if args.json:
         print(json.dumps(report, indent=2))
         return
@@ -282,6 +343,8 @@ def main() -> None:
             f"{100 * r.fraction_of_matmul_peak:>5.0f}% {r.reference_eval_samples_per_s:>11,.0f} "
             f"{r.digitnet_eval_samples_per_s:>11,.0f} {r.peak_rss_mb:>8.0f}  {mark}"
         )
+    for name, rate in report["wide_mlp_matmul_gflops"].items():  # type: ignore[attr-defined]
+        print(f"wide MLP {name}: {rate:.1f} GFLOP/s ({100 * rate / peak:.0f}% of peak)")
     if compare_seconds is not None:
         print(f"digitnet compare lr --epochs 3 (6 values × 3 seeds): {compare_seconds:.1f} s wall")
     if not all(math.isfinite(r.ratio) for r in results):

@@ -114,6 +114,8 @@ def test_sweep_writes_tables_figures_and_resumes(tmp_path: Path) -> None:
     summary_path.write_text(json.dumps(interrupted))  # an interrupted run is not a finished one
     resumed = run_sweep(spec, tmp_path / "sweep")
     assert (resumed.trained, resumed.reused) == (2, 4)
+    (first.cells[2].runs[0].run_dir / "summary.json").write_text("{not json")  # corrupt: trained again
+    assert run_sweep(spec, tmp_path / "sweep").trained == 1
 
 
 def test_parallel_gives_the_same_numbers_as_serial(tmp_path: Path) -> None:
@@ -154,3 +156,14 @@ def test_cli_compare_end_to_end(tmp_path: Path) -> None:
     assert "0 run(s) trained, 4 reused" in again.output
     bad = CliRunner().invoke(app, ["compare", "colour", "--out", str(tmp_path / "x")])
     assert bad.exit_code == 2 and "factor" in bad.output and not (tmp_path / "x").exists()
+
+
+def test_optimizers_run_at_their_conventional_rate_unless_lr_is_given() -> None:
+    cells = {c.value: c for c in plan_sweep(SweepSpec("optimizer"))}
+    assert (
+        cells["adam"].overrides == {"optimizer": "adam", "lr": 0.001}
+        and cells["adam"].label == "adam (lr 0.001)"
+    )
+    assert cells["sgd"].overrides["lr"] == 0.01
+    fixed = plan_sweep(SweepSpec("optimizer", base=(("lr", 0.05),)))
+    assert all("lr" not in c.overrides and c.label == c.value for c in fixed)

@@ -1,0 +1,185 @@
+"""Regenerate every figure and table the docs site shows, from the project's own runs.
+
+``digitnet report`` runs each write-up's experiment through :func:`digitnet.compare.run_sweep` (so runs
+are cached and a rerun only trains what is missing), keeps the runs under a cache directory, and copies
+only figures and tables into the docs: ``<docs>/figures/<experiment>/`` and ``<docs>/results/<experiment>/``.
+Each results folder also gets ``command.md``, the exact ``digitnet compare`` command that reproduces it.
+
+``--quick`` runs the same path on the bundled sample with one seed and two epochs, for CI.
+"""
+
+from __future__ import annotations
+
+import shlex
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from digitnet.compare import SweepResult, SweepSpec, run_sweep
+from digitnet.runtime import atomic_write_text
+
+VARIANTS = ("lr=0.001 dropout=0.2", "lr=0.0005 dropout=0.4", "lr=0.0001 dropout=0.6")
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """One write-up's sweep: its folder name, the sweep, and the figures to publish."""
+
+    name: str
+    spec: SweepSpec
+    figures: tuple[str, ...] = ("val_loss.png", "val_accuracy.png", "train_loss.png", "final.png")
+
+
+def experiments(quick: bool, data_dir: str | None) -> list[Experiment]:
+    """The report's sweeps. Full: MNIST, 3 seeds, the assignments' epochs; quick: sample, 1 seed, 2 epochs."""
+    data: dict[str, Any] = {"dataset": "sample"} if quick else {"dataset": "mnist"}
+    if data_dir and not quick:
+        data["data-dir"] = data_dir
+    epochs = 2 if quick else 10
+    seeds = 1 if quick else 3
+
+    def spec(factor: str, values: tuple[str, ...] = (), **settings: Any) -> SweepSpec:
+        base = data | {"epochs": epochs} | {k.replace("_", "-"): v for k, v in settings.items()}
+        variants = VARIANTS if factor == "variants" else ()
+        models = tuple(base.pop("models", ()))
+        return SweepSpec(factor, values, tuple(sorted(base.items())), seeds, models, variants)
+
+    return [
+        Experiment("baseline", spec("lr", ("0.01",)), ()),
+        Experiment("lr", spec("lr")),
+        Experiment("batch-size", spec("batch-size")),
+        Experiment("optimizer", spec("optimizer", models=("mlp", "bn", "bn-dropout"))),
+        Experiment("nmlp", spec("model", ("mlp", "nmlp"))),
+        Experiment("variants", spec("variants", optimizer="adam")),
+        Experiment("epochs", spec("epochs", ("1", "3", "10") if not quick else ("1", "2"))),
+        Experiment("hidden", spec("hidden", ("30,5", "100,50", "300,100"))),
+        Experiment("cnn", spec("model", ("cnn",), optimizer="adam", lr=0.001, epochs=2 if quick else 5)),
+    ]
+
+
+def command_line(spec: SweepSpec) -> str:
+    """The ``digitnet compare`` command that reproduces ``spec``, as a user types it: the data directory
+    comes from ``$DIGITNET_DATA`` rather than this machine's path."""
+    words = ["digitnet", "compare", spec.factor, *spec.values]
+    for name, value in spec.base:
+        if name == "data-dir":
+            continue
+        text = ",".join(map(str, value)) if isinstance(value, tuple) else str(value)
+        words += [f"--{name}", text]
+    words += ["--seeds", str(spec.seeds)]
+    if spec.models:
+        words += ["--models", ",".join(spec.models)]
+    for variant in spec.variants:
+        words += ["--variant", variant]
+    return shlex.join(words)
+
+
+ReportCallback = Callable[[str, SweepResult], None]
+
+
+def publish_run_figures(result: SweepResult, figures_dir: Path) -> list[Path]:
+    """The first seed's own loss and accuracy figures (per-iteration loss with moving average)."""
+    first_run = result.cells[0].runs[0].run_dir
+    copied = []
+    for name in ("loss.png", "accuracy.png"):
+        target = figures_dir / f"run_{name}"
+        shutil.copyfile(first_run / name, target)
+        copied.append(target)
+    return copied
+
+
+def run_report(
+    docs_dir: Path,
+    cache_dir: Path,
+    quick: bool = False,
+    data_dir: str | None = None,
+    jobs: int = 1,
+    on_experiment: ReportCallback | None = None,
+) -> list[Path]:
+    """Run every experiment (reusing cached runs) and publish figures and tables under ``docs_dir``."""
+    from digitnet.analysis import draw_data_figures, evaluate_run
+    from digitnet.data import DataConfig
+
+    written: list[Path] = []
+    data_config = DataConfig(dataset="sample") if quick else DataConfig(dataset="mnist", data_dir=data_dir)
+    data_figures, _ = draw_data_figures(data_config, docs_dir / "figures" / "data")
+    counts_table = docs_dir / "results" / "data" / "class_counts.md"
+    counts_table.parent.mkdir(parents=True, exist_ok=True)
+    (docs_dir / "figures" / "data" / "class_counts.md").replace(counts_table)
+    written += [p for p in data_figures if p.suffix != ".md"] + [counts_table]
+    for experiment in experiments(quick, data_dir):
+        result = run_sweep(
+            experiment.spec, cache_dir / experiment.name, jobs=jobs, runs_dir=cache_dir / "runs"
+        )
+        figures_dir = docs_dir / "figures" / experiment.name
+        results_dir = docs_dir / "results" / experiment.name
+        figures_dir.mkdir(parents=True, exist_ok=True)
+        results_dir.mkdir(parents=True, exist_ok=True)
+        for name in experiment.figures:
+            shutil.copyfile(result.out_dir / name, figures_dir / name)
+            written.append(figures_dir / name)
+        if experiment.name in ("baseline", "cnn"):
+            written += publish_run_figures(result, figures_dir)
+        for name in ("results.md", "results.csv"):
+            shutil.copyfile(result.out_dir / name, results_dir / name)
+            written.append(results_dir / name)
+        atomic_write_text(results_dir / "command.md", f"```bash\n{command_line(experiment.spec)}\n```\n")
+        written.append(results_dir / "command.md")
+        if experiment.name == "cnn":
+            evaluation = evaluate_run(result.cells[0].runs[0].run_dir, cache_dir / "cnn-evaluation")
+            for name in (
+                "confusion_matrix.png",
+                "misclassified.png",
+                "confident_mistakes.png",
+                "correct.png",
+            ):
+                shutil.copyfile(evaluation.files[0].parent / name, figures_dir / name)
+                written.append(figures_dir / name)
+        if on_experiment is not None:
+            on_experiment(experiment.name, result)
+    return written
+
+
+def cli_reference() -> str:
+    """Markdown reference of every command and option, generated by Typer from the app itself."""
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "typer",
+            "digitnet.cli",
+            "utils",
+            "docs",
+            "--name",
+            "digitnet",
+            "--title",
+            "Command-line reference",
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+        env=_plain_env(),
+    )
+    return result.stdout
+
+
+def _plain_env() -> dict[str, str]:
+    """The environment with a fixed terminal width, so generated help text wraps the same everywhere."""
+    import os
+
+    return {**os.environ, "COLUMNS": "100", "TERM": "dumb", "NO_COLOR": "1"}
+
+
+def write_cli_reference(docs_dir: Path) -> Path:
+    """Regenerate ``<docs>/cli.md`` from the Typer app."""
+    path = docs_dir / "cli.md"
+    atomic_write_text(path, cli_reference())
+    return path
+
+
+__all__ = ["Experiment", "cli_reference", "command_line", "experiments", "run_report", "write_cli_reference"]

@@ -1,0 +1,183 @@
+"""The docs site: numbers come from results files, references resolve, the CLI page and the notebook are
+current, the site builds strict, and every page works in a real headless browser."""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import os
+import re
+import shutil
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urljoin, urlparse
+from urllib.request import urlopen
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCS = ROOT / "docs"
+PAGES = sorted(p for p in DOCS.glob("*.md") if p.name != "cli.md")
+SNIPPET = re.compile(r'^--8<-- "([^"]+)"\s*$', re.MULTILINE)
+IMAGE = re.compile(r"!\[[^\]]*\]\(([^)]+)\)")
+# A measured-looking number: a decimal, or anything followed by %.
+NUMBER = re.compile(r"(?<![\w.])\d+(?:,\d{3})*\.\d+%?|(?<![\w.])\d+%")
+
+
+def _results_text() -> str:
+    return "\n".join(p.read_text() for p in (DOCS / "results").rglob("*") if p.is_file())
+
+
+def _prose(page: Path) -> str:
+    """A page without its included snippets and code blocks (commands are not claims)."""
+    text = SNIPPET.sub("", page.read_text())
+    return re.sub(r"```.*?```", "", text, flags=re.DOTALL)
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)
+def test_numbers_in_prose_come_from_the_results_files(page: Path) -> None:
+    results = _results_text()
+    for number in NUMBER.findall(_prose(page)):
+        assert number in results, f"{page.name} quotes {number}, which no file under docs/results contains"
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)
+def test_included_tables_and_figures_exist(page: Path) -> None:
+    text = page.read_text()
+    for target in SNIPPET.findall(text):
+        assert (DOCS / target).is_file(), f"{page.name} includes missing {target}"
+    for target in IMAGE.findall(text):
+        assert (DOCS / target).is_file(), f"{page.name} shows missing {target}"
+
+
+def test_cli_reference_is_generated_from_the_app() -> None:
+    from digitnet.report import cli_reference
+
+    assert (DOCS / "cli.md").read_text() == cli_reference(), "docs/cli.md is stale: run 'digitnet report'"
+
+
+def test_report_command_line_reproduces_the_spec() -> None:
+    from digitnet.report import command_line, experiments
+
+    optimizer = next(e for e in experiments(False, None) if e.name == "optimizer")
+    line = command_line(optimizer.spec)
+    assert line.startswith("digitnet compare optimizer ") and "--models mlp,bn,bn-dropout" in line
+    assert (DOCS / "results" / "optimizer" / "command.md").read_text().count(line) == 1
+
+
+@pytest.mark.slow
+def test_walkthrough_notebook_executes(tmp_path: Path) -> None:
+    nbformat = pytest.importorskip("nbformat")
+    nbclient = pytest.importorskip("nbclient")
+    notebook = nbformat.read(DOCS / "notebooks" / "walkthrough.ipynb", as_version=4)
+    assert any(cell.get("outputs") for cell in notebook.cells), (
+        "stored outputs missing: scripts/build_notebook.py"
+    )
+    client = nbclient.NotebookClient(
+        notebook, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
+    )
+    client.execute()
+    errors = [o for c in notebook.cells for o in c.get("outputs", []) if o.get("output_type") == "error"]
+    assert not errors
+
+
+@pytest.fixture(scope="module")
+def built_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    pytest.importorskip("mkdocs")
+    site = tmp_path_factory.mktemp("site")
+    result = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(site)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return site
+
+
+@pytest.mark.slow
+def test_site_builds_strict(built_site: Path) -> None:
+    assert (built_site / "index.html").is_file()
+    assert (built_site / "learning-rate" / "index.html").is_file()
+    assert (built_site / "notebooks" / "walkthrough" / "index.html").is_file()
+
+
+@pytest.fixture(scope="module")
+def served_site(built_site: Path) -> Iterator[str]:
+    handler = functools.partial(_QuietHandler, directory=str(built_site))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/"
+    server.shutdown()
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def _browser():  # type: ignore[no-untyped-def]
+    """Headless Debian chromium through chromedriver; never a downloaded browser."""
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    driver_path = shutil.which("chromedriver")
+    try:
+        from selenium import webdriver
+        from selenium.webdriver.chrome.service import Service
+    except ImportError:
+        webdriver = None  # type: ignore[assignment]
+    if not chromium or not driver_path or webdriver is None:
+        if os.environ.get("DIGITNET_REQUIRE_BROWSER"):
+            pytest.fail("chromium, chromedriver and selenium are required (DIGITNET_REQUIRE_BROWSER is set)")
+        pytest.skip("no chromium/chromedriver/selenium on this machine")
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        "--window-size=1280,900",
+    ):
+        options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    return webdriver.Chrome(service=Service(executable_path=driver_path), options=options)
+
+
+@pytest.mark.slow
+def test_every_page_works_in_a_browser(built_site: Path, served_site: str) -> None:
+    pages = sorted(p.relative_to(built_site) for p in built_site.rglob("index.html") if "404" not in str(p))
+    assert len(pages) >= 15
+    driver = _browser()
+    try:
+        internal_links: set[str] = set()
+        for page in pages:
+            url = urljoin(served_site, str(page.parent) + "/" if str(page.parent) != "." else "")
+            driver.get(url)
+            broken = driver.execute_script(
+                "return Array.from(document.images)"
+                ".filter(i => !(i.complete && i.naturalWidth > 0)).map(i => i.src);"
+            )
+            assert broken == [], f"{url}: images did not load: {broken}"
+            errors = [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
+            assert errors == [], f"{url}: console errors: {errors}"
+            for href in driver.execute_script("return Array.from(document.links).map(a => a.href);"):
+                if urlparse(href).netloc == urlparse(served_site).netloc:
+                    internal_links.add(href.split("#")[0])
+            if page == Path("index.html"):
+                screenshots = ROOT / "build" / "browser"
+                screenshots.mkdir(parents=True, exist_ok=True)
+                driver.save_screenshot(str(screenshots / "home.png"))
+        for link in sorted(internal_links):
+            with urlopen(link) as response:  # raises on 404
+                assert response.status == 200, link
+    finally:
+        driver.quit()
+    assert (ROOT / "build" / "browser" / "home.png").stat().st_size > 10_000
