@@ -101,3 +101,43 @@ def test_moving_average_matches_numpy() -> None:
     np.testing.assert_allclose(ours[window - 1 :], full, rtol=1e-12)
     np.testing.assert_allclose(ours[:3], [values[0], values[:2].mean(), values[:3].mean()])
     assert moving_average([], 5) == []
+
+
+@pytest.mark.parametrize("model_name", ["mlp", "cnn"])
+def test_fast_loop_matches_a_plain_reference_loop(tensors, model_name: str) -> None:  # type: ignore[no-untyped-def]
+    """digitnet's loop (index_select batches through a DataLoader, fused Adam, losses read once per epoch)
+    against the textbook loop on the same seed and batch order: fancy indexing, torch.optim.Adam without
+    fusing, loss.item() every step. Fused and plain Adam round differently, so equal to float tolerance."""
+    n = 2048
+    subset = type(tensors)(
+        tensors.train_x[:n],
+        tensors.train_y[:n],
+        tensors.val_x[:256],
+        tensors.val_y[:256],
+        tensors.test_x[:256],
+        tensors.test_y[:256],
+        tensors.stats,
+    )
+    config = TrainConfig(epochs=2, batch_size=64, seed=3)
+
+    generator = seed_everything(3)
+    fast_model = build_model(ModelConfig(model_name))
+    fast_optimizer = build_optimizer(fast_model.parameters(), OptimConfig("adam", lr=1e-3))
+    fast = train(fast_model, fast_optimizer, subset, config, generator)
+
+    order_generator = seed_everything(3)  # same weights, same shuffling stream
+    reference_model = build_model(ModelConfig(model_name))
+    reference_optimizer = torch.optim.Adam(reference_model.parameters(), lr=1e-3)
+    reference_losses = []
+    for _ in range(config.epochs):
+        reference_model.train()
+        for index in torch.randperm(n, generator=order_generator).split(config.batch_size):
+            loss = F.cross_entropy(reference_model(subset.train_x[index]), subset.train_y[index])
+            reference_optimizer.zero_grad()
+            loss.backward()
+            reference_optimizer.step()
+            reference_losses.append(loss.item())
+    assert len(fast.iteration_loss) == len(reference_losses) == 2 * n // 64
+    torch.testing.assert_close(
+        torch.tensor(fast.iteration_loss), torch.tensor(reference_losses), rtol=1e-4, atol=1e-5
+    )
