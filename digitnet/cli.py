@@ -92,7 +92,9 @@ def main(
 
 Preset = Annotated[
     str | None,
-    typer.Option(help="A measured recipe: baseline | fast (see README). Options given beside it win."),
+    typer.Option(
+        help="A measured recipe: baseline | fast | best-mlp (see README). Options given beside it win."
+    ),
 ]
 Model = Annotated[
     str | None, typer.Option(help="mlp | nmlp (LayerNorm+dropout) | bn (BatchNorm) | cnn. [default: mlp]")

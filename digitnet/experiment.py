@@ -386,27 +386,6 @@ def load_checkpoint(run_dir: Path, device: torch.device | None = None) -> Checkp
     return Checkpoint(config, model, stats)
 
 
-__all__ = [
-    "PRESETS",
-    "SETTINGS",
-    "Checkpoint",
-    "RunConfig",
-    "RunResult",
-    "RunStart",
-    "dataclass_from_dict",
-    "load_checkpoint",
-    "make_run_config",
-    "parse_assignments",
-    "parse_setting",
-    "preset_settings",
-    "read_json",
-    "run_config_from_dict",
-    "run_experiment",
-    "summarize",
-    "write_run_dir",
-]
-
-
 # ------------------------------------------------------------------------------- settings by name
 
 
@@ -524,6 +503,21 @@ PRESETS: dict[str, dict[str, Any]] = {
         "epochs": 3,
         "eval-batch-size": 512,
     },
+    # The best MLP measured here: wider (1024-512) with BatchNorm and dropout 0.3, AdamW with weight decay
+    # and a one-cycle schedule, and augmentation, which an MLP (no built-in translation invariance)
+    # needs more than a CNN does. 15 epochs.
+    "best-mlp": {
+        "model": "bn",
+        "hidden": (1024, 512),
+        "dropout": 0.3,
+        "optimizer": "adamw",
+        "lr": 0.003,
+        "weight-decay": 0.01,
+        "schedule": "onecycle",
+        "batch-size": 128,
+        "epochs": 15,
+        "augment": True,
+    },
 }
 
 
@@ -534,3 +528,24 @@ def preset_settings(name: str | None) -> dict[str, Any]:
     if name not in PRESETS:
         raise ConfigError(f"--preset: expected one of {', '.join(PRESETS)}, got {name!r}")
     return dict(PRESETS[name])
+
+
+__all__ = [
+    "PRESETS",
+    "SETTINGS",
+    "Checkpoint",
+    "RunConfig",
+    "RunResult",
+    "RunStart",
+    "dataclass_from_dict",
+    "load_checkpoint",
+    "make_run_config",
+    "parse_assignments",
+    "parse_setting",
+    "preset_settings",
+    "read_json",
+    "run_config_from_dict",
+    "run_experiment",
+    "summarize",
+    "write_run_dir",
+]

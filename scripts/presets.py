@@ -47,6 +47,15 @@ def run_preset(name: str, seed: int, data_dir: str, out: Path) -> tuple[float, d
     return wall, json.loads((out / "summary.json").read_text())
 
 
+def flag(name: str, value: object) -> str:
+    """A preset setting as the command-line option that gives it."""
+    if isinstance(value, bool):
+        return f"--{name}" if value else f"--no-{name}"
+    if isinstance(value, tuple):
+        return f"--{name} {','.join(map(str, value))}"
+    return f"--{name} {value}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", required=True)
@@ -63,13 +72,7 @@ def main() -> None:
                 walls.append(wall)
                 accuracies.append(100 * float(summary["test_accuracy"]))  # type: ignore[arg-type]
                 print(f"{name} seed {seed}: test {accuracies[-1]:.2f}% in {wall:.1f} s", flush=True)
-            settings = (
-                " ".join(
-                    f"--{k} {','.join(map(str, v)) if isinstance(v, tuple) else v}"
-                    for k, v in PRESETS[name].items()
-                )
-                or "(the defaults)"
-            )
+            settings = " ".join(flag(k, v) for k, v in PRESETS[name].items()) or "(the defaults)"
             rows.append((name, settings, accuracies, walls))
     lines = [
         f"Whole `digitnet train --preset NAME --seed S` processes on full MNIST, seeds 0–{args.seeds - 1}; "

@@ -196,3 +196,22 @@ def test_data_show_and_prepare(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert (tmp_path / "split" / "split.npz").is_file()
     assert "total" in result.output
+
+
+@pytest.mark.parametrize("preset", ["baseline", "fast", "best-mlp"])
+def test_presets_build_and_explicit_options_win(preset: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from digitnet.experiment import PRESETS, make_run_config
+
+    received: list[RunConfig] = []
+
+    def fake_run(config: RunConfig, run_dir: Path, **_: Any) -> Any:
+        received.append(config)
+        raise SystemExit(0)
+
+    monkeypatch.setattr(digitnet.experiment, "run_experiment", fake_run)
+    result = runner.invoke(app, ["train", "--preset", preset, "--epochs", "1", "--dataset", "sample"])
+    assert result.exit_code == 0, result.output
+    (config,) = received
+    expected = make_run_config(PRESETS[preset] | {"epochs": 1, "dataset": "sample"})
+    assert (config.model, config.optim, config.train) == (expected.model, expected.optim, expected.train)
+    assert config.train.epochs == 1  # the explicit option, not the preset's
