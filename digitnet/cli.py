@@ -372,7 +372,7 @@ def compare(
     Finished runs are cached by their config hash, so a rerun trains only what is missing.
     """
     options = dict(locals())
-    from digitnet.compare import RunRecord, SweepSpec, default_jobs, run_sweep
+    from digitnet.compare import RunRecord, SweepSpec, default_jobs, results_table_rows, run_sweep
 
     base = run_settings(options)
     spec = SweepSpec(
@@ -407,8 +407,6 @@ def compare(
         )
 
     table = Table(title=f"compare {factor}: mean ± std over {seeds} seed(s)", show_edge=False)
-    from digitnet.compare import results_table_rows
-
     columns = ("value", "diverged", "val acc (%)", "test acc (%)", "time (s)")  # all of them: results.md
     for column in columns:
         table.add_column(column, justify="left" if column == "value" else "right")
