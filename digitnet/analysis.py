@@ -27,8 +27,13 @@ from digitnet.runtime import atomic_directory, atomic_write_json, atomic_write_t
 from digitnet.trainer import predict_logits
 
 
-def draw_data_figures(config: DataConfig, out_dir: Path, seed: int = 0) -> tuple[list[Path], tuple[str, ...]]:
-    """Sample grid, one row per class, class counts per split, and augmentation on real digits."""
+def draw_data_figures(
+    config: DataConfig, out_dir: Path, seed: int = 0, tables_dir: Path | None = None
+) -> tuple[list[Path], tuple[str, ...]]:
+    """Sample grid, one row per class, class counts per split, and augmentation on real digits.
+
+    The class-count table (``class_counts.md``) goes to ``tables_dir``, by default beside the figures.
+    """
     split = load_split(config)
     generator = seed_everything(seed)
     written: list[Path] = []
@@ -60,8 +65,9 @@ def draw_data_figures(config: DataConfig, out_dir: Path, seed: int = 0) -> tuple
         "--augment: random rotation ±10° and shift ≤2 px, drawn fresh every epoch",
     )
     written += plot_normalization(split.train.images, out_dir / "normalization")
-    written.append(out_dir / "class_counts.md")
-    atomic_write_text(out_dir / "class_counts.md", class_counts_markdown(counts))
+    table = (tables_dir or out_dir) / "class_counts.md"
+    atomic_write_text(table, class_counts_markdown(counts))
+    written.append(table)
     return written, split.notes
 
 

@@ -288,43 +288,36 @@ def execute(
         raise ConfigError(f"--jobs: expected a whole number ≥ 1, got {jobs}")
     if backend not in BACKENDS:
         raise ConfigError(f"--backend: expected one of {', '.join(BACKENDS)}, got {backend!r}")
+    keys = [config.key() for _, _, config in planned]  # hashing a config is not free: once each
     records: dict[str, RunRecord] = {}
-    todo: list[tuple[Cell, int, RunConfig]] = []
-    for cell, seed, config in planned:
-        run_dir = runs_dir / config.key()
-        summary = finished_summary(run_dir)
-        if summary is not None:
-            records[config.key()] = RunRecord(cell, seed, config.key(), run_dir, summary, cached=True)
-        elif config.key() not in {c.key() for _, _, c in todo}:
-            todo.append((cell, seed, config))
     total = len(planned)
-    done = 0
-    for record in records.values():
-        done += 1
+
+    def record(cell: Cell, seed: int, key: str, summary: dict[str, Any], cached: bool) -> None:
+        records[key] = RunRecord(cell, seed, key, runs_dir / key, summary, cached)
         if on_run:
-            on_run(record, done, total)
+            on_run(records[key], len(records), total)
+
+    todo: list[tuple[Cell, int, RunConfig]] = []
+    queued: set[str] = set()
+    for (cell, seed, config), key in zip(planned, keys, strict=True):
+        summary = finished_summary(runs_dir / key)
+        if summary is not None:
+            record(cell, seed, key, summary, cached=True)
+        elif key not in queued:
+            queued.add(key)
+            todo.append((cell, seed, config))
 
     def finish(cell: Cell, seed: int, config: RunConfig, summary: dict[str, Any]) -> None:
-        nonlocal done
         if summary.get("status") == "interrupted":
             # The trainer turned Ctrl-C into a saved partial run; the sweep itself must stop here.
             raise KeyboardInterrupt
-        record = RunRecord(cell, seed, config.key(), runs_dir / config.key(), summary, cached=False)
-        records[config.key()] = record
-        done += 1
-        if on_run:
-            on_run(record, done, total)
+        record(cell, seed, config.key(), summary, cached=False)
 
     def fail(cell: Cell, seed: int, config: RunConfig, error: str) -> None:
         """A run that could not be trained (after the backend's retries): recorded, not written."""
-        nonlocal done
-        summary = {"status": "failed", "error": error, "train_seconds": 0.0}
-        records[config.key()] = RunRecord(
-            cell, seed, config.key(), runs_dir / config.key(), summary, cached=False
+        record(
+            cell, seed, config.key(), {"status": "failed", "error": error, "train_seconds": 0.0}, cached=False
         )
-        done += 1
-        if on_run:
-            on_run(records[config.key()], done, total)
 
     if backend == "ray":
         from digitnet.distributed import run_on_ray
@@ -350,7 +343,7 @@ def execute(
             pool.shutdown(wait=True, cancel_futures=True)
             raise
         pool.shutdown(wait=True)
-    return [records[config.key()] for _, _, config in planned]
+    return [records[key] for key in keys]
 
 
 # -------------------------------------------------------------------------------------- aggregation

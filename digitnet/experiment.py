@@ -47,10 +47,10 @@ from digitnet.runtime import (
     atomic_write_bytes,
     atomic_write_json,
     atomic_write_text,
-    configure_threads,
     environment_info,
     resolve_device,
     seed_everything,
+    using_threads,
 )
 from digitnet.trainer import EpochCallback, History, TrainConfig, train
 
@@ -292,43 +292,27 @@ def run_experiment(
     started = time.perf_counter()
     config = resolve_run_config(config)
     device = resolve_device(config.train.device)
-    previous_threads = torch.get_num_threads()
-    configure_threads(config.train.threads)
-    try:
-        return _run(config, run_dir, device, started, on_start, on_epoch, split)
-    finally:
-        torch.set_num_threads(previous_threads)
-
-
-def _run(
-    config: RunConfig,
-    run_dir: Path,
-    device: torch.device,
-    started: float,
-    on_start: Callable[[RunStart], None] | None,
-    on_epoch: EpochCallback | None,
-    split: Split | None,
-) -> RunResult:
-    if split is None:
-        split = load_split(config.data)
-    tensors = to_tensors(split, config.data, device)
-    generator = seed_everything(config.train.seed)
-    model = build_model(config.model).to(device)
-    parameters = count_parameters(model)
-    optimizer = build_optimizer(model.parameters(), config.optim)
-    steps_per_epoch = -(-len(split.train) // config.train.batch_size)
-    scheduler = build_scheduler(optimizer, config.optim, config.train.epochs, steps_per_epoch)
-    if on_start is not None:
-        on_start(
-            RunStart(
-                split.notes, describe_split(split), parameters, str(device), describe_model(config.model)
+    with using_threads(config.train.threads):  # environment_info below records the count in force
+        if split is None:
+            split = load_split(config.data)
+        tensors = to_tensors(split, config.data, device)
+        generator = seed_everything(config.train.seed)
+        model = build_model(config.model).to(device)
+        parameters = count_parameters(model)
+        optimizer = build_optimizer(model.parameters(), config.optim)
+        steps_per_epoch = -(-len(split.train) // config.train.batch_size)
+        scheduler = build_scheduler(optimizer, config.optim, config.train.epochs, steps_per_epoch)
+        if on_start is not None:
+            on_start(
+                RunStart(
+                    split.notes, describe_split(split), parameters, str(device), describe_model(config.model)
+                )
             )
-        )
-    history = train(model, optimizer, tensors, config.train, generator, scheduler, on_epoch)
-    summary = summarize(config, history, split, parameters, time.perf_counter() - started)
-    environment = environment_info(device)
-    checkpoint = save_checkpoint_bytes(config, model, tensors.stats)
-    write_run_dir(run_dir, config, history, summary, checkpoint, environment)
+        history = train(model, optimizer, tensors, config.train, generator, scheduler, on_epoch)
+        summary = summarize(config, history, split, parameters, time.perf_counter() - started)
+        environment = environment_info(device)
+        checkpoint = save_checkpoint_bytes(config, model, tensors.stats)
+        write_run_dir(run_dir, config, history, summary, checkpoint, environment)
     return RunResult(run_dir, config, history, summary)
 
 

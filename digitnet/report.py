@@ -79,13 +79,13 @@ def command_line(spec: SweepSpec) -> str:
 ReportCallback = Callable[[str, SweepResult], None]
 
 
-def publish_run_figures(result: SweepResult, figures_dir: Path) -> list[Path]:
-    """The first seed's own loss and accuracy figures (per-iteration loss with moving average)."""
-    first_run = result.cells[0].runs[0].run_dir
+def _publish(source_dir: Path, names: tuple[str, ...], target_dir: Path, prefix: str = "") -> list[Path]:
+    """Copy ``names`` from a run or sweep directory into the docs (as ``prefix + name``)."""
+    target_dir.mkdir(parents=True, exist_ok=True)
     copied = []
-    for name in ("loss.png", "accuracy.png"):
-        target = figures_dir / f"run_{name}"
-        shutil.copyfile(first_run / name, target)
+    for name in names:
+        target = target_dir / f"{prefix}{name}"
+        shutil.copyfile(source_dir / name, target)
         copied.append(target)
     return copied
 
@@ -104,39 +104,28 @@ def run_report(
 
     written: list[Path] = []
     data_config = DataConfig(dataset="sample") if quick else DataConfig(dataset="mnist", data_dir=data_dir)
-    data_figures, _ = draw_data_figures(data_config, docs_dir / "figures" / "data")
-    counts_table = docs_dir / "results" / "data" / "class_counts.md"
-    counts_table.parent.mkdir(parents=True, exist_ok=True)
-    (docs_dir / "figures" / "data" / "class_counts.md").replace(counts_table)
-    written += [p for p in data_figures if p.suffix != ".md"] + [counts_table]
+    data_files, _ = draw_data_figures(
+        data_config, docs_dir / "figures" / "data", tables_dir=docs_dir / "results" / "data"
+    )
+    written += data_files
     for experiment in experiments(quick, data_dir):
         result = run_sweep(
             experiment.spec, cache_dir / experiment.name, jobs=jobs, runs_dir=cache_dir / "runs"
         )
         figures_dir = docs_dir / "figures" / experiment.name
         results_dir = docs_dir / "results" / experiment.name
-        figures_dir.mkdir(parents=True, exist_ok=True)
-        results_dir.mkdir(parents=True, exist_ok=True)
-        for name in experiment.figures:
-            shutil.copyfile(result.out_dir / name, figures_dir / name)
-            written.append(figures_dir / name)
+        written += _publish(result.out_dir, experiment.figures, figures_dir)
         if experiment.name in ("baseline", "cnn"):
-            written += publish_run_figures(result, figures_dir)
-        for name in ("results.md", "results.csv"):
-            shutil.copyfile(result.out_dir / name, results_dir / name)
-            written.append(results_dir / name)
+            # the first seed's own figures: per-iteration loss with its moving average, accuracy per epoch
+            first_run = result.cells[0].runs[0].run_dir
+            written += _publish(first_run, ("loss.png", "accuracy.png"), figures_dir, prefix="run_")
+        written += _publish(result.out_dir, ("results.md", "results.csv"), results_dir)
         atomic_write_text(results_dir / "command.md", f"```bash\n{command_line(experiment.spec)}\n```\n")
         written.append(results_dir / "command.md")
         if experiment.name == "cnn":
             evaluation = evaluate_run(result.cells[0].runs[0].run_dir, cache_dir / "cnn-evaluation")
-            for name in (
-                "confusion_matrix.png",
-                "misclassified.png",
-                "confident_mistakes.png",
-                "correct.png",
-            ):
-                shutil.copyfile(evaluation.files[0].parent / name, figures_dir / name)
-                written.append(figures_dir / name)
+            gallery = ("confusion_matrix.png", "misclassified.png", "confident_mistakes.png", "correct.png")
+            written += _publish(evaluation.files[0].parent, gallery, figures_dir)
         if on_experiment is not None:
             on_experiment(experiment.name, result)
     return written

@@ -79,6 +79,17 @@ def configure_threads(threads: int | None) -> int:
     return torch.get_num_threads()
 
 
+@contextlib.contextmanager
+def using_threads(threads: int | None) -> Iterator[int]:
+    """Run a block with ``threads`` intra-op threads (None: leave as is), then restore the previous count,
+    so one run's setting never leaks into the next run of the same process."""
+    previous = torch.get_num_threads()
+    try:
+        yield configure_threads(threads)
+    finally:
+        configure_threads(previous)
+
+
 def environment_info(device: torch.device) -> dict[str, Any]:
     """Library versions, device and thread count: recorded in every run so numbers can be traced.
 
