@@ -57,6 +57,7 @@ MODEL_VARIANTS: dict[str, dict[str, Any]] = {
     "bn": {"model": "bn"},
     "bn-dropout": {"model": "bn", "dropout": 0.2},
     "cnn": {"model": "cnn"},
+    "cnn-bn": {"model": "cnn-bn"},
 }
 NORM_MODELS = {"none": "mlp", "layer": "nmlp", "batch": "bn"}
 # Comparing optimizers at one shared lr would judge Adam at SGD's rate (or SGD at Adam's), so unless

@@ -36,7 +36,27 @@ def test_lenet_parameter_count_by_hand() -> None:
     )
 
 
-@pytest.mark.parametrize("name", ["mlp", "nmlp", "bn", "cnn"])
+def test_batchnorm_lenet_drops_conv_biases_and_adds_a_scale_and_shift_per_channel_and_unit() -> None:
+    conv1 = 1 * 16 * 5 * 5
+    conv2 = 16 * 32 * 5 * 5
+    norms = 2 * (16 + 32) + 2 * (120 + 84)
+    assert count_parameters(build_model(ModelConfig("cnn-bn"))) == conv1 + conv2 + norms + dense(
+        [32 * 5 * 5, 120, 84, 10]
+    )
+    layers = [type(m) for m in build_model(ModelConfig("cnn-bn", dropout=0.3)).modules()]
+    assert layers.count(nn.BatchNorm2d) == 2 and layers.count(nn.BatchNorm1d) == 2
+    assert layers.count(nn.Dropout) == 2
+    assert describe_model(ModelConfig("cnn-bn", channels=(32, 64), hidden_sizes=(256,))) == (
+        "cnn-bn c32-64 fc256"
+    )
+
+
+def test_plain_lenet_keeps_its_layer_indices_so_saved_checkpoints_still_load() -> None:
+    names = list(build_model(ModelConfig("cnn")).state_dict())
+    assert names[:4] == ["features.0.weight", "features.0.bias", "features.3.weight", "features.3.bias"]
+
+
+@pytest.mark.parametrize("name", ["mlp", "nmlp", "bn", "cnn", "cnn-bn"])
 def test_every_model_maps_digits_to_ten_logits(name: str) -> None:
     model = build_model(ModelConfig(name))  # type: ignore[arg-type]
     assert model(torch.zeros(3, 1, 28, 28)).shape == (3, 10)
@@ -46,6 +66,7 @@ def test_family_defaults() -> None:
     assert ModelConfig("nmlp").dropout == 0.2
     assert ModelConfig("mlp").dropout == 0.0
     assert ModelConfig("cnn").hidden_sizes == (120, 84)
+    assert ModelConfig("cnn-bn").hidden_sizes == (120, 84)
     layers = [type(m) for m in build_model(ModelConfig("nmlp"))]
     assert layers.count(nn.LayerNorm) == 2 and layers.count(nn.Dropout) == 2
     bn_dropout = [type(m) for m in build_model(ModelConfig("bn", dropout=0.3))]

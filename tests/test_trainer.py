@@ -103,7 +103,7 @@ def test_moving_average_matches_numpy() -> None:
     assert moving_average([], 5) == []
 
 
-@pytest.mark.parametrize("model_name", ["mlp", "cnn"])
+@pytest.mark.parametrize("model_name", ["mlp", "cnn", "cnn-bn"])
 def test_fast_loop_matches_a_plain_reference_loop(tensors, model_name: str) -> None:  # type: ignore[no-untyped-def]
     """digitnet's loop (index_select batches through a DataLoader, fused Adam, losses read once per epoch)
     against the textbook loop on the same seed and batch order: fancy indexing, torch.optim.Adam without
