@@ -93,14 +93,18 @@ def main(
 Preset = Annotated[
     str | None,
     typer.Option(
-        help="A measured recipe: baseline | fast | best-mlp (see README). Options given beside it win."
+        help="A measured recipe: baseline | fast | best-mlp | best-cnn | best-cnn-aug (see README). "
+        "Options given beside it win."
     ),
 ]
 Model = Annotated[
-    str | None, typer.Option(help="mlp | nmlp (LayerNorm+dropout) | bn (BatchNorm) | cnn. [default: mlp]")
+    str | None,
+    typer.Option(
+        help="mlp | nmlp (LayerNorm+dropout) | bn (BatchNorm) | cnn | cnn-bn (CNN+BatchNorm). [default: mlp]"
+    ),
 ]
 Hidden = Annotated[
-    str | None, typer.Option(help="Hidden widths, comma-separated. [default: 100,50; cnn 120,84]")
+    str | None, typer.Option(help="Hidden widths, comma-separated. [default: 100,50; CNNs 120,84]")
 ]
 Channels = Annotated[
     str | None, typer.Option(help="CNN only: channels of its two convolutions, e.g. 8,16. [default: 16,32]")

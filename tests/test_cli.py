@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -198,7 +199,19 @@ def test_data_show_and_prepare(tmp_path: Path) -> None:
     assert "total" in result.output
 
 
-@pytest.mark.parametrize("preset", ["baseline", "fast", "best-mlp"])
+def test_option_help_names_every_preset_and_model() -> None:
+    """The help text is written by hand (the CLI imports torch lazily), so check it has not fallen behind."""
+    import digitnet.cli
+    from digitnet.models import MODELS
+
+    def names(help_text: str) -> set[str]:
+        return set(re.findall(r"[\w-]+", help_text))
+
+    assert set(digitnet.experiment.PRESETS) <= names(digitnet.cli.Preset.__metadata__[0].help)
+    assert set(MODELS) <= names(digitnet.cli.Model.__metadata__[0].help)
+
+
+@pytest.mark.parametrize("preset", list(digitnet.experiment.PRESETS))
 def test_presets_build_and_explicit_options_win(preset: str, monkeypatch: pytest.MonkeyPatch) -> None:
     from digitnet.experiment import PRESETS, make_run_config
 

@@ -21,6 +21,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
 PAGES = sorted(p for p in DOCS.glob("*.md") if p.name != "cli.md")
+README = ROOT / "README.md"
 SNIPPET = re.compile(r'^--8<-- "([^"]+)"\s*$', re.MULTILINE)
 IMAGE = re.compile(r"!\[[^\]]*\]\(([^)]+)\)")
 # A measured-looking number: a decimal, or anything followed by %.
@@ -37,7 +38,7 @@ def _prose(page: Path) -> str:
     return re.sub(r"```.*?```", "", text, flags=re.DOTALL)
 
 
-@pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)
+@pytest.mark.parametrize("page", [*PAGES, README], ids=lambda p: p.name)
 def test_numbers_in_prose_come_from_the_results_files(page: Path) -> None:
     results = _results_text()
     for number in NUMBER.findall(_prose(page)):
