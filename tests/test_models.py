@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from digitnet.errors import ConfigError
-from digitnet.models import ModelConfig, build_model, count_parameters, describe_model, parse_hidden
+from digitnet.models import MODELS, ModelConfig, build_model, count_parameters, describe_model, parse_hidden
 
 
 def dense(sizes: list[int]) -> int:
@@ -56,7 +56,7 @@ def test_plain_lenet_keeps_its_layer_indices_so_saved_checkpoints_still_load() -
     assert names[:4] == ["features.0.weight", "features.0.bias", "features.3.weight", "features.3.bias"]
 
 
-@pytest.mark.parametrize("name", ["mlp", "nmlp", "bn", "cnn", "cnn-bn"])
+@pytest.mark.parametrize("name", MODELS)
 def test_every_model_maps_digits_to_ten_logits(name: str) -> None:
     model = build_model(ModelConfig(name))  # type: ignore[arg-type]
     assert model(torch.zeros(3, 1, 28, 28)).shape == (3, 10)
