@@ -158,6 +158,22 @@ class TensorSplit:
     augment: bool = False
     background: float = field(default=0.0)  # the normalised value of a blank (0) pixel
 
+    def head(self, train: int, evaluate: int) -> TensorSplit:
+        """The first ``train`` training digits and first ``evaluate`` validation and test digits.
+
+        For short runs on the same data (benchmarks, tests); normalisation, augmentation and the
+        background value carry over, so the short run trains exactly as the full one would.
+        """
+        return replace(
+            self,
+            train_x=self.train_x[:train],
+            train_y=self.train_y[:train],
+            val_x=self.val_x[:evaluate],
+            val_y=self.val_y[:evaluate],
+            test_x=self.test_x[:evaluate],
+            test_y=self.test_y[:evaluate],
+        )
+
 
 # --------------------------------------------------------------------------------------------- locating
 

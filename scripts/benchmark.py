@@ -171,15 +171,7 @@ def reference_throughput(case: Case, root: Path, samples: int, seed: int) -> tup
 
 def digitnet_throughput(case: Case, tensors: TensorSplit, samples: int, seed: int) -> tuple[float, float]:
     """(train, eval) samples/s of digitnet's trainer on the first ``samples`` training digits."""
-    subset = TensorSplit(
-        tensors.train_x[:samples],
-        tensors.train_y[:samples],
-        tensors.val_x[:1000],
-        tensors.val_y[:1000],
-        tensors.test_x[:1000],
-        tensors.test_y[:1000],
-        tensors.stats,
-    )
+    subset = tensors.head(samples, 1000)
     generator = seed_everything(seed)
     model = build_model(case.model)
     optimizer = build_optimizer(model.parameters(), OptimConfig("adam", lr=1e-3))

@@ -170,6 +170,18 @@ def test_standard_normalisation_uses_training_split_only() -> None:
     assert float(unit.train_x.max()) <= 1.0 and float(unit.train_x.min()) >= 0.0
 
 
+def test_head_keeps_the_first_digits_and_how_they_are_prepared() -> None:
+    split = split_source(load_sample(), DataConfig())
+    tensors = to_tensors(split, DataConfig(augment=True), torch.device("cpu"))
+    head = tensors.head(100, 20)
+    assert torch.equal(head.train_x, tensors.train_x[:100])
+    assert torch.equal(head.train_y, tensors.train_y[:100])
+    assert [len(head.val_y), len(head.test_y)] == [20, 20]
+    assert torch.equal(head.test_x, tensors.test_x[:20])
+    assert (head.stats, head.augment, head.background) == (tensors.stats, True, tensors.background)
+    assert head.background != 0.0  # standard normalisation moves blank pixels off zero
+
+
 def test_shuffled_loader_covers_each_index_once_and_depends_on_seed() -> None:
     x, y = torch.zeros(103, 1, 28, 28), torch.arange(103)
 

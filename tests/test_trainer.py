@@ -109,15 +109,7 @@ def test_fast_loop_matches_a_plain_reference_loop(tensors, model_name: str) -> N
     against the textbook loop on the same seed and batch order: fancy indexing, torch.optim.Adam without
     fusing, loss.item() every step. Fused and plain Adam round differently, so equal to float tolerance."""
     n = 2048
-    subset = type(tensors)(
-        tensors.train_x[:n],
-        tensors.train_y[:n],
-        tensors.val_x[:256],
-        tensors.val_y[:256],
-        tensors.test_x[:256],
-        tensors.test_y[:256],
-        tensors.stats,
-    )
+    subset = tensors.head(n, 256)
     config = TrainConfig(epochs=2, batch_size=64, seed=3)
 
     generator = seed_everything(3)
