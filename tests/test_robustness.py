@@ -361,6 +361,13 @@ def test_sigint_during_compare_loses_no_finished_run(tmp_path: Path) -> None:
 FUZZ = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 
+def mutated(data: bytes, position: int, value: int, cut: int) -> bytes:
+    """``data`` with one byte overwritten and its last ``cut`` bytes dropped: a damaged valid file."""
+    damaged = bytearray(data)
+    damaged[position % len(damaged)] = value
+    return bytes(damaged[: len(damaged) - cut])
+
+
 @FUZZ
 @given(data=st.binary(max_size=4000))
 def test_csv_reader_raises_only_its_own_error_on_random_bytes(tmp_path: Path, data: bytes) -> None:
@@ -374,9 +381,7 @@ def test_csv_reader_raises_only_its_own_error_on_random_bytes(tmp_path: Path, da
 @given(position=st.integers(0, 10_000), value=st.integers(0, 255), cut=st.integers(0, 200))
 def test_csv_reader_survives_mutated_valid_files(tmp_path: Path, position: int, value: int, cut: int) -> None:
     path = write_csv(tmp_path / "valid.csv", count=3)
-    data = bytearray(path.read_bytes())
-    data[position % len(data)] = value
-    path.write_bytes(bytes(data[: len(data) - cut]))
+    path.write_bytes(mutated(path.read_bytes(), position, value, cut))
     try:
         digits = read_csv_digits(path)
     except DigitnetError:
@@ -398,10 +403,8 @@ def test_idx_reader_raises_only_its_own_error_on_random_bytes(
 @FUZZ
 @given(position=st.integers(0, 4000), value=st.integers(0, 255), cut=st.integers(0, 50))
 def test_idx_reader_survives_mutated_valid_files(tmp_path: Path, position: int, value: int, cut: int) -> None:
-    data = bytearray(idx_bytes(make_digits(5)[0]))
-    data[position % len(data)] = value
     path = tmp_path / "mutated-idx3-ubyte"
-    path.write_bytes(bytes(data[: len(data) - cut]))
+    path.write_bytes(mutated(idx_bytes(make_digits(5)[0]), position, value, cut))
     try:
         array = read_idx(path, 3)
     except DigitnetError:
