@@ -100,14 +100,17 @@ Preset = Annotated[
 Model = Annotated[
     str | None,
     typer.Option(
-        help="mlp | nmlp (LayerNorm+dropout) | bn (BatchNorm) | cnn | cnn-bn (CNN+BatchNorm). [default: mlp]"
+        help=(
+            "mlp | nmlp (LayerNorm+dropout) | bn (BatchNorm) | cnn | cnn-bn (CNN+BatchNorm)"
+            " | vgg (two 3×3 convolutions per stage). [default: mlp]"
+        )
     ),
 ]
 Hidden = Annotated[
     str | None, typer.Option(help="Hidden widths, comma-separated. [default: 100,50; CNNs 120,84]")
 ]
 Channels = Annotated[
-    str | None, typer.Option(help="CNN only: channels of its two convolutions, e.g. 8,16. [default: 16,32]")
+    str | None, typer.Option(help="CNNs only: channels of the two stages, e.g. 8,16. [default: 16,32]")
 ]
 Dropout = Annotated[
     float | None, typer.Option(help="Dropout probability, 0 ≤ p < 1. [default: 0.2 for nmlp, else 0]")

@@ -58,6 +58,7 @@ MODEL_VARIANTS: dict[str, dict[str, Any]] = {
     "bn-dropout": {"model": "bn", "dropout": 0.2},
     "cnn": {"model": "cnn"},
     "cnn-bn": {"model": "cnn-bn"},
+    "vgg": {"model": "vgg"},
 }
 NORM_MODELS = {"none": "mlp", "layer": "nmlp", "batch": "bn"}
 # Comparing optimizers at one shared lr would judge Adam at SGD's rate (or SGD at Adam's), so unless

@@ -4,8 +4,9 @@
 * ``nmlp`` — as ``mlp`` with LayerNorm after each hidden Linear and dropout (default 0.2)
 * ``bn``   — as ``mlp`` with BatchNorm1d after each hidden Linear; ``dropout`` > 0 gives "BN + dropout"
 * ``cnn``  — LeNet-style: conv 5×5 → pool → conv 5×5 → pool → 120 → 84 → 10
-* ``cnn-bn`` — as ``cnn`` with BatchNorm after each convolution and each dense layer: the network of the
-  ``best-cnn`` presets (32/64 channels, one-cycle peak lr up to 0.01)
+* ``cnn-bn`` — as ``cnn`` with BatchNorm after each convolution and each dense layer
+* ``vgg``  — VGG-style: two stages of [3×3 conv → BatchNorm → ReLU] × 2 → pool, then the dense head with
+  BatchNorm: twice LeNet's depth at about twice its cost, the network of the ``best-cnn`` presets
 
 Every model takes (B, 1, 28, 28) and returns (B, 10) logits; cross-entropy lives in the trainer.
 
@@ -28,9 +29,9 @@ from torch import Tensor, nn
 
 from digitnet.errors import ConfigError
 
-ModelName = Literal["mlp", "nmlp", "bn", "cnn", "cnn-bn"]
-MODELS: tuple[ModelName, ...] = ("mlp", "nmlp", "bn", "cnn", "cnn-bn")
-CNN_MODELS: tuple[ModelName, ...] = ("cnn", "cnn-bn")
+ModelName = Literal["mlp", "nmlp", "bn", "cnn", "cnn-bn", "vgg"]
+MODELS: tuple[ModelName, ...] = ("mlp", "nmlp", "bn", "cnn", "cnn-bn", "vgg")
+CNN_MODELS: tuple[ModelName, ...] = ("cnn", "cnn-bn", "vgg")
 INPUT_PIXELS = 28 * 28
 NUM_CLASSES = 10
 DEFAULT_MLP_HIDDEN = (100, 50)  # the reports' MLP, 784-100-50-10
@@ -45,7 +46,7 @@ class ModelConfig:
     name: ModelName = "mlp"
     hidden_sizes: tuple[int, ...] | None = None  # MLPs: hidden widths; CNN: its fully connected widths
     dropout: float | None = None  # None: 0.2 for nmlp, 0 otherwise
-    channels: tuple[int, int] = (16, 32)  # CNN only: output channels of the two 5×5 convolutions
+    channels: tuple[int, int] = (16, 32)  # CNNs only: output channels of the two convolution stages
 
     def __post_init__(self) -> None:
         if self.name not in MODELS:
@@ -167,6 +168,42 @@ class LeNet(nn.Module):
         return self.classifier(features)  # type: ignore[no-any-return]
 
 
+class VGG(nn.Module):
+    """Two VGG-style stages, each [3×3 conv → BatchNorm → ReLU] × 2 → 2×2 max-pool, then a dense head.
+
+    (B, 1, 28, 28) → stage → (B, c1, 14, 14) → stage → (B, c2, 7, 7) → flatten → dense head with
+    BatchNorm. Stacking two 3×3 convolutions sees the same 5×5 window as LeNet's single 5×5 one but
+    with a ReLU in between and fewer weights; the extra depth is what takes a CNN past 99.4% on MNIST
+    without augmentation, where the LeNet above stops near 99.4%. The padding keeps every digit's
+    border in view, and the layout is channels-last for the reasons given in :class:`LeNet`.
+    """
+
+    def __init__(
+        self,
+        channels: tuple[int, int] = (16, 32),
+        hidden_sizes: tuple[int, ...] = DEFAULT_CNN_HIDDEN,
+        dropout: float = 0.0,
+    ) -> None:
+        super().__init__()
+
+        def conv(in_channels: int, out_channels: int) -> list[nn.Module]:
+            conv = nn.Conv2d(in_channels, out_channels, kernel_size=3, padding=1, bias=False)
+            return [conv, nn.BatchNorm2d(out_channels), nn.ReLU()]
+
+        c1, c2 = channels
+        self.features = nn.Sequential(
+            *conv(1, c1), *conv(c1, c1), nn.MaxPool2d(2),
+            *conv(c1, c2), *conv(c2, c2), nn.MaxPool2d(2),
+            nn.Flatten(),
+        )  # fmt: skip
+        self.classifier = nn.Sequential(*_dense_stack(c2 * 7 * 7, hidden_sizes, dropout, nn.BatchNorm1d))
+        self.features.to(memory_format=torch.channels_last)
+
+    def forward(self, x: Tensor) -> Tensor:
+        features = self.features(x.contiguous(memory_format=torch.channels_last))
+        return self.classifier(features)  # type: ignore[no-any-return]
+
+
 def build_model(config: ModelConfig) -> nn.Module:
     """A freshly initialised model for ``config`` (seed first, for reproducible weights)."""
     hidden = config.hidden_sizes
@@ -178,6 +215,8 @@ def build_model(config: ModelConfig) -> nn.Module:
         return MLP(hidden, dropout, "layer")
     if config.name == "bn":
         return MLP(hidden, dropout, "batch")
+    if config.name == "vgg":
+        return VGG(config.channels, hidden, dropout)
     return LeNet(config.channels, hidden, dropout, batch_norm=config.name == "cnn-bn")
 
 
@@ -203,6 +242,7 @@ __all__ = [
     "CNN_MODELS",
     "MLP",
     "MODELS",
+    "VGG",
     "LeNet",
     "ModelConfig",
     "build_model",

@@ -51,6 +51,18 @@ def test_batchnorm_lenet_drops_conv_biases_and_adds_a_scale_and_shift_per_channe
     )
 
 
+def test_vgg_parameter_count_by_hand() -> None:
+    """Four bias-free 3×3 convolutions, a BatchNorm per conv channel and dense unit, a 7×7 feature map."""
+    convs = 1 * 16 * 9 + 16 * 16 * 9 + 16 * 32 * 9 + 32 * 32 * 9
+    norms = 2 * (16 + 16 + 32 + 32) + 2 * (120 + 84)
+    head = dense([32 * 7 * 7, 120, 84, 10])
+    assert count_parameters(build_model(ModelConfig("vgg"))) == convs + norms + head
+    layers = [type(m) for m in build_model(ModelConfig("vgg", dropout=0.5)).modules()]
+    assert layers.count(nn.Conv2d) == 4 and layers.count(nn.BatchNorm2d) == 4
+    assert layers.count(nn.MaxPool2d) == 2 and layers.count(nn.Dropout) == 2
+    assert describe_model(ModelConfig("vgg", channels=(32, 64), hidden_sizes=(256,))) == "vgg c32-64 fc256"
+
+
 def test_plain_lenet_keeps_its_layer_indices_so_saved_checkpoints_still_load() -> None:
     names = list(build_model(ModelConfig("cnn")).state_dict())
     assert names[:4] == ["features.0.weight", "features.0.bias", "features.3.weight", "features.3.bias"]
@@ -67,6 +79,7 @@ def test_family_defaults() -> None:
     assert ModelConfig("mlp").dropout == 0.0
     assert ModelConfig("cnn").hidden_sizes == (120, 84)
     assert ModelConfig("cnn-bn").hidden_sizes == (120, 84)
+    assert ModelConfig("vgg").hidden_sizes == (120, 84)
     layers = [type(m) for m in build_model(ModelConfig("nmlp"))]
     assert layers.count(nn.LayerNorm) == 2 and layers.count(nn.Dropout) == 2
     bn_dropout = [type(m) for m in build_model(ModelConfig("bn", dropout=0.3))]

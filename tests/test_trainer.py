@@ -103,11 +103,13 @@ def test_moving_average_matches_numpy() -> None:
     assert moving_average([], 5) == []
 
 
-@pytest.mark.parametrize("model_name", ["mlp", "cnn", "cnn-bn"])
+@pytest.mark.parametrize("model_name", ["mlp", "cnn", "cnn-bn", "vgg"])
 def test_fast_loop_matches_a_plain_reference_loop(tensors, model_name: str) -> None:  # type: ignore[no-untyped-def]
     """digitnet's loop (index_select batches through a DataLoader, fused Adam, losses read once per epoch)
     against the textbook loop on the same seed and batch order: fancy indexing, torch.optim.Adam without
-    fusing, loss.item() every step. Fused and plain Adam round differently, so equal to float tolerance."""
+    fusing, loss.item() every step. Fused and plain Adam round differently, so equal to float tolerance.
+    The four-convolution vgg amplifies that rounding past any useful tolerance within 64 steps, so its
+    reference takes the same fused Adam and must match exactly: the loop itself is what is under test."""
     n = 2048
     subset = tensors.head(n, 256)
     config = TrainConfig(epochs=2, batch_size=64, seed=3)
@@ -119,7 +121,8 @@ def test_fast_loop_matches_a_plain_reference_loop(tensors, model_name: str) -> N
 
     order_generator = seed_everything(3)  # same weights, same shuffling stream
     reference_model = build_model(ModelConfig(model_name))
-    reference_optimizer = torch.optim.Adam(reference_model.parameters(), lr=1e-3)
+    fused = True if model_name == "vgg" else None
+    reference_optimizer = torch.optim.Adam(reference_model.parameters(), lr=1e-3, fused=fused)
     reference_losses = []
     for _ in range(config.epochs):
         reference_model.train()
@@ -130,6 +133,5 @@ def test_fast_loop_matches_a_plain_reference_loop(tensors, model_name: str) -> N
             reference_optimizer.step()
             reference_losses.append(loss.item())
     assert len(fast.iteration_loss) == len(reference_losses) == 2 * n // 64
-    torch.testing.assert_close(
-        torch.tensor(fast.iteration_loss), torch.tensor(reference_losses), rtol=1e-4, atol=1e-5
-    )
+    tolerance = {"rtol": 0.0, "atol": 0.0} if fused else {"rtol": 1e-4, "atol": 1e-5}
+    torch.testing.assert_close(torch.tensor(fast.iteration_loss), torch.tensor(reference_losses), **tolerance)
