@@ -6,7 +6,7 @@
 * ``cnn``  — LeNet-style: conv 5×5 → pool → conv 5×5 → pool → 120 → 84 → 10
 * ``cnn-bn`` — as ``cnn`` with BatchNorm after each convolution and each dense layer
 * ``vgg``  — VGG-style: two stages of [3×3 conv → BatchNorm → ReLU] × 2 → pool, then the dense head with
-  BatchNorm: twice LeNet's depth at about twice its cost, the network of the ``best-cnn`` presets
+  BatchNorm: twice LeNet's depth at over twice its cost, the network of the ``best-cnn`` presets
 
 Every model takes (B, 1, 28, 28) and returns (B, 10) logits; cross-entropy lives in the trainer.
 
