@@ -126,7 +126,18 @@ class MLP(nn.Sequential):
         super().__init__(nn.Flatten(), *_dense_stack(INPUT_PIXELS, hidden_sizes, dropout, norm_layer))
 
 
-class LeNet(nn.Module):
+class _ConvNet(nn.Module):
+    """A CNN as ``features`` (convolutions, kept channels-last) then ``classifier`` (the dense head)."""
+
+    features: nn.Sequential
+    classifier: nn.Sequential
+
+    def forward(self, x: Tensor) -> Tensor:
+        features = self.features(x.contiguous(memory_format=torch.channels_last))
+        return self.classifier(features)  # type: ignore[no-any-return]
+
+
+class LeNet(_ConvNet):
     """LeNet-5 style CNN: two 5×5 conv + 2×2 max-pool stages, then a small dense head.
 
     The first convolution pads by 2 so a 28×28 digit is treated like LeNet's 32×32 input:
@@ -163,12 +174,8 @@ class LeNet(nn.Module):
         self.classifier = nn.Sequential(*_dense_stack(c2 * 5 * 5, hidden_sizes, dropout, dense_norm))
         self.features.to(memory_format=torch.channels_last)
 
-    def forward(self, x: Tensor) -> Tensor:
-        features = self.features(x.contiguous(memory_format=torch.channels_last))
-        return self.classifier(features)  # type: ignore[no-any-return]
 
-
-class VGG(nn.Module):
+class VGG(_ConvNet):
     """Two VGG-style stages, each [3×3 conv → BatchNorm → ReLU] × 2 → 2×2 max-pool, then a dense head.
 
     (B, 1, 28, 28) → stage → (B, c1, 14, 14) → stage → (B, c2, 7, 7) → flatten → dense head with
@@ -198,10 +205,6 @@ class VGG(nn.Module):
         )  # fmt: skip
         self.classifier = nn.Sequential(*_dense_stack(c2 * 7 * 7, hidden_sizes, dropout, nn.BatchNorm1d))
         self.features.to(memory_format=torch.channels_last)
-
-    def forward(self, x: Tensor) -> Tensor:
-        features = self.features(x.contiguous(memory_format=torch.channels_last))
-        return self.classifier(features)  # type: ignore[no-any-return]
 
 
 def build_model(config: ModelConfig) -> nn.Module:
