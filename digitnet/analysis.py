@@ -23,7 +23,13 @@ from digitnet.plotting import (
     plot_digit_grid,
     plot_normalization,
 )
-from digitnet.runtime import atomic_directory, atomic_write_json, atomic_write_text, seed_everything
+from digitnet.runtime import (
+    atomic_directory,
+    atomic_write_json,
+    atomic_write_text,
+    claim_output,
+    seed_everything,
+)
 from digitnet.trainer import predict_logits
 
 
@@ -102,6 +108,7 @@ def evaluate_run(run_dir: Path, out_dir: Path | None = None, gallery_size: int =
     from sklearn.metrics import classification_report, confusion_matrix, precision_recall_fscore_support
 
     out_dir = out_dir or run_dir / "evaluation"
+    claim_output(out_dir, "evaluation")  # before any work: never replace what digitnet did not write
     checkpoint = load_checkpoint(run_dir)
     config = checkpoint.config
     split = load_split(config.data)
@@ -128,7 +135,7 @@ def evaluate_run(run_dir: Path, out_dir: Path | None = None, gallery_size: int =
     accuracy = float((predicted == truth).float().mean())
     test_set = "held-out 1/7 of the source" if split.test_is_holdout else "MNIST test set"
     written: list[Path] = []
-    with atomic_directory(out_dir) as staging:
+    with atomic_directory(out_dir, "evaluation") as staging:
         atomic_write_json(
             staging / "metrics.json",
             {

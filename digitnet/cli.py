@@ -7,6 +7,7 @@ becomes one line on stderr and exit code 2 (``--debug`` shows the traceback inst
 from __future__ import annotations
 
 import functools
+import signal
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, NoReturn, ParamSpec, TypeVar
@@ -31,14 +32,14 @@ app.add_typer(data_app, name="data")
 
 console = Console()
 err_console = Console(stderr=True)
-_state = {"debug": False}
+_state = {"debug": False, "terminated": False}
 
 P = ParamSpec("P")
 R = TypeVar("R")
 
 # Exit codes: 2 for input the user can fix (like click's usage errors), 1 for a run that diverged,
-# 130 for Ctrl-C (the shell's convention for SIGINT).
-EXIT_USER_ERROR, EXIT_DIVERGED, EXIT_INTERRUPTED = 2, 1, 130
+# 130 for Ctrl-C and 143 for SIGTERM (the shell's convention: 128 + the signal's number).
+EXIT_USER_ERROR, EXIT_DIVERGED, EXIT_INTERRUPTED, EXIT_TERMINATED = 2, 1, 130, 143
 
 
 def fail(message: str, code: int = EXIT_USER_ERROR) -> NoReturn:
@@ -47,12 +48,22 @@ def fail(message: str, code: int = EXIT_USER_ERROR) -> NoReturn:
     raise typer.Exit(code)
 
 
+def _terminated(signum: int, frame: object) -> None:
+    """SIGTERM (``kill``, a scheduler, a closing laptop session) stops a run the way Ctrl-C does, so the
+    finished epochs are saved. Further SIGTERMs are ignored while that saving runs."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    _state["terminated"] = True
+    raise KeyboardInterrupt
+
+
 def friendly(command: Callable[P, R]) -> Callable[P, R]:
-    """Turn a :class:`DigitnetError` raised by ``command`` into one line and exit code 2, and Ctrl-C
-    into one line and exit code 130 (click would print "Aborted!" and exit 1)."""
+    """Turn a :class:`DigitnetError` raised by ``command`` into one line and exit code 2, and Ctrl-C or
+    SIGTERM into one line and exit code 130 or 143 (click would print "Aborted!" and exit 1)."""
 
     @functools.wraps(command)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        previous = signal.signal(signal.SIGTERM, _terminated)
+        _state["terminated"] = False
         try:
             return command(*args, **kwargs)
         except DigitnetError as error:
@@ -62,8 +73,10 @@ def friendly(command: Callable[P, R]) -> Callable[P, R]:
         except KeyboardInterrupt:
             fail(
                 "interrupted: what finished is saved; the same command resumes where it stopped",
-                EXIT_INTERRUPTED,
+                EXIT_TERMINATED if _state["terminated"] else EXIT_INTERRUPTED,
             )
+        finally:
+            signal.signal(signal.SIGTERM, previous)
 
     return wrapper
 
@@ -238,9 +251,16 @@ def train(
     out: Annotated[
         Path | None, typer.Option(help="Run directory. [default: runs/<model>-<optimizer>-<config hash>]")
     ] = None,
+    restart: Annotated[
+        bool,
+        typer.Option(
+            "--restart",
+            help="Start over even if an interrupted run of this config was saved (it resumes otherwise).",
+        ),
+    ] = False,
 ) -> None:
     """Train one model from scratch and write its run directory (config, history, plots, checkpoint)."""
-    options = dict(locals())
+    options = {k: v for k, v in locals().items() if k != "restart"}
     from digitnet.experiment import (
         RunStart,
         make_run_config,
@@ -263,7 +283,14 @@ def train(
                 highlight=False,
                 soft_wrap=True,
             )
-            progress.update(task, description="training…")
+            if start.resumed_from:
+                _print_notes(
+                    (
+                        f"resuming after epoch {start.resumed_from} of {config.train.epochs}, saved by an "
+                        "interrupted run of this config (--restart starts over)",
+                    )
+                )
+            progress.update(task, completed=start.resumed_from, description="training…")
 
         def on_epoch(record: EpochRecord) -> None:
             text = (
@@ -273,7 +300,7 @@ def train(
             progress.update(task, advance=1, description=text)
             _log_line(progress, f"epoch {record.epoch}/{config.train.epochs} · {text}")
 
-        result = run_experiment(config, run_dir, on_start=on_start, on_epoch=on_epoch)
+        result = run_experiment(config, run_dir, on_start=on_start, on_epoch=on_epoch, restart=restart)
 
     summary = result.summary
     table = Table(title=config.title(), title_style="bold", show_edge=False)
@@ -309,8 +336,9 @@ def train(
         )
     if summary["status"] == "interrupted":
         fail(
-            f"interrupted after {summary['epochs_completed']} finished epoch(s); what finished was saved",
-            EXIT_INTERRUPTED,
+            f"interrupted after {summary['epochs_completed']} finished epoch(s); what finished was saved, "
+            "and the same command resumes from there",
+            EXIT_TERMINATED if _state["terminated"] else EXIT_INTERRUPTED,
         )
 
 
@@ -558,8 +586,10 @@ def data_prepare(
     """Split the digits 80/20 (stratified) and write the split with its class counts, for reuse."""
     from digitnet.data import describe_split, load_split, save_split
     from digitnet.experiment import make_run_config
+    from digitnet.runtime import claim_output
 
     config = make_run_config(run_settings(dict(locals()))).data
+    claim_output(out, "split")
     split = load_split(config)
     _print_notes(split.notes)
     written = save_split(split, out)
@@ -589,9 +619,12 @@ def data_show(
     """Draw an 8×8 grid of random training digits, one row of examples per class, and class counts."""
     from digitnet.analysis import draw_data_figures
     from digitnet.experiment import make_run_config
+    from digitnet.runtime import claim_output, mark_output
 
     config = make_run_config(run_settings(dict(locals())))
+    claim_output(out, "figures")
     written, notes = draw_data_figures(config.data, out, seed if seed is not None else 0)
+    mark_output(out, "figures")
     _print_notes(notes)
     for path in written:
         console.print(f"wrote {path}", highlight=False)

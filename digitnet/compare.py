@@ -14,8 +14,12 @@ Ctrl-C then rerun loses nothing, and a second identical call only re-draws the t
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
+import signal
+import threading
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
@@ -241,12 +245,52 @@ def _split_for(config: RunConfig) -> Split:
     return _WORKER_SPLITS[key]
 
 
-def _worker_init() -> None:
+def _stop_worker(signum: int, frame: object) -> None:
+    """SIGTERM from the parent (or from ``kill``) stops the worker's run the way Ctrl-C stops ``train``:
+    the run's finished epochs are saved and it resumes on the next sweep. Ignored from then on, so a
+    second signal cannot cut that saving short."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    _WORKER_STOPPING.set()
+    raise KeyboardInterrupt
+
+
+_WORKER_STOPPING = threading.Event()  # set once a worker was told to stop: it starts no further run
+
+
+def _exit_with_parent(parent: int) -> None:
+    """Poll for the parent's death (``kill -9`` of ``compare`` cannot tell its workers) and then exit, so
+    no orphan goes on training queued runs. The last finished epoch of the current run is on disk."""
+    while os.getppid() == parent:
+        time.sleep(PARENT_POLL_SECONDS)
+    os._exit(EXIT_ORPHANED)
+
+
+PARENT_POLL_SECONDS = 0.5
+EXIT_ORPHANED = 143
+
+
+def _worker_init(parent: int) -> None:
     configure_threads(SWEEP_THREADS)  # each run then sets its own count (RunConfig.train.threads)
+    # Ctrl-C in a terminal reaches the whole process group; the parent alone decides and tells its workers
+    # with one SIGTERM each (see execute), so no worker is interrupted twice while it saves.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, _stop_worker)
+    threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
+
+
+def _stop_workers(pool: ProcessPoolExecutor) -> None:
+    """Ask every live worker to stop its run (SIGTERM → saved, resumable)."""
+    processes = getattr(pool, "_processes", None) or {}  # the executor exposes no public handle on them
+    for process in list(processes.values()):
+        with contextlib.suppress(ProcessLookupError, OSError):
+            if process.is_alive() and process.pid is not None:
+                os.kill(process.pid, signal.SIGTERM)
 
 
 def train_one(config: RunConfig, run_dir: Path) -> dict[str, Any]:
     """Train one config into ``run_dir`` (in this process or a worker) and return its summary."""
+    if _WORKER_STOPPING.is_set():  # a run the pool had already queued when the sweep was stopped
+        raise KeyboardInterrupt
     return run_experiment(config, run_dir, split=_split_for(config)).summary
 
 
@@ -331,7 +375,10 @@ def execute(
             finish(cell, seed, config, train_one(config, runs_dir / config.key()))
     else:
         context = get_context("spawn")  # fork after torch has started threads can deadlock
-        pool = ProcessPoolExecutor(jobs, mp_context=context, initializer=_worker_init)
+        pool = ProcessPoolExecutor(
+            jobs, mp_context=context, initializer=_worker_init, initargs=(os.getpid(),)
+        )
+        futures: dict[Any, tuple[Cell, int, RunConfig]] = {}
         try:
             futures = {
                 pool.submit(train_one, config, runs_dir / config.key()): (cell, seed, config)
@@ -341,7 +388,11 @@ def execute(
                 cell, seed, config = futures[future]
                 finish(cell, seed, config, future.result())
         except BaseException:
-            # Ctrl-C or a failed run: drop queued runs instead of training them; finished ones are on disk.
+            # Ctrl-C, SIGTERM or a failed run: drop queued runs, stop running ones (they save what they
+            # finished, see _worker_init); finished runs are on disk.
+            for future in futures:
+                future.cancel()
+            _stop_workers(pool)
             pool.shutdown(wait=True, cancel_futures=True)
             raise
         pool.shutdown(wait=True)

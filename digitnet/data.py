@@ -622,7 +622,7 @@ def batch_loader(
 
 def save_split(split: Split, out_dir: Path) -> list[Path]:
     """Write the split for reuse: ``split.npz`` (uint8 images, labels per split) and ``class_counts.csv``."""
-    with atomic_directory(out_dir) as staging:
+    with atomic_directory(out_dir, "split") as staging:
         arrays = {}
         for name in ("train", "val", "test"):
             digits: Digits = getattr(split, name)

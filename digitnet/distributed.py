@@ -45,12 +45,16 @@ def train_task(config_data: dict[str, Any], split: Split) -> dict[str, bytes]:
     with tempfile.TemporaryDirectory(prefix="digitnet-task-") as scratch:
         run_dir = Path(scratch) / "run"
         run_experiment(config, run_dir, split=split)
-        return {path.name: path.read_bytes() for path in sorted(run_dir.iterdir()) if path.is_file()}
+        return {
+            path.name: path.read_bytes()
+            for path in sorted(run_dir.iterdir())
+            if path.is_file() and not path.name.startswith(".")  # the marker is written anew below
+        }
 
 
-def write_artifacts(run_dir: Path, artifacts: dict[str, bytes]) -> None:
-    """Write a run directory returned by a task, whole or not at all."""
-    with atomic_directory(run_dir) as staging:
+def write_artifacts(run_dir: Path, artifacts: dict[str, bytes], key: str) -> None:
+    """Write a run directory (of config ``key``) returned by a task, whole or not at all."""
+    with atomic_directory(run_dir, "run", key) as staging:
         for name, data in artifacts.items():
             if "/" in name or name.startswith("."):
                 raise ValueError(f"unexpected artifact name {name!r}")
@@ -94,7 +98,7 @@ def run_on_ray(
                 fail(cell, seed, config, f"{type(cause or error).__name__}: {text[:200]}")
                 continue
             run_dir = runs_dir / config.key()
-            write_artifacts(run_dir, artifacts)
+            write_artifacts(run_dir, artifacts, config.key())
             finish(cell, seed, config, json.loads(artifacts["summary.json"]))
     except BaseException:  # Ctrl-C: stop queued and running tasks; finished runs are already written
         for ref in pending:

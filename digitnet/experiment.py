@@ -9,7 +9,13 @@ the model and optimizer, calls :func:`digitnet.trainer.train`, and writes a run 
     model.pt       {"config": ..., "state_dict": ...}: loadable with torch.load(weights_only=True)
     loss.png/.svg, accuracy.png/.svg
 
-The directory appears whole or not at all, so an interrupted write never leaves a half-run behind.
+The directory appears whole or not at all, so an interrupted write never leaves a half-run behind, and it
+replaces only a run directory of the same config (anything else at ``--out`` is refused before training).
+
+While it trains, each finished epoch leaves a resumable checkpoint beside the run directory
+(``.NAME.resume.pt``: model, optimizer, scheduler, random states and history). Running the same config
+into the same directory again continues from it, with the same bits as a run that was never stopped;
+``restart=True`` starts over. It is removed once the run directory is written.
 """
 
 from __future__ import annotations
@@ -38,7 +44,7 @@ from digitnet.data import (
     resolve_data_config,
     to_tensors,
 )
-from digitnet.errors import CheckpointError, ConfigError
+from digitnet.errors import CheckpointError, ConfigError, DigitnetError
 from digitnet.models import ModelConfig, build_model, count_parameters, describe_model
 from digitnet.optim import OptimConfig, build_optimizer, build_scheduler
 from digitnet.plotting import plot_accuracy, plot_loss
@@ -47,12 +53,13 @@ from digitnet.runtime import (
     atomic_write_bytes,
     atomic_write_json,
     atomic_write_text,
+    claim_output,
     environment_info,
     resolve_device,
     seed_everything,
     using_threads,
 )
-from digitnet.trainer import EpochCallback, History, TrainConfig, train
+from digitnet.trainer import EpochCallback, EpochRecord, History, TrainConfig, train
 
 CHECKPOINT_FORMAT = 1
 
@@ -89,6 +96,7 @@ class RunStart:
     parameters: int
     device: str
     model: str
+    resumed_from: int = 0  # epochs already finished by an earlier, interrupted process
 
 
 @dataclass(frozen=True)
@@ -234,16 +242,24 @@ def history_csv(history: History) -> str:
     return buffer.getvalue()
 
 
-def save_checkpoint_bytes(config: RunConfig, model: nn.Module, stats: NormStats) -> bytes:
+def _cpu_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+
+
+def save_checkpoint_bytes(
+    config: RunConfig, state: dict[str, torch.Tensor], stats: NormStats, history: History
+) -> bytes:
     """``model.pt`` contents: the state dict beside the config that rebuilds the model and the pixel
-    normalisation it was trained with (so ``predict`` needs no training data)."""
+    normalisation it was trained with (so ``predict`` needs no training data), and the run's status,
+    so a diverged model is refused rather than used."""
     buffer = io.BytesIO()
-    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     payload = {
         "format": CHECKPOINT_FORMAT,
         "config": asdict(config),
         "normalization": asdict(stats),
         "state_dict": state,
+        "status": history.status,
+        "diverged_at": history.diverged_at,
     }
     torch.save(payload, buffer)
     return buffer.getvalue()
@@ -258,7 +274,7 @@ def write_run_dir(
     environment: dict[str, Any],
 ) -> None:
     """Write every file of a run into ``run_dir``, replacing it whole (see :func:`atomic_directory`)."""
-    with atomic_directory(run_dir) as staging:
+    with atomic_directory(run_dir, "run", config.key()) as staging:
         atomic_write_json(
             staging / "config.json",
             {"key": config.key(), "config": asdict(config), "environment": environment},
@@ -277,20 +293,99 @@ def resolve_run_config(config: RunConfig) -> RunConfig:
     return replace(config, data=resolve_data_config(config.data))
 
 
+def resume_path(run_dir: Path) -> Path:
+    """Where a run's per-epoch resumable checkpoint lives: a hidden file beside its directory, so the
+    directory itself still appears whole or not at all."""
+    return run_dir.parent / f".{run_dir.name}.resume.pt"
+
+
+RESUME_FORMAT = 1
+
+
+@dataclass
+class _Resumable:
+    """The live objects of a run whose state a resumable checkpoint captures."""
+
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None
+    generator: torch.Generator
+
+    def snapshot(self, key: str, history: History) -> dict[str, Any]:
+        """Everything the next epoch depends on: weights, optimizer moments, schedule position, and the
+        random states that drive shuffling, augmentation and dropout."""
+        return {
+            "format": RESUME_FORMAT,
+            "key": key,
+            "history": history.to_dict(),
+            "model": _cpu_state(self.model),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
+            "rng": {
+                "torch": torch.get_rng_state(),
+                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+                "generator": self.generator.get_state(),
+            },
+        }
+
+    def restore(self, state: dict[str, Any]) -> History:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.scheduler is not None and state["scheduler"] is not None:
+            self.scheduler.load_state_dict(state["scheduler"])
+        torch.set_rng_state(state["rng"]["torch"])
+        if state["rng"]["cuda"]:
+            torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+        self.generator.set_state(state["rng"]["generator"])
+        return History.from_dict(state["history"])
+
+
+def load_resume(path: Path, key: str) -> dict[str, Any] | None:
+    """The resumable checkpoint at ``path`` for config ``key``; None if there is none or it is unreadable
+    (killed while it was being replaced cannot happen, it is written atomically, but a damaged disk can).
+
+    One of another config is refused: resuming it would be wrong, overwriting it would lose its epochs.
+    """
+    if not path.is_file():
+        return None
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # damaged: start over rather than crash; it is replaced after the first epoch
+        return None
+    if not isinstance(state, dict) or state.get("format") != RESUME_FORMAT:
+        return None
+    if state.get("key") != key:
+        raise ConfigError(
+            f"{path}: an interrupted run of another config (key {state.get('key')}) is saved here; "
+            "rerun that config to finish it, or pass --restart to discard it"
+        )
+    return state
+
+
 def run_experiment(
     config: RunConfig,
     run_dir: Path,
     on_start: Callable[[RunStart], None] | None = None,
     on_epoch: EpochCallback | None = None,
     split: Split | None = None,
+    restart: bool = False,
 ) -> RunResult:
-    """Train one model from scratch as ``config`` says and write its run directory.
+    """Train one model as ``config`` says and write its run directory.
 
-    ``split`` lets a sweep load the data once and share it between runs; it must come from
-    ``config.data``. An interrupted run is still written (``status="interrupted"``, finished epochs only).
+    ``run_dir`` is checked first (see :func:`digitnet.runtime.claim_output`), so a bad ``--out`` fails
+    before any training. If an earlier process of the same config stopped part-way, training resumes
+    from its last finished epoch (``restart=True`` starts over). ``split`` lets a sweep load the data
+    once and share it between runs; it must come from ``config.data``. An interrupted run is still
+    written (``status="interrupted"``, finished epochs only, their weights).
     """
     started = time.perf_counter()
     config = resolve_run_config(config)
+    key = config.key()
+    claim_output(run_dir, "run", key)
+    resume = resume_path(run_dir)
+    if restart:
+        resume.unlink(missing_ok=True)
+    saved = load_resume(resume, key)
     device = resolve_device(config.train.device)
     with using_threads(config.train.threads):  # environment_info below records the count in force
         if split is None:
@@ -302,17 +397,55 @@ def run_experiment(
         optimizer = build_optimizer(model.parameters(), config.optim)
         steps_per_epoch = -(-len(split.train) // config.train.batch_size)
         scheduler = build_scheduler(optimizer, config.optim, config.train.epochs, steps_per_epoch)
+        live = _Resumable(model, optimizer, scheduler, generator)
+        history = live.restore(saved) if saved is not None else History()
+        last_finished: dict[str, torch.Tensor] | None = saved["model"] if saved is not None else None
         if on_start is not None:
             on_start(
                 RunStart(
-                    split.notes, describe_split(split), parameters, str(device), describe_model(config.model)
+                    split.notes,
+                    describe_split(split),
+                    parameters,
+                    str(device),
+                    describe_model(config.model),
+                    resumed_from=len(history.epochs),
                 )
             )
-        history = train(model, optimizer, tensors, config.train, generator, scheduler, on_epoch)
+
+        def checkpoint_then_report(record: EpochRecord) -> None:
+            nonlocal last_finished
+            snapshot = live.snapshot(key, history)
+            buffer = io.BytesIO()
+            torch.save(snapshot, buffer)
+            try:
+                atomic_write_bytes(resume, buffer.getvalue())
+            except OSError as error:
+                kept = "earlier epochs are kept there" if record.epoch > 1 else "nothing was saved"
+                raise DigitnetError(
+                    f"cannot save epoch {record.epoch}'s checkpoint to {resume} ({error.strerror}); "
+                    f"training stopped, {kept}"
+                ) from None
+            last_finished = snapshot["model"]
+            if on_epoch is not None:
+                on_epoch(record)
+
+        history = train(
+            model, optimizer, tensors, config.train, generator, scheduler, checkpoint_then_report, history
+        )
         summary = summarize(config, history, split, parameters, time.perf_counter() - started)
         environment = environment_info(device)
-        checkpoint = save_checkpoint_bytes(config, model, tensors.stats)
-        write_run_dir(run_dir, config, history, summary, checkpoint, environment)
+        # An interrupted run keeps the weights of its last finished epoch, which its history describes.
+        weights = last_finished if history.status == "interrupted" and last_finished else _cpu_state(model)
+        checkpoint = save_checkpoint_bytes(config, weights, tensors.stats, history)
+        try:
+            write_run_dir(run_dir, config, history, summary, checkpoint, environment)
+        except OSError as error:
+            kept = f"; the finished epochs are kept in {resume}, rerun the same command"
+            kept = kept if resume.exists() else ""
+            message = f"cannot write the run directory {run_dir} ({error.strerror}){kept}"
+            raise DigitnetError(message) from None
+        if history.status != "interrupted":
+            resume.unlink(missing_ok=True)
     return RunResult(run_dir, config, history, summary)
 
 
@@ -327,6 +460,22 @@ def read_json(path: Path) -> Any:
         raise CheckpointError(f"{path}: missing") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise CheckpointError(f"{path}: not valid JSON ({error})") from None
+
+
+def _refuse_diverged(path: Path, payload: dict[str, Any]) -> None:
+    """A diverged run's weights are NaN or meaningless: predicting with them would print garbage."""
+    at = payload.get("diverged_at")
+    if payload.get("status") == "diverged" and isinstance(at, dict):
+        raise CheckpointError(
+            f"{path}: this run diverged at epoch {at.get('epoch')}, step {at.get('step')}; its weights are "
+            "not usable (retrain with a smaller --lr)"
+        )
+    state = payload["state_dict"]
+    if isinstance(state, dict) and any(
+        isinstance(v, torch.Tensor) and v.is_floating_point() and not bool(torch.isfinite(v).all())
+        for v in state.values()
+    ):
+        raise CheckpointError(f"{path}: the weights hold NaN or infinity (the run diverged); retrain it")
 
 
 @dataclass(frozen=True)
@@ -354,6 +503,11 @@ def load_checkpoint(run_dir: Path, device: torch.device | None = None) -> Checkp
         ) from None
     if not isinstance(payload, dict) or "config" not in payload or "state_dict" not in payload:
         raise CheckpointError(f"{path}: not a digitnet checkpoint (expected config and state_dict)")
+    if payload.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(
+            f"{path}: checkpoint format {payload.get('format')!r}, this digitnet reads {CHECKPOINT_FORMAT}"
+        )
+    _refuse_diverged(path, payload)
     config = run_config_from_dict(payload["config"], where=f"{path.name} config")
     model = build_model(config.model)
     try:

@@ -15,7 +15,9 @@ True
 from __future__ import annotations
 
 import contextlib
+import glob
 import json
+import math
 import os
 import platform
 import random
@@ -23,7 +25,7 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -125,6 +127,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
+        _apply_umask(Path(tmp_name), directory=False)
         Path(tmp_name).replace(path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -137,29 +140,183 @@ def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
+def json_safe(value: Any) -> Any:
+    """``value`` with NaN and ±inf floats as None: strict JSON has no such numbers, and a diverged run's
+    loss is one (its ``status`` says why the number is missing)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(v) for v in value]
+    return value
+
+
 def atomic_write_json(path: Path, value: Any) -> None:
-    """JSON flavour of :func:`atomic_write_bytes`, indented for people who open the file."""
-    atomic_write_text(path, json.dumps(value, indent=2, sort_keys=False) + "\n")
+    """JSON flavour of :func:`atomic_write_bytes`, indented for people who open the file; strict JSON
+    (non-finite numbers become null, see :func:`json_safe`)."""
+    atomic_write_text(path, json.dumps(json_safe(value), indent=2, allow_nan=False) + "\n")
+
+
+# ------------------------------------------------------------------------------- output directories
+# digitnet replaces a directory only if it wrote it itself: each directory it writes carries a small
+# marker file naming what it is (a run, an evaluation, ...) and, for a run, its config key. Anything else
+# at the target (a student's thesis, a run directory of another config, a file) is refused before any work.
+
+OWNER_FILE = ".digitnet"
+OutputKind = Literal["run", "evaluation", "split", "figures"]
+
+
+def _marker(directory: Path) -> dict[str, Any] | None:
+    """What the marker in ``directory`` says it holds, or None if digitnet did not write it."""
+    try:
+        value = json.loads((directory / OWNER_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        value = None
+    if isinstance(value, dict) and isinstance(value.get("kind"), str):
+        return value
+    # Run directories written before the marker existed are recognised by their config.json's key.
+    try:
+        legacy = json.loads((directory / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if isinstance(legacy, dict) and isinstance(legacy.get("key"), str) and (directory / "model.pt").is_file():
+        return {"kind": "run", "key": legacy["key"]}
+    return None
+
+
+def _nearest_existing(path: Path) -> Path:
+    for candidate in (path, *path.parents):
+        if candidate.exists() or candidate.is_symlink():
+            return candidate
+    return Path(path.anchor or ".")
+
+
+def claim_output(final: Path, kind: OutputKind, key: str | None = None, flag: str = "--out") -> None:
+    """Refuse, before any work starts, an output directory digitnet could not write without destroying
+    something it did not write itself.
+
+    ``final`` may be missing, an empty directory, or a directory this function's ``kind`` wrote earlier
+    (for a run: of the same config ``key``). Its nearest existing ancestor must be a writable directory,
+    checked by creating and removing a scratch directory there, so a read-only or misplaced ``--out``
+    fails now rather than after an hour of training.
+    """
+    if final.is_symlink() or (final.exists() and not final.is_dir()):
+        raise ConfigError(
+            f"{flag} {final}: a file is there; digitnet writes a new directory, choose another path"
+        )
+    absolute = final.resolve()
+    cwd = Path.cwd()
+    if absolute == cwd or absolute in cwd.parents or absolute.parent == absolute:
+        raise ConfigError(f"{flag} {final}: that is the current directory or above it; name a new directory")
+    if final.is_dir():
+        try:
+            entries = [p.name for p in final.iterdir()]
+        except OSError as error:
+            raise ConfigError(f"{flag} {final}: cannot read it ({error.strerror})") from None
+        if entries:
+            marker = _marker(final)
+            if marker is None or marker["kind"] != kind:
+                what = f"a digitnet {marker['kind']} directory" if marker else "files digitnet did not write"
+                raise ConfigError(
+                    f"{flag} {final}: it holds {what}; digitnet replaces only its own {kind} output, "
+                    "so choose a new directory"
+                )
+            if key is not None and marker.get("key") != key:
+                raise ConfigError(
+                    f"{flag} {final}: it holds a run of another config (key {marker.get('key')}, this run is "
+                    f"{key}); choose a new directory or delete that run yourself"
+                )
+    ancestor = _nearest_existing(final.parent)
+    if not ancestor.is_dir():
+        raise ConfigError(f"{flag} {final}: {ancestor} is a file, not a directory")
+    try:
+        probe = tempfile.mkdtemp(prefix=".digitnet-probe.", dir=ancestor)
+    except OSError as error:
+        raise ConfigError(f"{flag} {final}: cannot write in {ancestor} ({error.strerror})") from None
+    Path(probe).rmdir()
+
+
+def mark_output(directory: Path, kind: OutputKind, key: str | None = None) -> None:
+    """Label a directory digitnet filled file by file, so a later run may replace it (see claim_output)."""
+    atomic_write_json(directory / OWNER_FILE, {"kind": kind, "key": key})
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists, but belongs to someone else
+        return True
+    return True
+
+
+def _carry_over(old: Path, new: Path) -> None:
+    """Move every entry of ``old`` that ``new`` lacks into ``new``: what digitnet writes is replaced, what
+    it did not write there (an ``evaluation/`` folder, a student's notes) stays."""
+    for entry in list(old.iterdir()):
+        if not (new / entry.name).exists() and not (new / entry.name).is_symlink():
+            entry.replace(new / entry.name)
+
+
+def remove_stale_staging(parent: Path, name: str) -> None:
+    """Clean up after a digitnet process killed while saving ``parent/name`` (its PID is gone).
+
+    Its staging directory (``.NAME.PID.*.tmp``) holds only files it was writing and is removed. A retired
+    directory (``.NAME.PID.*.old``) may still hold entries that belong in ``name``: they are put back first.
+    """
+    if not parent.is_dir():
+        return
+    final = parent / name
+    for leftover in parent.glob(f".{glob.escape(name)}.*"):
+        parts = leftover.name[len(name) + 2 :].split(".")
+        if len(parts) < 2 or parts[-1] not in ("tmp", "old") or not parts[0].isdigit():
+            continue
+        if not leftover.is_dir() or leftover.is_symlink() or _process_alive(int(parts[0])):
+            continue
+        retired = leftover / name
+        if parts[-1] == "old" and retired.is_dir():
+            if final.exists():
+                _carry_over(retired, final)
+            else:
+                retired.replace(final)
+        shutil.rmtree(leftover, ignore_errors=True)
 
 
 @contextlib.contextmanager
-def atomic_directory(final: Path) -> Iterator[Path]:
+def atomic_directory(final: Path, kind: OutputKind, key: str | None = None) -> Iterator[Path]:
     """Yield a temporary sibling directory that replaces ``final`` only if the block finishes.
 
-    An exception or Ctrl-C inside the block removes the temporary directory, so ``final`` is either the
-    previous complete directory or the new complete one.
+    ``final`` is first checked with :func:`claim_output`, so only digitnet's own output of the same
+    ``kind`` (and run ``key``) is ever replaced, and of that only the files the block writes again:
+    other entries are carried over into the new directory. An exception or Ctrl-C inside the block removes the
+    temporary directory, so ``final`` is either the previous complete directory or the new complete one.
     """
+    claim_output(final, kind, key)
     final.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
+    remove_stale_staging(final.parent, final.name)
+    prefix = f".{final.name}.{os.getpid()}."
+    staging = Path(tempfile.mkdtemp(prefix=prefix, suffix=".tmp", dir=final.parent))
+    _apply_umask(staging, directory=True)
     try:
+        mark_output(staging, kind, key)
         yield staging
         if final.exists():
-            retired = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".old", dir=final.parent))
+            retired = Path(tempfile.mkdtemp(prefix=prefix, suffix=".old", dir=final.parent))
             final.replace(retired / final.name)
             staging.replace(final)
+            _carry_over(retired / final.name, final)
             shutil.rmtree(retired, ignore_errors=True)
         else:
             staging.replace(final)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+
+
+def _apply_umask(path: Path, directory: bool) -> None:
+    """mkstemp/mkdtemp create 0600/0700 whatever the umask; give the file the mode ``open`` would."""
+    umask = os.umask(0)
+    os.umask(umask)
+    path.chmod((0o777 if directory else 0o666) & ~umask)

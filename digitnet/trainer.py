@@ -99,7 +99,8 @@ class History:
     def from_dict(cls, data: dict[str, Any]) -> History:
         return cls(
             epochs=[EpochRecord(**record) for record in data["epochs"]],
-            iteration_loss=[float(v) for v in data["iteration_loss"]],
+            # null in JSON is a loss that was not finite (see runtime.json_safe)
+            iteration_loss=[math.nan if v is None else float(v) for v in data["iteration_loss"]],
             status=data["status"],
             diverged_at=data.get("diverged_at"),
             test_loss=data.get("test_loss"),
@@ -169,14 +170,19 @@ def train(
     generator: torch.Generator,
     scheduler: LRScheduler | None = None,
     on_epoch: EpochCallback | None = None,
+    history: History | None = None,
 ) -> History:
     """Train ``model`` for ``config.epochs`` on ``data.train_*``, validating after every epoch.
 
     Stops early, without raising, when the loss stops being finite (``status="diverged"``) or on Ctrl-C
     (``status="interrupted"``, keeping only the epochs that finished). Test metrics are measured once at
     the end of a run that was not interrupted.
+
+    To resume, pass the ``history`` of the finished epochs with the model, optimizer, scheduler and
+    random states restored as they were at the end of the last one: training continues with the next
+    epoch, and the result is the same, bit for bit, as a run that was never stopped.
     """
-    history = History()
+    history = history if history is not None else History()
     n_train = int(data.train_y.shape[0])
     loader = batch_loader(
         data.train_x,
@@ -188,9 +194,9 @@ def train(
         background=data.background,
     )
     sizes = _batch_sizes(n_train, config.batch_size)
-    step = 0
+    step = len(history.iteration_loss)
     try:
-        for epoch in range(1, config.epochs + 1):
+        for epoch in range(len(history.epochs) + 1, config.epochs + 1):
             model.train()
             started = time.perf_counter()
             losses: list[Tensor] = []

@@ -22,6 +22,7 @@ from digitnet.experiment import (
 from digitnet.trainer import evaluate
 
 RUN_FILES = {
+    ".digitnet",  # the marker that lets a later run of this config replace it (and nothing else)
     "config.json",
     "history.json",
     "history.csv",

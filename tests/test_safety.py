@@ -1,0 +1,431 @@
+"""Never lose a student's work: output paths digitnet did not write, resume, SIGTERM/SIGKILL, full disks.
+
+Each test makes the situation a student meets (a thesis in the --out directory, a laptop that kills the
+run, a USB stick that fills up) and checks that nothing digitnet did not write is touched, nothing is
+half-written, and nothing finished is lost.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from digitnet.cli import app
+from digitnet.experiment import make_run_config, resume_path, run_experiment
+from digitnet.trainer import EpochCallback, EpochRecord
+
+runner = CliRunner()
+TINY = ["--dataset", "sample", "--batch-size", "512", "--threads", "1"]
+
+
+def _one_error(result: object) -> str:
+    output = result.output  # type: ignore[attr-defined]
+    assert result.exit_code == 2, output  # type: ignore[attr-defined]
+    assert "Traceback" not in output
+    errors = [line for line in output.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, output
+    return errors[0]
+
+
+def _tree(root: Path) -> dict[str, bytes]:
+    return {
+        str(p.relative_to(root)): p.read_bytes()
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and "cache" not in p.relative_to(root).parts
+    }
+
+
+# ------------------------------------------------------------------------------------------ --out
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("owned")
+    result = runner.invoke(app, ["train", *TINY, "--epochs", "1", "--out", str(root / "run")])
+    assert result.exit_code == 0, result.output
+    return root / "run"
+
+
+def _foreign_dir(tmp: Path) -> tuple[list[str], Path]:
+    (tmp / "d").mkdir()
+    (tmp / "d" / "thesis.tex").write_text("three years of work")
+    return ["train", *TINY, "--out", "d"], tmp / "d"
+
+
+def _foreign_file(tmp: Path) -> tuple[list[str], Path]:
+    (tmp / "notes.txt").write_text("my notes")
+    return ["train", *TINY, "--out", "notes.txt"], tmp / "notes.txt"
+
+
+def _split_over_thesis(tmp: Path) -> tuple[list[str], Path]:
+    _, path = _foreign_dir(tmp)
+    return ["data", "prepare", "--dataset", "sample", "--out", "d"], path
+
+
+def _figures_over_thesis(tmp: Path) -> tuple[list[str], Path]:
+    _, path = _foreign_dir(tmp)
+    return ["data", "show", "--dataset", "sample", "--out", "d"], path
+
+
+def _under_a_file(tmp: Path) -> tuple[list[str], Path]:
+    (tmp / "plain").write_text("a file, not a folder")
+    return ["train", *TINY, "--out", "plain/run"], tmp / "plain"
+
+
+def _here(tmp: Path) -> tuple[list[str], Path]:
+    (tmp / "keep.txt").write_text("x")
+    return ["train", *TINY, "--out", "."], tmp / "keep.txt"
+
+
+def _empty(tmp: Path) -> tuple[list[str], Path]:
+    (tmp / "keep.txt").write_text("x")
+    return ["train", *TINY, "--out", ""], tmp / "keep.txt"
+
+
+def _parent(tmp: Path) -> tuple[list[str], Path]:
+    (tmp / "keep.txt").write_text("x")
+    return ["train", *TINY, "--out", ".."], tmp / "keep.txt"
+
+
+OUT_CASES = {
+    "train --out over a folder with a thesis": _foreign_dir,
+    "train --out over a file": _foreign_file,
+    "data prepare --out over a folder with a thesis": _split_over_thesis,
+    "data show --out over a folder with a thesis": _figures_over_thesis,
+    "train --out under a file": _under_a_file,
+    "train --out .": _here,
+    "train --out ''": _empty,
+    "train --out ..": _parent,
+}
+
+
+@pytest.mark.parametrize("name", list(OUT_CASES))
+def test_out_never_replaces_what_digitnet_did_not_write(name: str, tmp_path: Path) -> None:
+    args, precious = OUT_CASES[name](tmp_path)
+    before = _tree(tmp_path)
+    started = time.monotonic()
+    error = _one_error(runner.invoke(app, args))
+    assert "--out" in error
+    assert precious.exists()
+    assert _tree(tmp_path) == before  # nothing deleted, nothing written, no staging left
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+    assert time.monotonic() - started < 30  # refused before training, not after
+
+
+@pytest.mark.parametrize("target", ["", "model.pt"])
+def test_evaluate_out_cannot_wipe_the_run_it_evaluates(run_dir: Path, target: str) -> None:
+    before = _tree(run_dir)
+    error = _one_error(runner.invoke(app, ["evaluate", str(run_dir), "--out", str(run_dir / target)]))
+    assert str(run_dir) in error
+    assert _tree(run_dir) == before
+
+
+def test_train_refuses_a_run_directory_of_another_config(run_dir: Path) -> None:
+    before = _tree(run_dir)
+    error = _one_error(runner.invoke(app, ["train", *TINY, "--epochs", "2", "--out", str(run_dir)]))
+    assert "another config" in error
+    assert _tree(run_dir) == before
+
+
+def test_same_config_rerun_replaces_its_files_and_keeps_the_rest(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    args = ["train", *TINY, "--epochs", "1", "--out", str(out)]
+    assert runner.invoke(app, args).exit_code == 0
+    evaluated = runner.invoke(app, ["evaluate", str(out)])
+    assert evaluated.exit_code == 0, evaluated.output
+    (out / "notes.md").write_text("what I saw")
+    first_config = json.loads((out / "config.json").read_text())
+    assert runner.invoke(app, args).exit_code == 0
+    assert (out / "notes.md").read_text() == "what I saw"
+    assert (out / "evaluation" / "metrics.json").is_file()
+    assert json.loads((out / "config.json").read_text())["key"] == first_config["key"]
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging, no resume file
+
+
+def test_stale_staging_of_a_killed_process_is_cleaned_and_retired_entries_restored(tmp_path: Path) -> None:
+    from digitnet.runtime import atomic_directory
+
+    dead = 2**22 + 12345  # above Linux's default pid_max: no such process
+    (tmp_path / f".out.{dead}.abc.tmp").mkdir()
+    retired = tmp_path / f".out.{dead}.def.old" / "out"
+    retired.mkdir(parents=True)
+    (retired / "notes.md").write_text("kept")
+    with atomic_directory(tmp_path / "out", "figures") as staging:
+        (staging / "a.txt").write_text("new")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+    assert (tmp_path / "out" / "notes.md").read_text() == "kept"
+
+
+def test_files_honour_the_umask(tmp_path: Path) -> None:
+    previous = os.umask(0o022)
+    try:
+        assert runner.invoke(app, ["train", *TINY, "--epochs", "1", "--out", "run"]).exit_code == 0
+    finally:
+        os.umask(previous)
+    assert (tmp_path / "run").stat().st_mode & 0o777 == 0o755
+    assert (tmp_path / "run" / "model.pt").stat().st_mode & 0o777 == 0o644
+
+
+# ------------------------------------------------------------------------------------------ resume
+
+RESUMABLE = {
+    # dropout (global RNG), augmentation and shuffling (the data generator), Adam moments, a schedule
+    "dataset": "sample",
+    "model": "nmlp",
+    "hidden": (32,),
+    "optimizer": "adam",
+    "lr": 0.003,
+    "schedule": "onecycle",
+    "augment": True,
+    "batch-size": 256,
+    "epochs": 4,
+    "threads": 1,
+}
+
+
+def _weights(run: Path) -> dict[str, torch.Tensor]:
+    state: dict[str, torch.Tensor] = torch.load(run / "model.pt", weights_only=True)["state_dict"]
+    return state
+
+
+def _same_run(a: Path, b: Path) -> None:
+    wa, wb = _weights(a), _weights(b)
+    assert wa.keys() == wb.keys()
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)  # bit for bit
+    ha, hb = (json.loads((run / "history.json").read_text()) for run in (a, b))
+    assert ha["iteration_loss"] == hb["iteration_loss"]
+    assert [e["val_accuracy"] for e in ha["epochs"]] == [e["val_accuracy"] for e in hb["epochs"]]
+    assert ha["test_accuracy"] == hb["test_accuracy"]
+
+
+def _stop_after(epoch: int) -> EpochCallback:
+    def on_epoch(record: EpochRecord) -> None:
+        if record.epoch == epoch:
+            raise KeyboardInterrupt
+
+    return on_epoch
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    run = tmp_path_factory.mktemp("reference") / "run"
+    run_experiment(make_run_config(RESUMABLE), run)
+    return run
+
+
+def test_interrupted_then_resumed_equals_uninterrupted_bit_for_bit(
+    uninterrupted: Path, tmp_path: Path
+) -> None:
+    run = tmp_path / "run"
+    stopped = run_experiment(make_run_config(RESUMABLE), run, on_epoch=_stop_after(2))
+    assert stopped.history.status == "interrupted" and len(stopped.history.epochs) == 2
+    assert resume_path(run).is_file()
+    seen: list[int] = []
+    resumed = run_experiment(make_run_config(RESUMABLE), run, on_epoch=lambda r: seen.append(r.epoch))
+    assert seen == [3, 4]  # it continued, it did not start again
+    assert resumed.history.status == "completed"
+    _same_run(uninterrupted, run)
+    assert not resume_path(run).exists()
+
+
+def test_restart_starts_over(uninterrupted: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    run_experiment(make_run_config(RESUMABLE), run, on_epoch=_stop_after(1))
+    seen: list[int] = []
+    run_experiment(make_run_config(RESUMABLE), run, on_epoch=lambda r: seen.append(r.epoch), restart=True)
+    assert seen == [1, 2, 3, 4]
+    _same_run(uninterrupted, run)
+
+
+def test_an_interrupted_run_of_another_config_is_not_overwritten(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    run_experiment(make_run_config(RESUMABLE), run, on_epoch=_stop_after(1))
+    saved = resume_path(run).read_bytes()
+    error = _one_error(runner.invoke(app, ["train", *TINY, "--epochs", "1", "--out", str(run)]))
+    assert "another config" in error
+    assert resume_path(run).read_bytes() == saved
+
+
+def test_interrupted_model_pt_holds_the_last_finished_epoch(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    config = make_run_config(RESUMABLE)
+    run_experiment(config, run, on_epoch=_stop_after(2))
+    resume = torch.load(resume_path(run), weights_only=True)
+    saved = _weights(run)
+    assert all(torch.equal(saved[k], v) for k, v in resume["model"].items())
+
+
+# -------------------------------------------------------------------------------- signals, processes
+
+
+def _cli(*args: str, cwd: Path) -> subprocess.Popen[str]:
+    env = {k: v for k, v in os.environ.items() if k != "DIGITNET_DATA"} | {"PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen(
+        [sys.executable, "-c", "from digitnet.cli import app; app()", *args],
+        cwd=cwd,
+        env=env,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+
+
+def _wait_for_epoch(process: subprocess.Popen[str], epoch: int, total: int) -> str:
+    assert process.stderr is not None
+    seen = ""
+    while f"epoch {epoch}/{total}" not in seen:
+        line = process.stderr.readline()
+        assert line, seen
+        seen += line
+    return seen
+
+
+SLOW_RUN = ["--dataset", "sample", "--model", "cnn", "--batch-size", "64", "--threads", "1"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("how", [signal.SIGTERM, signal.SIGKILL])
+def test_killed_train_resumes_bit_for_bit(tmp_path: Path, how: signal.Signals) -> None:
+    epochs = "6"
+    reference = _cli("train", *SLOW_RUN, "--epochs", epochs, "--out", "reference", cwd=tmp_path)
+    _, stderr = reference.communicate(timeout=600)
+    assert reference.returncode == 0, stderr
+    process = _cli("train", *SLOW_RUN, "--epochs", epochs, "--out", "run", cwd=tmp_path)
+    _wait_for_epoch(process, 2, 6)
+    process.send_signal(how)
+    _, stderr = process.communicate(timeout=120)
+    if how == signal.SIGTERM:
+        assert process.returncode == 143, stderr
+        assert "Traceback" not in stderr and "interrupted after" in stderr
+        assert json.loads((tmp_path / "run" / "summary.json").read_text())["status"] == "interrupted"
+    else:
+        assert process.returncode == -signal.SIGKILL
+    assert resume_path(tmp_path / "run").is_file()
+    again = _cli("train", *SLOW_RUN, "--epochs", epochs, "--out", "run", cwd=tmp_path)
+    _, stderr = again.communicate(timeout=600)
+    assert again.returncode == 0, stderr
+    assert "resuming after epoch" in stderr and "epoch 1/6" not in stderr
+    _same_run(tmp_path / "reference", tmp_path / "run")
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for status in Path("/proc").glob("[0-9]*/status"):
+        with contextlib.suppress(OSError):
+            fields = dict(line.split(":\t", 1) for line in status.read_text().splitlines() if ":\t" in line)
+            if int(fields.get("PPid", "0").strip()) == pid:
+                found.append(int(status.parent.name))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().split(") ")[-1][0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@contextlib.contextmanager
+def _sweep(tmp: Path) -> Iterator[tuple[subprocess.Popen[str], list[int]]]:
+    args = ["compare", "epochs", "200", "201", "202", "--seeds", "1", "--jobs", "2", *SLOW_RUN]
+    process = _cli(*args, "--out", "sweep", cwd=tmp)
+    try:
+        workers: list[int] = []
+        deadline = time.monotonic() + 120
+        while len(workers) < 2 and time.monotonic() < deadline:  # the pool's workers (plus its helper)
+            workers = [p for p in _children(process.pid) if "multiprocessing" in _cmdline(p)]
+            time.sleep(0.2)
+        assert len(workers) >= 2
+        resume = tmp / "sweep" / "runs"
+        deadline = time.monotonic() + 240
+        while len(list(resume.glob(".*.resume.pt"))) < 2 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert len(list(resume.glob(".*.resume.pt"))) == 2  # both runs have a finished epoch on disk
+        yield process, workers
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.communicate(timeout=60)
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_text().replace("\0", " ")
+    except OSError:
+        return ""
+
+
+def _wait_gone(pids: list[int], seconds: float) -> list[int]:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and any(_alive(p) for p in pids):
+        time.sleep(0.2)
+    return [p for p in pids if _alive(p)]
+
+
+@pytest.mark.slow
+def test_sigterm_stops_a_sweep_and_its_workers_saving_their_runs(tmp_path: Path) -> None:
+    with _sweep(tmp_path) as (process, workers):
+        process.send_signal(signal.SIGTERM)  # the parent alone, as `kill` or a scheduler would
+        _, stderr = process.communicate(timeout=120)
+        assert process.returncode == 143, stderr
+        assert "Traceback" not in stderr
+        assert _wait_gone(workers, 30) == []
+    runs = [p for p in (tmp_path / "sweep" / "runs").iterdir() if not p.name.startswith(".")]
+    statuses = sorted(json.loads((p / "summary.json").read_text())["status"] for p in runs)
+    assert statuses == ["interrupted", "interrupted"]  # both running runs saved what they finished
+
+
+@pytest.mark.slow
+def test_sigkill_of_a_sweep_leaves_no_worker_behind(tmp_path: Path) -> None:
+    with _sweep(tmp_path) as (process, workers):
+        process.kill()  # only the parent: its workers must notice by themselves
+        process.communicate(timeout=60)
+        assert _wait_gone(workers, 30) == []
+
+
+# --------------------------------------------------------------------------------- full, read-only
+
+
+@contextlib.contextmanager
+def _tmpfs(where: Path, options: str) -> Iterator[Path]:
+    where.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(where)], capture_output=True, check=False
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a test filesystem here: {mounted.stderr.decode().strip()}")
+    try:
+        yield where
+    finally:
+        subprocess.run(["umount", "-l", str(where)], check=False)
+
+
+def test_read_only_filesystem_is_refused_before_training(tmp_path: Path) -> None:
+    with _tmpfs(tmp_path / "ro", "ro,size=1m") as ro:
+        started = time.monotonic()
+        error = _one_error(runner.invoke(app, ["train", *TINY, "--out", str(ro / "run")]))
+        assert str(ro) in error and "Read-only" in error
+        assert time.monotonic() - started < 30
+        assert list(ro.iterdir()) == []
+
+
+def test_full_filesystem_fails_in_one_line_and_leaves_nothing_half_written(tmp_path: Path) -> None:
+    with _tmpfs(tmp_path / "full", "size=64k") as full:
+        result = runner.invoke(app, ["train", *TINY, "--epochs", "2", "--out", str(full / "run")])
+        error = _one_error(result)
+        assert "No space left" in error
+        assert not (full / "run").exists()  # no half run directory
+        assert not [p for p in full.iterdir() if p.name.endswith(".tmp")]
