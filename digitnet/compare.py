@@ -22,7 +22,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
@@ -41,7 +41,7 @@ from digitnet.experiment import (
     run_experiment,
 )
 from digitnet.plotting import SweepSeries
-from digitnet.runtime import atomic_write_text, configure_threads
+from digitnet.runtime import atomic_write_text, claim_output, configure_threads, mark_output
 
 FACTORS: dict[str, tuple[str, ...]] = {
     "lr": ("0.1", "0.03", "0.01", "0.003", "0.001", "0.0003"),
@@ -68,6 +68,9 @@ NORM_MODELS = {"none": "mlp", "layer": "nmlp", "batch": "bn"}
 # Comparing optimizers at one shared lr would judge Adam at SGD's rate (or SGD at Adam's), so unless
 # --lr is given each optimizer runs at its conventional rate, and its label says which.
 CONVENTIONAL_LR = {"sgd": 0.01, "momentum": 0.01, "rmsprop": 0.001, "adam": 0.001, "adamw": 0.001}
+# Settings a --variant may not vary: the sweep sets the seeds itself, and these two change how fast, not
+# what, a run learns; a variant that set them would be merged with the baseline or mislabelled.
+NOT_PER_RUN = frozenset({"seed", "threads", "device"})
 FINISHED = ("completed", "diverged")  # an interrupted run is trained again
 METRICS = ("train_accuracy", "val_accuracy", "test_accuracy", "train_loss", "val_loss", "test_loss")
 
@@ -180,14 +183,28 @@ def plan_sweep(spec: SweepSpec) -> list[Cell]:
     base = dict(spec.base)
     if spec.factor == "variants":
         cells = [Cell("baseline", "baseline", "", {})]
+        seen = {repr([]): "the baseline"}
         for text in spec.variants:
             overrides = parse_assignments(text)
+            not_per_run = sorted(set(overrides) & NOT_PER_RUN)
+            if not_per_run:
+                raise ConfigError(
+                    f"--variant {text!r}: {', '.join(not_per_run)} is not a per-run setting "
+                    "(seeds come from --seed and --seeds; threads and device do not change what is learned)"
+                )
+            same = seen.setdefault(repr(sorted(overrides.items())), text)
+            if same != text:
+                raise ConfigError(f"--variant {text!r}: the same settings as {same!r}; give each once")
             cells.append(Cell(" ".join(text.split()), " ".join(text.split()), "", overrides))
         return cells
     values = spec.values or FACTORS[spec.factor]
     cells = []
+    seen_values: dict[str, str] = {}
     for value in values:
         overrides = _factor_overrides(spec.factor, value, base)
+        same = seen_values.setdefault(repr(sorted(overrides.items())), value)
+        if same != value:  # 0.01 and 0.010 would train one config twice and report it as two
+            raise ConfigError(f"compare {spec.factor}: {same} and {value} are the same value; give each once")
         label = value
         if spec.factor == "optimizer" and "lr" not in base and value in CONVENTIONAL_LR:
             overrides["lr"] = CONVENTIONAL_LR[value]
@@ -288,21 +305,45 @@ def _stop_workers(pool: ProcessPoolExecutor) -> None:
 
 
 def train_one(config: RunConfig, run_dir: Path) -> dict[str, Any]:
-    """Train one config into ``run_dir`` (in this process or a worker) and return its summary."""
+    """Train one config into ``run_dir`` (in this process or a worker) and return its summary.
+
+    A lock per config makes a second ``compare`` on the same cache wait for the first's run and reuse
+    it, instead of training the same configuration twice at once.
+    """
     if _WORKER_STOPPING.is_set():  # a run the pool had already queued when the sweep was stopped
         raise KeyboardInterrupt
-    return run_experiment(config, run_dir, split=_split_for(config)).summary
+    from filelock import FileLock
+
+    run_dir.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(run_dir.parent / f".{run_dir.name}.lock"):
+        done = finished_summary(run_dir)
+        if done is not None:
+            return done
+        return run_experiment(config, run_dir, split=_split_for(config)).summary
 
 
 def finished_summary(run_dir: Path) -> dict[str, Any] | None:
-    """The summary of a finished run in ``run_dir``, or None if it must be (re)trained."""
-    if not (run_dir / "summary.json").is_file():
-        return None
+    """The summary of a finished run in ``run_dir``, or None if it must be (re)trained.
+
+    A cached run is used only if everything the sweep reads of it is intact: a summary with numeric
+    metrics and a readable history. Anything damaged (a truncated file, a hand-edited value) is trained
+    again, like a missing run, rather than trusted or crashed on.
+    """
     try:
         summary = read_json(run_dir / "summary.json")
-    except CheckpointError:  # unreadable: train it again rather than trust or crash on it
+        history = read_json(run_dir / "history.json")
+    except CheckpointError:
         return None
-    return summary if isinstance(summary, dict) and summary.get("status") in FINISHED else None
+    if not isinstance(summary, dict) or summary.get("status") not in FINISHED:
+        return None
+    numbers = ("train_seconds", *METRICS) if summary["status"] == "completed" else ("train_seconds",)
+    if not all(
+        isinstance(summary.get(k), int | float) and not isinstance(summary.get(k), bool) for k in numbers
+    ):
+        return None
+    if not isinstance(history, dict) or not isinstance(history.get("epochs"), list):
+        return None
+    return summary
 
 
 RunCallback = Callable[[RunRecord, int, int], None]
@@ -537,6 +578,11 @@ def run_sweep(
 
     cells = plan_sweep(spec)
     planned = run_configs(spec, cells)
+    claim_output(out_dir, "sweep")  # before any training: never write over a student's own folder
+    for data in {config.data for _, _, config in planned}:
+        _split_for(replace(planned[0][2], data=data))  # a broken data file fails here, before any output
+    out_dir.mkdir(parents=True, exist_ok=True)
+    mark_output(out_dir, "sweep")
     records = execute(planned, runs_dir or out_dir / "runs", jobs, on_run, backend, ray_address)
     results = aggregate(cells, records)
     summary = describe_result(spec, results)

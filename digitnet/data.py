@@ -25,6 +25,7 @@ to ``__getitem__`` and a collate.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import gzip
 import importlib.util
@@ -34,7 +35,7 @@ import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, BinaryIO, Literal, cast
 
 import numpy as np
 import torch
@@ -43,7 +44,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from digitnet.errors import ConfigError, DataError
-from digitnet.runtime import atomic_directory, atomic_write_text
+from digitnet.runtime import atomic_directory, atomic_write_text, check_memory
 
 DatasetName = Literal["auto", "mnist", "csv", "sample"]
 Normalization = Literal["none", "unit", "standard"]
@@ -224,40 +225,47 @@ def read_idx(path: Path, ndim: int) -> np.ndarray:
     torchvision's ``read_sn3_pascalvincent_tensor`` reads only unpacked paths, checks with ``assert``
     (stripped under ``python -O``) and is called with ``strict=False``, so a truncated file would become a
     short tensor. Here a wrong magic number, wrong rank or a byte count that disagrees with the header is
-    a :class:`DataError` naming the file.
+    a :class:`DataError` naming the file. The header is read first and the body only up to the size it
+    declares, so neither a gzip bomb nor a huge sparse file is ever inflated into memory.
     """
-    raw = _read_maybe_gzip(path)
-    if len(raw) < 4 + 4 * ndim:
-        raise DataError(f"{path}: too short for an IDX header ({len(raw)} bytes)")
-    zero, dtype_code, rank = int.from_bytes(raw[:2], "big"), raw[2], raw[3]
-    if zero != 0 or dtype_code != _IDX_UBYTE:
-        raise DataError(
-            f"{path}: wrong magic number 0x{int.from_bytes(raw[:4], 'big'):08x}, "
-            f"expected 0x{_IDX_UBYTE << 8 | ndim:08x} (unsigned-byte IDX, {ndim}-D)"
-        )
-    if rank != ndim:
-        raise DataError(f"{path}: IDX file has {rank} dimensions, expected {ndim}")
-    shape = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
-    expected = math.prod(shape)
-    body = len(raw) - (4 + 4 * ndim)
-    if body != expected:
-        raise DataError(f"{path}: header promises {expected} bytes of data for shape {shape}, found {body}")
-    return np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim).reshape(shape)
-
-
-def _read_maybe_gzip(path: Path) -> bytes:
     try:
-        with path.open("rb") as handle:
-            head = handle.read(2)
-            handle.seek(0)
-            if head != b"\x1f\x8b":
-                return handle.read()
-            with gzip.GzipFile(fileobj=handle) as unzipped:
-                return unzipped.read()
+        with _open_maybe_gzip(path) as handle:
+            header = handle.read(4 + 4 * ndim)
+            if len(header) < 4 + 4 * ndim:
+                raise DataError(f"{path}: too short for an IDX header ({len(header)} bytes)")
+            zero, dtype_code, rank = int.from_bytes(header[:2], "big"), header[2], header[3]
+            if zero != 0 or dtype_code != _IDX_UBYTE:
+                raise DataError(
+                    f"{path}: wrong magic number 0x{int.from_bytes(header[:4], 'big'):08x}, "
+                    f"expected 0x{_IDX_UBYTE << 8 | ndim:08x} (unsigned-byte IDX, {ndim}-D)"
+                )
+            if rank != ndim:
+                raise DataError(f"{path}: IDX file has {rank} dimensions, expected {ndim}")
+            shape = tuple(int.from_bytes(header[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
+            expected = math.prod(shape)
+            check_memory(expected, f"{path}: its header declares {shape}")
+            body = handle.read(expected + 1)  # one byte more tells a file longer than declared
     except (EOFError, gzip.BadGzipFile, zlib.error) as error:
         raise DataError(f"{path}: corrupt or truncated gzip file ({error})") from None
     except OSError as error:
         raise DataError(f"{path}: cannot read ({error.strerror or error})") from None
+    if len(body) != expected:
+        found = f"{len(body)}" if len(body) < expected else "more"
+        raise DataError(f"{path}: header promises {expected} bytes of data for shape {shape}, found {found}")
+    return np.frombuffer(body, dtype=np.uint8).reshape(shape)
+
+
+@contextlib.contextmanager
+def _open_maybe_gzip(path: Path) -> Iterator[BinaryIO]:
+    """The file's bytes as a stream, inflated on the fly when it is gzipped (by its magic, not its name)."""
+    with path.open("rb") as handle:
+        gzipped = handle.read(2) == b"\x1f\x8b"
+        handle.seek(0)
+        if not gzipped:
+            yield handle
+            return
+        with gzip.GzipFile(fileobj=handle) as unzipped:
+            yield cast(BinaryIO, unzipped)
 
 
 def _digits_from_idx(images_path: Path, labels_path: Path) -> Digits:
@@ -302,7 +310,7 @@ def read_csv_digits(path: Path, label_position: Literal["first", "last"] = "firs
     if not path.is_file():
         raise DataError(f"{path}: no such CSV file")
     try:
-        with path.open(newline="", encoding="utf-8") as handle:
+        with path.open(newline="", encoding="utf-8-sig") as handle:  # -sig: Excel's byte-order mark
             first_row = next(csv.reader(handle), None)
     except UnicodeDecodeError:
         raise DataError(f"{path}: not a text CSV file") from None
@@ -310,7 +318,9 @@ def read_csv_digits(path: Path, label_position: Literal["first", "last"] = "firs
         raise DataError(f"{path}: empty CSV file")
     has_header = not all(_is_number(cell) for cell in first_row)
     try:
-        frame = pd.read_csv(path, header=0 if has_header else None, dtype=str, keep_default_na=False)
+        frame = pd.read_csv(
+            path, header=0 if has_header else None, dtype=str, keep_default_na=False, encoding="utf-8-sig"
+        )
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
         raise DataError(f"{path}: not a well-formed CSV ({str(error).splitlines()[0]})") from None
     width = frame.shape[1]
@@ -353,6 +363,12 @@ def read_csv_digits(path: Path, label_position: Literal["first", "last"] = "firs
     if bad_pixels.any():
         row, col = (int(i) for i in np.argwhere(bad_pixels)[0])
         raise DataError(f"{path}: row {row + 1 + has_header}: pixel value {pixels[row, col]:g} outside 0–255")
+    if pixels.size and pixels.max() <= 1.0 and (pixels != np.round(pixels)).any():
+        # Rounding fractions 0–1 to whole 0–255 values would leave a black-and-white smudge of 0s and 1s.
+        raise DataError(
+            f"{path}: pixel values are fractions from 0 to 1; digitnet reads 0–255 like MNIST "
+            "(multiply the pixel columns by 255)"
+        )
     images = np.round(pixels).astype(np.uint8).reshape(-1, IMAGE_SIZE, IMAGE_SIZE)
     return Digits(torch.from_numpy(images), torch.from_numpy(labels.astype(np.int64)))
 
@@ -403,13 +419,23 @@ def resolve_data_config(config: DataConfig) -> DataConfig:
     """
     if config.dataset == "csv" or (config.dataset == "auto" and config.csv):
         assert config.csv is not None
-        return replace(config, dataset="csv", csv=str(Path(config.csv).expanduser().resolve()), data_dir=None)
+        try:
+            resolved = Path(config.csv).expanduser().resolve()
+        except (RuntimeError, OSError) as error:  # a symlink loop raises RuntimeError before Python 3.13
+            raise DataError(f"{config.csv}: cannot resolve the path ({error})") from None
+        return replace(config, dataset="csv", csv=str(resolved), data_dir=None)
     if config.dataset == "sample":
         return replace(config, data_dir=None, csv=None)
     directory = default_data_dir(config.data_dir)
     if config.dataset == "auto":
-        if config.data_dir and not directory.is_dir():
-            raise DataError(f"{directory}: no such data directory (--data-dir)")
+        named_by = (
+            "--data-dir" if config.data_dir else f"${DATA_ENV_VAR}" if os.environ.get(DATA_ENV_VAR) else None
+        )
+        if named_by and not directory.is_dir():
+            # A path the user named that is not a directory is a mistake to report, not a reason to fall
+            # back to the 5,000-digit sample and train on the wrong data without a word.
+            what = "is a file, not a directory" if directory.exists() else "no such data directory"
+            raise DataError(f"{directory}: {what} ({named_by})")
         if not (directory.is_dir() and find_mnist_files(directory) is not None):
             return replace(config, dataset="sample", data_dir=None, csv=None)
     return replace(config, dataset="mnist", data_dir=str(directory.resolve()), csv=None)
@@ -441,6 +467,23 @@ def stratified_split(labels: Tensor, test_fraction: float, seed: int) -> tuple[n
     return np.sort(keep), np.sort(hold)
 
 
+def _stratified_or_error(
+    source: Source, labels: Tensor, fraction: float, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`stratified_split`, with scikit-learn's error for a class too small to split in two (one
+    row of a digit, say) turned into one line that names the class and its count."""
+    try:
+        return stratified_split(labels, fraction, seed)
+    except ValueError:
+        counts = torch.bincount(labels, minlength=NUM_CLASSES).tolist()
+        rare = [f"digit {d} has {n} row" for d, n in enumerate(counts) if n == 1]
+        detail = ", ".join(rare) if rare else "too few digits for the split"
+        raise DataError(
+            f"{source.location}: cannot split every digit class into train/validation/test ({detail}); "
+            "each class needs a few more examples"
+        ) from None
+
+
 def split_source(source: Source, config: DataConfig) -> Split:
     """80/20 stratified train/validation split; a stratified 1/7 test hold-out when the source has none."""
     notes = list(source.notes)
@@ -448,7 +491,7 @@ def split_source(source: Source, config: DataConfig) -> Split:
     if source.test is None:
         if len(pool) < 7 * NUM_CLASSES:
             raise DataError(f"{source.location}: only {len(pool)} digits; need at least 70 to split")
-        keep, hold = stratified_split(pool.labels, 1 / 7, config.split_seed)
+        keep, hold = _stratified_or_error(source, pool.labels, 1 / 7, config.split_seed)
         test, pool = pool.subset(hold), pool.subset(keep)
         notes.append(
             f"{source.name} has no separate test set: holding out a stratified 1/7 "
@@ -456,10 +499,7 @@ def split_source(source: Source, config: DataConfig) -> Split:
         )
     else:
         test = source.test
-    try:
-        train_index, val_index = stratified_split(pool.labels, config.val_fraction, config.split_seed)
-    except ValueError as error:  # a class with a single member cannot be stratified
-        raise DataError(f"{source.location}: cannot stratify the split ({error})") from None
+    train_index, val_index = _stratified_or_error(source, pool.labels, config.val_fraction, config.split_seed)
     return Split(
         source=source.name,
         train=pool.subset(train_index),
@@ -486,7 +526,13 @@ def normalization_stats(train_images: Tensor, mode: Normalization) -> NormStats:
     if mode == "unit":
         return NormStats(0.0, 255.0)
     pixels = train_images.to(torch.float64)
-    return NormStats(float(pixels.mean()), float(pixels.std()))
+    std = float(pixels.std())
+    if not std > 0:  # every pixel the same (or one pixel): dividing by 0 would make every input NaN
+        raise DataError(
+            "the training digits have no contrast (every pixel has the same value); "
+            "nothing can be learned from them"
+        )
+    return NormStats(float(pixels.mean()), std)
 
 
 def to_tensors(split: Split, config: DataConfig, device: torch.device) -> TensorSplit:

@@ -45,7 +45,13 @@ from digitnet.data import (
     to_tensors,
 )
 from digitnet.errors import CheckpointError, ConfigError, DigitnetError
-from digitnet.models import ModelConfig, build_model, count_parameters, describe_model
+from digitnet.models import (
+    ModelConfig,
+    build_model,
+    count_parameters,
+    describe_model,
+    planned_parameters,
+)
 from digitnet.optim import OptimConfig, build_optimizer, build_scheduler
 from digitnet.plotting import plot_accuracy, plot_loss
 from digitnet.runtime import (
@@ -53,6 +59,7 @@ from digitnet.runtime import (
     atomic_write_bytes,
     atomic_write_json,
     atomic_write_text,
+    check_memory,
     claim_output,
     environment_info,
     resolve_device,
@@ -386,6 +393,9 @@ def run_experiment(
     if restart:
         resume.unlink(missing_ok=True)
     saved = load_resume(resume, key)
+    parameters = planned_parameters(config.model)
+    # weights, gradients, two optimizer moments and the epoch checkpoint's copy: 4 bytes each
+    check_memory(parameters * 4 * 5, f"--hidden/--channels: a {describe_model(config.model)}")
     device = resolve_device(config.train.device)
     with using_threads(config.train.threads):  # environment_info below records the count in force
         if split is None:
@@ -509,6 +519,7 @@ def load_checkpoint(run_dir: Path, device: torch.device | None = None) -> Checkp
         )
     _refuse_diverged(path, payload)
     config = run_config_from_dict(payload["config"], where=f"{path.name} config")
+    check_memory(planned_parameters(config.model) * 4 * 2, f"{path}: a {describe_model(config.model)}")
     model = build_model(config.model)
     try:
         model.load_state_dict(payload["state_dict"])
@@ -552,7 +563,9 @@ def _parse_hidden(text: str) -> tuple[int, ...]:
 
 
 def _parse_channels(text: str) -> tuple[int, ...]:
-    return _parse_hidden(text)
+    from digitnet.models import parse_hidden
+
+    return parse_hidden(text, flag="--channels")
 
 
 # The names users type (CLI flags without dashes, compare factors, --variant keys, presets).

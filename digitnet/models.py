@@ -61,33 +61,45 @@ class ModelConfig:
             object.__setattr__(self, "dropout", DEFAULT_NMLP_DROPOUT if self.name == "nmlp" else 0.0)
         object.__setattr__(self, "channels", tuple(int(c) for c in self.channels))
         assert self.hidden_sizes is not None and self.dropout is not None
-        if any(width < 1 for width in self.hidden_sizes):
-            raise ConfigError(f"--hidden: every width must be ≥ 1, got {_widths(self.hidden_sizes)}")
+        if any(width < 1 or width > MAX_WIDTH for width in self.hidden_sizes):
+            raise ConfigError(
+                f"--hidden: every width must be between 1 and {MAX_WIDTH:,}, got {_widths(self.hidden_sizes)}"
+            )
         if self.name not in CNN_MODELS and len(self.hidden_sizes) < 1:
             raise ConfigError("--hidden: an MLP needs at least one hidden layer")
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"--dropout: expected 0 ≤ dropout < 1, got {self.dropout:g}")
-        if len(self.channels) != 2 or any(c < 1 for c in self.channels):
-            raise ConfigError(f"channels: expected two widths ≥ 1, got {self.channels}")
+        if len(self.channels) != 2 or any(c < 1 or c > MAX_WIDTH for c in self.channels):
+            raise ConfigError(
+                f"--channels: expected two widths between 1 and {MAX_WIDTH:,}, got {_widths(self.channels)}"
+            )
+
+
+# No layer of a digit classifier needs more; wider ones only exhaust memory (checked again, against this
+# machine's memory, by digitnet.runtime.check_memory before anything is allocated).
+MAX_WIDTH = 65_536
 
 
 def _widths(sizes: tuple[int, ...]) -> str:
     return ",".join(str(s) for s in sizes)
 
 
-def parse_hidden(text: str) -> tuple[int, ...]:
-    """``"100,50"`` → ``(100, 50)``, with a one-line error for anything else."""
+def parse_hidden(text: str, flag: str = "--hidden") -> tuple[int, ...]:
+    """``"100,50"`` → ``(100, 50)``, with a one-line error naming ``flag`` for anything else."""
     parts = [p.strip() for p in text.split(",") if p.strip()]
+    example = "16,32" if flag == "--channels" else "100,50"
     try:
         sizes = tuple(int(p) for p in parts)
     except ValueError:
         raise ConfigError(
-            f"--hidden: expected comma-separated whole numbers like 100,50, got {text!r}"
+            f"{flag}: expected comma-separated whole numbers like {example}, got {text!r}"
         ) from None
     if not sizes:
-        raise ConfigError(f"--hidden: expected comma-separated whole numbers like 100,50, got {text!r}")
+        raise ConfigError(f"{flag}: expected comma-separated whole numbers like {example}, got {text!r}")
     if any(s < 1 for s in sizes):
-        raise ConfigError(f"--hidden: every width must be ≥ 1, got {text!r}")
+        raise ConfigError(f"{flag}: every width must be ≥ 1, got {text!r}")
+    if any(s > MAX_WIDTH for s in sizes):
+        raise ConfigError(f"{flag}: every width must be ≤ {MAX_WIDTH:,}, got {text!r}")
     return sizes
 
 
@@ -228,6 +240,13 @@ def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
+def planned_parameters(config: ModelConfig) -> int:
+    """The parameter count of ``config``'s model, found on PyTorch's "meta" device: shapes without
+    storage, so even a model far too large for this machine is counted without allocating it."""
+    with torch.device("meta"):
+        return count_parameters(build_model(config))
+
+
 def describe_model(config: ModelConfig) -> str:
     """A short human name such as ``mlp 784-100-50-10`` or ``cnn c16-32 fc120-84``."""
     assert config.hidden_sizes is not None
@@ -252,4 +271,5 @@ __all__ = [
     "count_parameters",
     "describe_model",
     "parse_hidden",
+    "planned_parameters",
 ]

@@ -27,6 +27,7 @@ from digitnet.data import NUM_CLASSES, TensorSplit, batch_loader
 from digitnet.errors import ConfigError
 
 RunStatus = Literal["completed", "diverged", "interrupted"]
+MAX_SEED = 2**32
 DIVERGENCE_CHECK_EVERY = 25  # steps between finiteness checks: each check is a device sync
 
 
@@ -48,6 +49,9 @@ class TrainConfig:
             raise ConfigError(f"--epochs: expected a whole number ≥ 1, got {self.epochs}")
         if self.batch_size < 1:
             raise ConfigError(f"--batch-size: expected a whole number ≥ 1, got {self.batch_size}")
+        if not 0 <= self.seed < MAX_SEED:
+            # torch and NumPy take 32-bit seeds at most; larger ones would wrap onto smaller ones.
+            raise ConfigError(f"--seed: expected a whole number from 0 to {MAX_SEED - 1}, got {self.seed}")
         if self.threads is not None and self.threads < 1:
             raise ConfigError(f"--threads: expected a whole number ≥ 1, got {self.threads}")
         if self.eval_batch_size < 1:

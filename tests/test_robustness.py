@@ -195,7 +195,118 @@ CATALOGUE: dict[str, Case] = {
     "hidden width zero": lambda t: (["train", "--hidden", "100,0"], "--hidden"),
     "compare bad value": lambda t: (["compare", "lr", "0.1", "fast"], "lr=fast"),
     "seeds zero": lambda t: (["compare", "lr", "--seeds", "0"], "--seeds"),
+    # --- found by the adversarial round (issue 18)
+    "seed past 32 bits": lambda t: (["train", "--seed", str(2**70)], "--seed"),
+    "hidden width past any use": lambda t: (["train", "--hidden", "99999999999999999999"], "--hidden"),
+    "model too large for memory": lambda t: (["train", "--hidden", "60000,60000"], "memory"),
+    "channels zero names --channels": lambda t: (
+        ["train", "--model", "cnn", "--channels", "0,0"],
+        "--channels",
+    ),
+    "duplicate sweep values": lambda t: (
+        ["compare", "lr", "0.01", "0.010", "--dataset", "sample"],
+        "same value",
+    ),
+    "variant sets the seed": lambda t: (
+        ["compare", "variants", "--variant", "seed=5", "--dataset", "sample"],
+        "not a per-run setting",
+    ),
+    "duplicate variants": lambda t: (
+        ["compare", "variants", "--variant", "lr=0.1", "--variant", "lr=0.10", "--dataset", "sample"],
+        "same settings",
+    ),
+    "CSV pixels as 0-1 fractions": lambda t: (
+        ["train", "--csv", str(_csv_rows(t, [["2", "0.5"] + ["0.25"] * 783] * 80, _kaggle_header()))],
+        "fractions",
+    ),
+    "CSV where one digit has one row": lambda t: (
+        ["train", "--csv", str(_csv_rows(t, [_good_row(str(i % 9)) for i in range(90)] + [_good_row("9")]))],
+        "digit 9 has 1 row",
+    ),
+    "CSV with no contrast": lambda t: (
+        ["train", "--csv", str(_csv_rows(t, [_good_row(str(i % 10)) for i in range(100)]))],
+        "no contrast",
+    ),
+    "CSV path is a symlink loop": lambda t: (["train", "--csv", str(_symlink_loop(t))], "loop.csv"),
+    "IDX header declares more than memory": lambda t: (
+        _train_on_dir(_mnist_with(t, "train-images-idx3-ubyte", _idx_header((100_000_000, 28, 28)))),
+        "memory",
+    ),
+    "gzip bomb past the declared size": lambda t: (_train_on_dir(_gzip_bomb(t)), "header promises"),
+    "predict with a diverged run": lambda t: (
+        ["predict", str(_diverged_run(t)), str(_write_bytes(t / "d.png", _png_seven()))],
+        "diverged",
+    ),
+    "hidden width of a million": lambda t: (["train", "--hidden", "1000000"], "--hidden"),
+    "checkpoint of a million-wide model": lambda t: (
+        ["evaluate", str(_checkpoint_with(t, config=_wide_config()))],
+        "hidden",
+    ),
+    "checkpoint of an unknown format": lambda t: (
+        ["evaluate", str(_checkpoint_with(t, format=99))],
+        "format 99",
+    ),
 }
+
+
+def _idx_header(shape: tuple[int, ...]) -> bytes:
+    import struct
+
+    return struct.pack(">HBB", 0, 0x08, len(shape)) + b"".join(struct.pack(">I", d) for d in shape)
+
+
+def _gzip_bomb(tmp: Path) -> Path:
+    """Tiny on disk, 50 MB inflated, with a header that declares 200 images: never inflated whole."""
+    root = write_mnist_dir(tmp / "mnist")
+    bomb = gzip.compress(_idx_header((200, 28, 28)) + bytes(50_000_000), compresslevel=1)
+    (root / "train-images-idx3-ubyte.gz").write_bytes(bomb)
+    return root
+
+
+def _symlink_loop(tmp: Path) -> Path:
+    (tmp / "loop.csv").symlink_to(tmp / "loop2.csv")
+    (tmp / "loop2.csv").symlink_to(tmp / "loop.csv")
+    return tmp / "loop.csv"
+
+
+def _diverged_run(tmp: Path) -> Path:
+    from digitnet.experiment import make_run_config, run_experiment
+
+    config = make_run_config({"dataset": "sample", "epochs": 1, "lr": 1e12, "threads": 1})
+    result = run_experiment(config, tmp / "diverged")
+    assert result.history.status == "diverged"
+    return result.run_dir
+
+
+def _png_seven() -> bytes:
+    import io
+
+    from PIL import Image
+
+    page = np.full((60, 60), 255, np.uint8)
+    page[10:14, 15:45] = 0
+    page[14:50, 38:42] = 0
+    buffer = io.BytesIO()
+    Image.fromarray(page).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _wide_config() -> dict[str, object]:
+    from dataclasses import asdict
+
+    from digitnet.experiment import make_run_config
+
+    config = asdict(make_run_config({"dataset": "sample"}))
+    config["model"]["hidden_sizes"] = [1_000_000, 50]
+    return config
+
+
+def _checkpoint_with(tmp: Path, **changes: object) -> Path:
+    run_dir = _run_dir_with_model(tmp)
+    payload = torch.load(run_dir / "model.pt", weights_only=True)
+    payload.update(changes)
+    torch.save(payload, run_dir / "model.pt")
+    return run_dir
 
 
 def _write(path: Path, text: str) -> Path:
@@ -247,7 +358,7 @@ def _written(root: Path) -> list[Path]:
 
 
 def test_catalogue_is_large_enough() -> None:
-    assert len(CATALOGUE) >= 25
+    assert len(CATALOGUE) >= 56  # 40 before the adversarial round of issue 18
 
 
 @pytest.mark.parametrize("name", list(CATALOGUE))

@@ -14,7 +14,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -429,3 +429,186 @@ def test_full_filesystem_fails_in_one_line_and_leaves_nothing_half_written(tmp_p
         assert "No space left" in error
         assert not (full / "run").exists()  # no half run directory
         assert not [p for p in full.iterdir() if p.name.endswith(".tmp")]
+
+
+# ------------------------------------------------------------------------------ silent wrong results
+
+
+@pytest.mark.parametrize("kind", ["missing", "file"])
+def test_digitnet_data_pointing_nowhere_is_an_error_not_the_sample(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kind: str
+) -> None:
+    target = tmp_path / "mnist"
+    if kind == "file":
+        target.write_text("not a folder")
+    monkeypatch.setenv("DIGITNET_DATA", str(target))
+    error = _one_error(runner.invoke(app, ["train", "--epochs", "1", "--out", "run"]))
+    assert str(target) in error and "DIGITNET_DATA" in error
+    assert not (tmp_path / "run").exists()
+
+
+def test_headerless_csv_with_a_byte_order_mark_reads(tmp_path: Path) -> None:
+    from conftest import write_csv
+
+    from digitnet.data import read_csv_digits
+
+    plain = write_csv(tmp_path / "plain.csv", count=30, header=False)
+    marked = tmp_path / "bom.csv"
+    marked.write_bytes(b"\xef\xbb\xbf" + plain.read_bytes())
+    a, b = read_csv_digits(plain), read_csv_digits(marked)
+    assert torch.equal(a.images, b.images) and torch.equal(a.labels, b.labels)
+
+
+def test_a_diverged_run_writes_strict_json(tmp_path: Path) -> None:
+    config = make_run_config({"dataset": "sample", "epochs": 1, "lr": 1e12, "threads": 1})
+    run = run_experiment(config, tmp_path / "run").run_dir
+
+    def refuse(constant: str) -> None:
+        raise AssertionError(f"non-standard JSON constant {constant}")
+
+    summary = json.loads((run / "summary.json").read_text(), parse_constant=refuse)
+    history = json.loads((run / "history.json").read_text(), parse_constant=refuse)
+    assert summary["status"] == "diverged" and None in history["iteration_loss"]
+
+
+def _truncate_history(run: Path) -> None:
+    history = run / "history.json"
+    history.write_text(history.read_text()[:40])  # as a full disk or a killed copy leaves it
+
+
+def _drop_summary_key(run: Path) -> None:
+    summary = json.loads((run / "summary.json").read_text())
+    del summary["val_accuracy"]
+    (run / "summary.json").write_text(json.dumps(summary))
+
+
+def _string_metric(run: Path) -> None:
+    summary = json.loads((run / "summary.json").read_text())
+    summary["test_accuracy"] = "0.97"
+    (run / "summary.json").write_text(json.dumps(summary))
+
+
+@pytest.mark.parametrize("damage", [_truncate_history, _drop_summary_key, _string_metric])
+def test_a_damaged_cached_run_is_trained_again(tmp_path: Path, damage: Callable[[Path], None]) -> None:
+    args = ["compare", "epochs", "1", "--seeds", "1", "--jobs", "1", *TINY[:2], "--out", "sweep"]
+    assert runner.invoke(app, args).exit_code == 0
+    (run,) = [p for p in (tmp_path / "sweep" / "runs").iterdir() if not p.name.startswith(".")]
+    damage(run)
+    again = runner.invoke(app, args)
+    assert again.exit_code == 0, again.output
+    assert "1 run(s) trained, 0 reused" in again.output
+    json.loads((run / "history.json").read_text())
+    assert isinstance(json.loads((run / "summary.json").read_text())["test_accuracy"], float)
+
+
+def test_a_second_sweep_waits_for_and_reuses_the_first_ones_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+
+    from filelock import FileLock
+
+    from digitnet import compare
+
+    config = make_run_config({"dataset": "sample", "epochs": 1, "threads": 1, "batch-size": 512})
+    run_dir = tmp_path / "runs" / config.key()
+    run_dir.parent.mkdir()
+    results: list[dict[str, object]] = []
+    with FileLock(run_dir.parent / f".{run_dir.name}.lock"):  # the first sweep is training this config
+        waiting = threading.Thread(target=lambda: results.append(compare.train_one(config, run_dir)))
+        waiting.start()
+        time.sleep(0.5)
+        assert results == []  # it waits
+        finished = run_experiment(config, run_dir).summary
+
+        def must_not_train(*args: object, **kwargs: object) -> object:
+            raise AssertionError("trained a configuration another sweep had just trained")
+
+        monkeypatch.setattr(compare, "run_experiment", must_not_train)
+    waiting.join(timeout=60)
+    assert results and results[0]["key"] == finished["key"]
+
+
+# ------------------------------------------------------------------------------------------- images
+
+
+def _page(height: int = 120, width: int = 90) -> object:
+    import numpy as np
+
+    page = np.full((height, width), 255, np.uint8)  # a black "7" on white paper
+    page[25:33, 20:70] = 0
+    for row in range(33, 100):
+        column = 66 - (row - 33) // 3
+        page[row, column - 4 : column + 4] = 0
+    return page
+
+
+def _prepared(path: Path) -> object:
+    from digitnet.images import load_image, to_mnist
+
+    return to_mnist(load_image(path)).astype(int)
+
+
+def test_sixteen_bit_png_prepares_like_eight_bit(tmp_path: Path) -> None:
+    import numpy as np
+    from PIL import Image
+
+    page = _page()
+    Image.fromarray(page).save(tmp_path / "8.png")
+    Image.fromarray(page.astype(np.uint16) * 257).save(tmp_path / "16.png")  # 0..65535
+    assert Image.open(tmp_path / "16.png").mode.startswith("I")
+    assert np.abs(_prepared(tmp_path / "16.png") - _prepared(tmp_path / "8.png")).max() <= 1
+
+
+def test_exif_orientation_is_honoured(tmp_path: Path) -> None:
+    import numpy as np
+    from PIL import Image
+
+    page = _page()
+    Image.fromarray(page).save(tmp_path / "upright.jpg", quality=95)
+    # A phone stores the photo turned and records "rotate 90° clockwise to view" (orientation 6).
+    sideways = Image.fromarray(page).transpose(Image.Transpose.ROTATE_90)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    sideways.save(tmp_path / "phone.jpg", quality=95, exif=exif)
+    difference = np.abs(_prepared(tmp_path / "phone.jpg") - _prepared(tmp_path / "upright.jpg"))
+    assert difference.mean() < 3  # the same digit, up to JPEG noise
+
+
+def test_a_page_frame_is_not_ink(tmp_path: Path) -> None:
+    import numpy as np
+    from PIL import Image
+
+    page = _page()
+    framed = page.copy()
+    framed[2:4, 2:-2] = framed[-4:-2, 2:-2] = 0
+    framed[2:-2, 2:4] = framed[2:-2, -4:-2] = 0
+    Image.fromarray(page).save(tmp_path / "page.png")
+    Image.fromarray(framed).save(tmp_path / "framed.png")
+    assert np.abs(_prepared(tmp_path / "framed.png") - _prepared(tmp_path / "page.png")).max() <= 1
+
+
+def test_a_large_zero_is_kept_as_ink() -> None:
+    import numpy as np
+
+    from digitnet.images import to_mnist
+
+    ys, xs = np.mgrid[0:100, 0:100]
+    ring = np.abs(np.hypot((ys - 50) / 49, (xs - 50) / 40) - 0.95) < 0.05  # a "0" touching the edges
+    digit = to_mnist(np.where(ring, 0.0, 255.0))
+    assert digit[14, 14] == 0 and (digit > 128).sum() > 40  # still a ring, not "no digit found"
+
+
+def test_a_decompression_bomb_is_one_error_and_no_warning(tmp_path: Path) -> None:
+    import warnings
+
+    from PIL import Image
+
+    from digitnet.errors import DataError
+    from digitnet.images import load_image
+
+    Image.new("L", (9500, 9500), 255).save(tmp_path / "big.png")  # 90 Mpx: past PIL's warning limit
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a warning leaking to the terminal fails the test
+        with pytest.raises(DataError, match="too large"):
+            load_image(tmp_path / "big.png")
