@@ -14,7 +14,6 @@ import numpy as np
 import torch
 
 from digitnet.data import DataConfig, augment_batch, image_grid_rows, load_split, to_tensors
-from digitnet.experiment import load_checkpoint
 from digitnet.images import load_image, save_png, to_mnist
 from digitnet.plotting import (
     plot_class_counts,
@@ -23,6 +22,7 @@ from digitnet.plotting import (
     plot_digit_grid,
     plot_normalization,
 )
+from digitnet.run import load_checkpoint
 from digitnet.runtime import (
     atomic_directory,
     atomic_write_json,

@@ -7,10 +7,11 @@ becomes one line on stderr and exit code 2 (``--debug`` shows the traceback inst
 from __future__ import annotations
 
 import functools
+import inspect
 import signal
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, NoReturn, ParamSpec, TypeVar
+from typing import Annotated, Any, NoReturn, ParamSpec, TypeAlias, TypeVar
 
 import typer
 from rich.console import Console
@@ -18,7 +19,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from digitnet import __version__
-from digitnet.errors import DigitnetError
+from digitnet.errors import ConfigError, DigitnetError
+from digitnet.presets import PRESET_NAMES, preset_settings
+from digitnet.settings import SETTINGS, parse_setting
 
 app = typer.Typer(
     name="digitnet",
@@ -101,88 +104,80 @@ def main(
 
 
 # ------------------------------------------------------------------------------------------ options
-# Every run option defaults to None, meaning "not given": the preset, then the config's default, apply.
+# Every run option is derived from digitnet.settings.SETTINGS: its type, help, choices and the default
+# --help shows. Each defaults to None, meaning "not given": the preset, then the config's default, apply.
 
 Preset = Annotated[
     str | None,
     typer.Option(
-        help="A measured recipe: baseline | fast | best-mlp | best-cnn | best-cnn-aug (see README). "
-        "Options given beside it win."
-    ),
-]
-Model = Annotated[
-    str | None,
-    typer.Option(
-        help=(
-            "mlp | nmlp (LayerNorm+dropout) | bn (BatchNorm) | cnn | cnn-bn (CNN+BatchNorm)"
-            " | vgg (two 3×3 convolutions per stage). [default: mlp]"
-        )
-    ),
-]
-Hidden = Annotated[
-    str | None, typer.Option(help="Hidden widths, comma-separated. [default: 100,50; CNNs 120,84]")
-]
-Channels = Annotated[
-    str | None, typer.Option(help="CNNs only: channels of the two stages, e.g. 8,16. [default: 16,32]")
-]
-Dropout = Annotated[
-    float | None, typer.Option(help="Dropout probability, 0 ≤ p < 1. [default: 0.2 for nmlp, else 0]")
-]
-Optimizer = Annotated[
-    str | None, typer.Option(help="sgd | momentum | rmsprop | adam | adamw. [default: sgd]")
-]
-LearningRate = Annotated[
-    float | None, typer.Option("--lr", help="Learning rate (> 0; peak for onecycle). [default: 0.01]")
-]
-Momentum = Annotated[float | None, typer.Option(help="Momentum for --optimizer momentum. [default: 0.9]")]
-WeightDecay = Annotated[
-    float | None, typer.Option(help="L2 weight decay (decoupled for adamw). [default: 0]")
-]
-Schedule = Annotated[
-    str | None, typer.Option(help="none | step (×0.1 each third) | onecycle. [default: none]")
-]
-BatchSize = Annotated[int | None, typer.Option(help="Training batch size. [default: 32]")]
-Epochs = Annotated[int | None, typer.Option(help="Passes over the training split. [default: 10]")]
-Seed = Annotated[int | None, typer.Option(help="Seed for weights, shuffling and augmentation. [default: 0]")]
-Dataset = Annotated[str | None, typer.Option(help="auto | mnist | csv | sample. [default: auto]")]
-DataDir = Annotated[
-    Path | None,
-    typer.Option(help="Directory with the four MNIST files. [default: $DIGITNET_DATA, else user cache]"),
-]
-CsvPath = Annotated[
-    Path | None, typer.Option("--csv", help="Kaggle train.csv or a label-first CSV (implies --dataset csv).")
-]
-Normalize = Annotated[
-    str | None, typer.Option(help="none | unit (÷255) | standard (train mean/std). [default: standard]")
-]
-Augment = Annotated[
-    bool | None,
-    typer.Option("--augment/--no-augment", help="Random rotation ±10° and shift ≤2 px. [default: off]"),
-]
-Device = Annotated[str | None, typer.Option(help="auto | cpu | cuda | mps. [default: auto]")]
-EvalBatchSize = Annotated[
-    int | None, typer.Option(help="Batch size for validation and test (no gradients). [default: 2048]")
-]
-Threads = Annotated[
-    int | None,
-    typer.Option(
-        help="CPU threads per run; part of the run's key. [default: torch's for train, 1 for compare]"
+        help="A measured recipe (see README); options given beside it win.",
+        metavar="[" + "|".join(PRESET_NAMES) + "]",
     ),
 ]
 
 
-def run_settings(options: dict[str, Any]) -> dict[str, Any]:
-    """The named run settings among a command's options (``locals()`` at its top), over its ``--preset``.
+def _option(name: str, help_text: str | None = None) -> Any:
+    """``typer.Option`` for setting ``name``: ``--name``, its help, its choices as the metavar (checked by
+    the config, so a wrong one is one ``error:`` line), and its default as ``--help`` shows it."""
+    setting = SETTINGS[name]
+    declarations = (f"--{name}/--no-{name}",) if setting.kind is bool else (f"--{name}",)
+    return typer.Option(
+        *declarations,
+        help=help_text or setting.help,
+        show_default=setting.default_text or True,
+        metavar="[" + "|".join(setting.choices) + "]" if setting.choices else None,
+    )
 
-    Options left at None were not given, so the preset's value, then the config's default, applies.
-    Options that are not run settings (``--out``, ``--seeds``, …) are the command's own and are skipped.
+
+def with_run_options(**help_overrides: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
+    """Give a command one option per run setting (see [SETTINGS][digitnet.settings.SETTINGS]) after its
+    own; their values arrive in its ``**options``. ``help_overrides`` rewords an option where the
+    command reads it differently (compare's ``--seed`` is the first of several)."""
+
+    def decorate(command: Callable[P, R]) -> Callable[P, R]:
+        signature = inspect.signature(command, eval_str=True)
+        own = [p for p in signature.parameters.values() if p.kind is not inspect.Parameter.VAR_KEYWORD]
+        added = []
+        for name, setting in SETTINGS.items():
+            python_name = name.replace("-", "_")
+            option = _option(name, help_overrides.get(python_name))
+            annotation = Annotated[setting.kind | None, option]  # type: ignore[name-defined]
+            added.append(
+                inspect.Parameter(
+                    python_name,
+                    inspect.Parameter.KEYWORD_ONLY,
+                    default=setting.default,
+                    annotation=annotation,
+                )
+            )
+        command.__signature__ = signature.replace(parameters=[*own, *added])  # type: ignore[attr-defined]
+        return command
+
+    return decorate
+
+
+Dataset: TypeAlias = Annotated[str, _option("dataset")]
+DataDir: TypeAlias = Annotated[Path | None, _option("data-dir")]
+CsvPath: TypeAlias = Annotated[Path | None, _option("csv")]
+Seed: TypeAlias = Annotated[int, _option("seed")]
+
+
+def run_settings(
+    options: dict[str, Any], preset: str | None = None, context: typer.Context | None = None
+) -> dict[str, Any]:
+    """The run settings a command was given (Typer's names, ``batch_size``), over its ``preset``.
+
+    An option left at its default was not given (the command's ``context`` records where each value
+    came from), so the preset's value, then the config's default, applies. An option that is not a
+    setting is a bug in the command, and fails loudly rather than being ignored.
     """
-    from digitnet.experiment import SETTINGS, parse_setting, preset_settings
-
-    given = {name.replace("_", "-"): value for name, value in options.items()}
-    settings = preset_settings(given.get("preset"))
-    for name, value in given.items():
-        if name not in SETTINGS or value is None:
+    settings: dict[str, Any] = preset_settings(preset)
+    for python_name, value in options.items():
+        name = python_name.replace("_", "-")
+        if name not in SETTINGS:
+            raise ConfigError(f"--{name}: not a run setting; known: {', '.join(SETTINGS)}")
+        source = context.get_parameter_source(python_name) if context is not None else None
+        if value is None or getattr(source, "name", None) == "DEFAULT":
             continue
         if name in ("hidden", "channels"):
             value = parse_setting(name, value)
@@ -224,32 +219,15 @@ def _percent(value: float | None) -> str:
 
 
 @app.command()
+@with_run_options()
 @friendly
 def train(
+    context: typer.Context,
     *,
     preset: Preset = None,
-    model: Model = None,
-    hidden: Hidden = None,
-    channels: Channels = None,
-    dropout: Dropout = None,
-    optimizer: Optimizer = None,
-    lr: LearningRate = None,
-    momentum: Momentum = None,
-    weight_decay: WeightDecay = None,
-    schedule: Schedule = None,
-    batch_size: BatchSize = None,
-    epochs: Epochs = None,
-    seed: Seed = None,
-    dataset: Dataset = None,
-    data_dir: DataDir = None,
-    csv: CsvPath = None,
-    normalize: Normalize = None,
-    augment: Augment = None,
-    device: Device = None,
-    threads: Threads = None,
-    eval_batch_size: EvalBatchSize = None,
     out: Annotated[
-        Path | None, typer.Option(help="Run directory. [default: runs/<model>-<optimizer>-<config hash>]")
+        Path | None,
+        typer.Option(help="Run directory.", show_default="runs/<model>-<optimizer>-<config hash>"),
     ] = None,
     restart: Annotated[
         bool,
@@ -258,18 +236,14 @@ def train(
             help="Start over even if an interrupted run of this config was saved (it resumes otherwise).",
         ),
     ] = False,
+    **options: Any,
 ) -> None:
     """Train one model from scratch and write its run directory (config, history, plots, checkpoint)."""
-    options = {k: v for k, v in locals().items() if k != "restart"}
-    from digitnet.experiment import (
-        RunStart,
-        make_run_config,
-        resolve_run_config,
-        run_experiment,
-    )
+    from digitnet.run import RunStart, run_experiment
+    from digitnet.settings import make_run_config, resolve_run_config
     from digitnet.trainer import EpochRecord
 
-    settings = run_settings(options)
+    settings = run_settings(options, preset, context)
     config = resolve_run_config(make_run_config(settings))
     run_dir = out or Path("runs") / f"{config.model.name}-{config.optim.name}-{config.key()}"
 
@@ -346,8 +320,10 @@ def train(
 
 
 @app.command()
+@with_run_options(seed="First seed; the seeds are seed, seed+1, …")
 @friendly
 def compare(
+    context: typer.Context,
     factor: Annotated[
         str,
         typer.Argument(
@@ -379,37 +355,15 @@ def compare(
         typer.Option(help="With --backend ray: 'auto' joins a running cluster; none starts a local one."),
     ] = None,
     preset: Preset = None,
-    model: Model = None,
-    hidden: Hidden = None,
-    channels: Channels = None,
-    dropout: Dropout = None,
-    optimizer: Optimizer = None,
-    lr: LearningRate = None,
-    momentum: Momentum = None,
-    weight_decay: WeightDecay = None,
-    schedule: Schedule = None,
-    batch_size: BatchSize = None,
-    epochs: Epochs = None,
-    seed: Annotated[
-        int | None, typer.Option(help="First seed; seeds are seed, seed+1, … [default: 0]")
-    ] = None,
-    dataset: Dataset = None,
-    data_dir: DataDir = None,
-    csv: CsvPath = None,
-    normalize: Normalize = None,
-    augment: Augment = None,
-    device: Device = None,
-    threads: Threads = None,
-    eval_batch_size: EvalBatchSize = None,
+    **options: Any,
 ) -> None:
     """Train every value of one factor from scratch over several seeds; tables, overlays, error bars.
 
     Finished runs are cached by their config hash, so a rerun trains only what is missing.
     """
-    options = dict(locals())
     from digitnet.compare import RunRecord, SweepSpec, default_jobs, results_table_rows, run_sweep
 
-    base = run_settings(options)
+    base = run_settings(options, preset, context)
     spec = SweepSpec(
         factor=factor,
         values=tuple(values or ()),
@@ -576,7 +530,7 @@ def data_download(
 @friendly
 def data_prepare(
     *,
-    dataset: Dataset = None,
+    dataset: Dataset = "auto",
     data_dir: DataDir = None,
     csv: CsvPath = None,
     out: Annotated[Path, typer.Option(help="Directory for split.npz and class_counts.csv.")] = Path(
@@ -585,10 +539,10 @@ def data_prepare(
 ) -> None:
     """Split the digits 80/20 (stratified) and write the split with its class counts, for reuse."""
     from digitnet.data import describe_split, load_split, save_split
-    from digitnet.experiment import make_run_config
     from digitnet.runtime import claim_output
+    from digitnet.settings import make_run_config
 
-    config = make_run_config(run_settings(dict(locals()))).data
+    config = make_run_config(run_settings({"dataset": dataset, "data_dir": data_dir, "csv": csv})).data
     claim_output(out, "split")
     split = load_split(config)
     _print_notes(split.notes)
@@ -610,20 +564,22 @@ def data_prepare(
 @friendly
 def data_show(
     *,
-    dataset: Dataset = None,
+    dataset: Dataset = "auto",
     data_dir: DataDir = None,
     csv: CsvPath = None,
-    seed: Seed = None,
+    seed: Seed = 0,
     out: Annotated[Path, typer.Option(help="Directory for the figures.")] = Path("figures/data"),
 ) -> None:
     """Draw an 8×8 grid of random training digits, one row of examples per class, and class counts."""
     from digitnet.analysis import draw_data_figures
-    from digitnet.experiment import make_run_config
     from digitnet.runtime import claim_output, mark_output
+    from digitnet.settings import make_run_config
 
-    config = make_run_config(run_settings(dict(locals())))
+    config = make_run_config(
+        run_settings({"dataset": dataset, "data_dir": data_dir, "csv": csv, "seed": seed})
+    )
     claim_output(out, "figures")
-    written, notes = draw_data_figures(config.data, out, seed if seed is not None else 0)
+    written, notes = draw_data_figures(config.data, out, seed)
     mark_output(out, "figures")
     _print_notes(notes)
     for path in written:

@@ -31,17 +31,16 @@ import numpy as np
 
 from digitnet.data import Split, load_split
 from digitnet.errors import CheckpointError, ConfigError
-from digitnet.experiment import (
+from digitnet.plotting import SweepSeries
+from digitnet.run import read_json, run_experiment
+from digitnet.runtime import atomic_write_text, claim_output, configure_threads, mark_output
+from digitnet.settings import (
     RunConfig,
     make_run_config,
     parse_assignments,
     parse_setting,
-    read_json,
     resolve_run_config,
-    run_experiment,
 )
-from digitnet.plotting import SweepSeries
-from digitnet.runtime import atomic_write_text, claim_output, configure_threads, mark_output
 
 FACTORS: dict[str, tuple[str, ...]] = {
     "lr": ("0.1", "0.03", "0.01", "0.003", "0.001", "0.0003"),
@@ -81,7 +80,7 @@ class SweepSpec:
 
     factor: str
     values: tuple[str, ...] = ()  # as typed after the factor; empty: the factor's defaults
-    base: tuple[tuple[str, Any], ...] = ()  # named settings (see digitnet.experiment.SETTINGS)
+    base: tuple[tuple[str, Any], ...] = ()  # named settings (see digitnet.settings.SETTINGS)
     seeds: int = 3
     models: tuple[str, ...] = ()  # a grid: each model variant × each value
     variants: tuple[str, ...] = ()  # for factor "variants": "lr=0.001 dropout=0.2", ...

@@ -45,11 +45,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from digitnet.errors import ConfigError, DataError
 from digitnet.runtime import atomic_directory, atomic_write_text, check_memory
-
-DatasetName = Literal["auto", "mnist", "csv", "sample"]
-Normalization = Literal["none", "unit", "standard"]
-DATASETS: tuple[DatasetName, ...] = ("auto", "mnist", "csv", "sample")
-NORMALIZATIONS: tuple[Normalization, ...] = ("none", "unit", "standard")
+from digitnet.settings import DATASETS, NORMALIZATIONS, DataConfig, Normalization
 
 DATA_ENV_VAR = "DIGITNET_DATA"
 IMAGE_SIZE = 28
@@ -68,31 +64,6 @@ MNIST_MD5 = {
     "t10k-labels-idx1-ubyte.gz": "ec29112dd5afa0611ce80d1b7f02629c",
 }
 SAMPLE_NOTICE = "using the bundled 5,000-digit MNIST sample; run 'digitnet data download' for all 70,000"
-
-
-@dataclass(frozen=True)
-class DataConfig:
-    """Where the digits come from and how they are prepared."""
-
-    dataset: DatasetName = "auto"  # auto: --csv if given, else full MNIST if found, else the bundled sample
-    data_dir: str | None = None  # None: $DIGITNET_DATA, else the per-user cache directory
-    csv: str | None = None
-    normalize: Normalization = "standard"  # standard: mean/std of the training split only
-    augment: bool = False  # random rotation ±10° and shift ≤2 px, per sample, on the fly
-    val_fraction: float = 0.2
-    split_seed: int = 0  # fixed apart from the training seed, so seeds vary training, not the split
-
-    def __post_init__(self) -> None:
-        if self.dataset not in DATASETS:
-            raise ConfigError(f"--dataset: expected one of {', '.join(DATASETS)}, got {self.dataset!r}")
-        if self.normalize not in NORMALIZATIONS:
-            raise ConfigError(
-                f"--normalize: expected one of {', '.join(NORMALIZATIONS)}, got {self.normalize!r}"
-            )
-        if not 0.0 < self.val_fraction < 1.0:
-            raise ConfigError(f"val_fraction: expected a number in (0, 1), got {self.val_fraction}")
-        if self.dataset == "csv" and not self.csv:
-            raise ConfigError("--dataset csv needs --csv PATH (a Kaggle train.csv or a label-first CSV)")
 
 
 @dataclass(frozen=True)

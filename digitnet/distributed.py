@@ -21,8 +21,9 @@ from typing import Any
 
 from digitnet.data import Split, load_split
 from digitnet.errors import ConfigError
-from digitnet.experiment import RunConfig, run_config_from_dict, run_experiment
+from digitnet.run import run_experiment
 from digitnet.runtime import atomic_directory, atomic_write_bytes
+from digitnet.settings import RunConfig, run_config_from_dict
 
 TASK_RETRIES = 2  # a worker killed mid-run (pre-empted node, OOM) gets two more tries
 INSTALL_HINT = "--backend ray needs Ray: pip install -e '.[ray]' (or pip install ray)"

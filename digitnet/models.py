@@ -21,86 +21,15 @@ Every model takes (B, 1, 28, 28) and returns (B, 10) logits; cross-entropy lives
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Literal
 
 import torch
 from torch import Tensor, nn
 
-from digitnet.errors import ConfigError
+from digitnet.settings import CNN_MODELS, DEFAULT_CNN_HIDDEN, MODELS, ModelConfig, parse_hidden, widths_text
 
-ModelName = Literal["mlp", "nmlp", "bn", "cnn", "cnn-bn", "vgg"]
-MODELS: tuple[ModelName, ...] = ("mlp", "nmlp", "bn", "cnn", "cnn-bn", "vgg")
-CNN_MODELS: tuple[ModelName, ...] = ("cnn", "cnn-bn", "vgg")
 INPUT_PIXELS = 28 * 28
 NUM_CLASSES = 10
-DEFAULT_MLP_HIDDEN = (100, 50)  # the reports' MLP, 784-100-50-10
-DEFAULT_CNN_HIDDEN = (120, 84)  # LeNet-5's fully connected widths
-DEFAULT_NMLP_DROPOUT = 0.2
-
-
-@dataclass(frozen=True)
-class ModelConfig:
-    """Which model and its sizes. ``None`` fields take the family's default when the config is made."""
-
-    name: ModelName = "mlp"
-    hidden_sizes: tuple[int, ...] | None = None  # MLPs: hidden widths; CNN: its fully connected widths
-    dropout: float | None = None  # None: 0.2 for nmlp, 0 otherwise
-    channels: tuple[int, int] = (16, 32)  # CNNs only: output channels of the two convolution stages
-
-    def __post_init__(self) -> None:
-        if self.name not in MODELS:
-            raise ConfigError(f"--model: expected one of {', '.join(MODELS)}, got {self.name!r}")
-        if self.hidden_sizes is None:
-            object.__setattr__(
-                self, "hidden_sizes", DEFAULT_CNN_HIDDEN if self.name in CNN_MODELS else DEFAULT_MLP_HIDDEN
-            )
-        else:
-            object.__setattr__(self, "hidden_sizes", tuple(int(h) for h in self.hidden_sizes))
-        if self.dropout is None:
-            object.__setattr__(self, "dropout", DEFAULT_NMLP_DROPOUT if self.name == "nmlp" else 0.0)
-        object.__setattr__(self, "channels", tuple(int(c) for c in self.channels))
-        assert self.hidden_sizes is not None and self.dropout is not None
-        if any(width < 1 or width > MAX_WIDTH for width in self.hidden_sizes):
-            raise ConfigError(
-                f"--hidden: every width must be between 1 and {MAX_WIDTH:,}, got {_widths(self.hidden_sizes)}"
-            )
-        if self.name not in CNN_MODELS and len(self.hidden_sizes) < 1:
-            raise ConfigError("--hidden: an MLP needs at least one hidden layer")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ConfigError(f"--dropout: expected 0 ≤ dropout < 1, got {self.dropout:g}")
-        if len(self.channels) != 2 or any(c < 1 or c > MAX_WIDTH for c in self.channels):
-            raise ConfigError(
-                f"--channels: expected two widths between 1 and {MAX_WIDTH:,}, got {_widths(self.channels)}"
-            )
-
-
-# No layer of a digit classifier needs more; wider ones only exhaust memory (checked again, against this
-# machine's memory, by digitnet.runtime.check_memory before anything is allocated).
-MAX_WIDTH = 65_536
-
-
-def _widths(sizes: tuple[int, ...]) -> str:
-    return ",".join(str(s) for s in sizes)
-
-
-def parse_hidden(text: str, flag: str = "--hidden") -> tuple[int, ...]:
-    """``"100,50"`` → ``(100, 50)``, with a one-line error naming ``flag`` for anything else."""
-    parts = [p.strip() for p in text.split(",") if p.strip()]
-    example = "16,32" if flag == "--channels" else "100,50"
-    try:
-        sizes = tuple(int(p) for p in parts)
-    except ValueError:
-        raise ConfigError(
-            f"{flag}: expected comma-separated whole numbers like {example}, got {text!r}"
-        ) from None
-    if not sizes:
-        raise ConfigError(f"{flag}: expected comma-separated whole numbers like {example}, got {text!r}")
-    if any(s < 1 for s in sizes):
-        raise ConfigError(f"{flag}: every width must be ≥ 1, got {text!r}")
-    if any(s > MAX_WIDTH for s in sizes):
-        raise ConfigError(f"{flag}: every width must be ≤ {MAX_WIDTH:,}, got {text!r}")
-    return sizes
 
 
 def _dense_stack(
@@ -251,10 +180,10 @@ def describe_model(config: ModelConfig) -> str:
     """A short human name such as ``mlp 784-100-50-10`` or ``cnn c16-32 fc120-84``."""
     assert config.hidden_sizes is not None
     if config.name in CNN_MODELS:
-        dense = _widths(config.hidden_sizes).replace(",", "-")
+        dense = widths_text(config.hidden_sizes).replace(",", "-")
         text = f"{config.name} c{config.channels[0]}-{config.channels[1]} fc{dense}"
     else:
-        text = f"{config.name} 784-{_widths(config.hidden_sizes).replace(',', '-')}-10"
+        text = f"{config.name} 784-{widths_text(config.hidden_sizes).replace(',', '-')}-10"
     if config.dropout:
         text += f" dropout {config.dropout:g}"
     return text

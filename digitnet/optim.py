@@ -17,42 +17,13 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler, OneCycleLR, StepLR
 
-from digitnet.errors import ConfigError
-
-OptimizerName = Literal["sgd", "momentum", "rmsprop", "adam", "adamw"]
-ScheduleName = Literal["none", "step", "onecycle"]
-OPTIMIZERS: tuple[OptimizerName, ...] = ("sgd", "momentum", "rmsprop", "adam", "adamw")
-SCHEDULES: tuple[ScheduleName, ...] = ("none", "step", "onecycle")
-
-
-@dataclass(frozen=True)
-class OptimConfig:
-    """Optimizer and learning-rate schedule. The defaults are the assignments' baseline: SGD, lr 0.01."""
-
-    name: OptimizerName = "sgd"
-    lr: float = 0.01  # peak lr for onecycle
-    momentum: float = 0.9  # used by "momentum" (and RMSprop's momentum term stays 0: the textbook form)
-    weight_decay: float = 0.0  # L2 for sgd/momentum/rmsprop/adam; decoupled for adamw
-    schedule: ScheduleName = "none"  # step: ×0.1 every third of the run; onecycle: warm up then anneal
-
-    def __post_init__(self) -> None:
-        if self.name not in OPTIMIZERS:
-            raise ConfigError(f"--optimizer: expected one of {', '.join(OPTIMIZERS)}, got {self.name!r}")
-        if self.schedule not in SCHEDULES:
-            raise ConfigError(f"--schedule: expected one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
-        if not self.lr > 0:
-            raise ConfigError(f"--lr: expected a learning rate > 0, got {self.lr:g}")
-        if not 0.0 <= self.momentum < 1.0:
-            raise ConfigError(f"--momentum: expected 0 ≤ momentum < 1, got {self.momentum:g}")
-        if not self.weight_decay >= 0:
-            raise ConfigError(f"--weight-decay: expected ≥ 0, got {self.weight_decay:g}")
+from digitnet.settings import OPTIMIZERS, SCHEDULES, OptimConfig
 
 
 def _fused_or_plain(

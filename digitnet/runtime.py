@@ -31,8 +31,7 @@ import numpy as np
 import torch
 
 from digitnet.errors import ConfigError
-
-DEVICES = ("auto", "cpu", "cuda", "mps")
+from digitnet.settings import DEVICES
 
 
 def resolve_device(name: str = "auto") -> torch.device:

@@ -18,8 +18,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from digitnet.experiment import PRESETS
 from digitnet.runtime import atomic_write_text
+from digitnet.settings import PRESETS
 
 
 def run_preset(name: str, seed: int, data_dir: str, out: Path) -> tuple[float, dict[str, object]]:

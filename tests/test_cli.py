@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 from typing import Any
 
 import pytest
 from typer.testing import CliRunner
 
-import digitnet.experiment
+import digitnet.run
+import digitnet.settings
 from digitnet import __version__
 from digitnet.cli import app
 from digitnet.data import DataConfig
-from digitnet.experiment import RunConfig
+from digitnet.presets import PRESETS
+from digitnet.settings import RunConfig
 
 runner = CliRunner()
 
@@ -55,7 +56,7 @@ def test_train_options_become_the_config(monkeypatch: pytest.MonkeyPatch, tmp_pa
         received.append(config)
         raise SystemExit(0)
 
-    monkeypatch.setattr(digitnet.experiment, "run_experiment", fake_run)
+    monkeypatch.setattr(digitnet.run, "run_experiment", fake_run)
     result = runner.invoke(
         app,
         [
@@ -108,7 +109,7 @@ def test_train_options_become_the_config(monkeypatch: pytest.MonkeyPatch, tmp_pa
 def test_defaults_are_the_baseline(monkeypatch: pytest.MonkeyPatch) -> None:
     received: list[RunConfig] = []
     monkeypatch.setattr(
-        digitnet.experiment,
+        digitnet.run,
         "run_experiment",
         lambda config, run_dir, **_: (received.append(config), exec("raise SystemExit(0)")),
     )
@@ -199,21 +200,45 @@ def test_data_show_and_prepare(tmp_path: Path) -> None:
     assert "total" in result.output
 
 
-def test_option_help_names_every_preset_and_model() -> None:
-    """The help text is written by hand (the CLI imports torch lazily), so check it has not fallen behind."""
-    import digitnet.cli
-    from digitnet.models import MODELS
+@pytest.mark.parametrize("command", ["train", "compare"])
+def test_help_shows_every_setting_with_its_default_and_choices(command: str) -> None:
+    """The options are derived from digitnet.settings.SETTINGS: each shows its choices and default."""
+    from digitnet.presets import PRESETS
+    from digitnet.settings import SETTINGS
 
-    def names(help_text: str) -> set[str]:
-        return set(re.findall(r"[\w-]+", help_text))
+    result = runner.invoke(app, [command, "--help"], env={"COLUMNS": "400", "NO_COLOR": "1"})
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    for name, setting in SETTINGS.items():
+        assert f"--{name}" in text
+        if setting.choices:
+            assert "[" + "|".join(setting.choices) + "]" in text, name
+        if setting.default_text:
+            assert f"[default: ({setting.default_text})]" in text, name
+        elif isinstance(setting.default, bool):
+            assert f"[default: {'' if setting.default else 'no-'}{name}]" in text, name
+        elif setting.default is not None:  # --csv has none
+            assert f"[default: {setting.default}]" in text, name
+    assert "[" + "|".join(PRESETS) + "]" in text
 
-    assert set(digitnet.experiment.PRESETS) <= names(digitnet.cli.Preset.__metadata__[0].help)
-    assert set(MODELS) <= names(digitnet.cli.Model.__metadata__[0].help)
+
+def test_an_option_given_at_its_default_value_still_beats_the_preset(monkeypatch: pytest.MonkeyPatch) -> None:
+    received: list[RunConfig] = []
+
+    def fake_run(config: RunConfig, run_dir: Path, **_: Any) -> Any:
+        received.append(config)
+        raise SystemExit(0)
+
+    monkeypatch.setattr(digitnet.run, "run_experiment", fake_run)
+    result = runner.invoke(app, ["train", "--preset", "fast", "--epochs", "10", "--model", "mlp"])
+    assert result.exit_code == 0, result.output
+    assert received[0].train.epochs == 10 and received[0].model.name == "mlp"  # fast says 3 and cnn
+    assert received[0].optim.name == "adam"  # what was not given still comes from the preset
 
 
-@pytest.mark.parametrize("preset", list(digitnet.experiment.PRESETS))
+@pytest.mark.parametrize("preset", list(PRESETS))
 def test_presets_build_and_explicit_options_win(preset: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    from digitnet.experiment import PRESETS, make_run_config
+    from digitnet.settings import make_run_config
 
     received: list[RunConfig] = []
 
@@ -221,7 +246,7 @@ def test_presets_build_and_explicit_options_win(preset: str, monkeypatch: pytest
         received.append(config)
         raise SystemExit(0)
 
-    monkeypatch.setattr(digitnet.experiment, "run_experiment", fake_run)
+    monkeypatch.setattr(digitnet.run, "run_experiment", fake_run)
     result = runner.invoke(app, ["train", "--preset", preset, "--epochs", "1", "--dataset", "sample"])
     assert result.exit_code == 0, result.output
     (config,) = received

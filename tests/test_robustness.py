@@ -66,7 +66,8 @@ def _kaggle_header() -> list[str]:
 
 
 def _run_dir_with_other_model(tmp: Path) -> Path:
-    from digitnet.experiment import make_run_config, run_experiment
+    from digitnet.run import run_experiment
+    from digitnet.settings import make_run_config
 
     run = run_experiment(make_run_config({"dataset": "sample", "epochs": 1, "batch-size": 512}), tmp / "run")
     payload = torch.load(run.run_dir / "model.pt", weights_only=True)
@@ -270,7 +271,8 @@ def _symlink_loop(tmp: Path) -> Path:
 
 
 def _diverged_run(tmp: Path) -> Path:
-    from digitnet.experiment import make_run_config, run_experiment
+    from digitnet.run import run_experiment
+    from digitnet.settings import make_run_config
 
     config = make_run_config({"dataset": "sample", "epochs": 1, "lr": 1e12, "threads": 1})
     result = run_experiment(config, tmp / "diverged")
@@ -294,7 +296,7 @@ def _png_seven() -> bytes:
 def _wide_config() -> dict[str, object]:
     from dataclasses import asdict
 
-    from digitnet.experiment import make_run_config
+    from digitnet.settings import make_run_config
 
     config = asdict(make_run_config({"dataset": "sample"}))
     config["model"]["hidden_sizes"] = [1_000_000, 50]
@@ -338,7 +340,8 @@ def _truncated_gz(tmp: Path) -> Path:
 
 
 def _run_dir_with_model(tmp: Path) -> Path:
-    from digitnet.experiment import make_run_config, run_experiment
+    from digitnet.run import run_experiment
+    from digitnet.settings import make_run_config
 
     return run_experiment(
         make_run_config({"dataset": "sample", "epochs": 1, "batch-size": 512}), tmp / "ok"

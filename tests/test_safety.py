@@ -22,7 +22,8 @@ import torch
 from typer.testing import CliRunner
 
 from digitnet.cli import app
-from digitnet.experiment import make_run_config, resume_path, run_experiment
+from digitnet.run import resume_path, run_experiment
+from digitnet.settings import make_run_config
 from digitnet.trainer import EpochCallback, EpochRecord
 
 runner = CliRunner()

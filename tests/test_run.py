@@ -11,14 +11,8 @@ import pytest
 import torch
 
 from digitnet.errors import CheckpointError, ConfigError
-from digitnet.experiment import (
-    RunConfig,
-    load_checkpoint,
-    make_run_config,
-    parse_assignments,
-    run_config_from_dict,
-    run_experiment,
-)
+from digitnet.run import load_checkpoint, run_experiment
+from digitnet.settings import RunConfig, make_run_config, parse_assignments, run_config_from_dict
 from digitnet.trainer import evaluate
 
 RUN_FILES = {
@@ -117,7 +111,7 @@ def test_keys_are_stable_and_distinct() -> None:
     import subprocess
     import sys
 
-    code = "from digitnet.experiment import make_run_config; print(make_run_config({'lr': 0.01}).key())"
+    code = "from digitnet.settings import make_run_config; print(make_run_config({'lr': 0.01}).key())"
     other = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert other.stdout.strip() == a.key() and len(a.key()) == 12
 

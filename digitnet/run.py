@@ -1,7 +1,7 @@
 """One reproducible run: config in, run directory out.
 
-A :class:`RunConfig` bundles the four small configs. :func:`run_experiment` loads the data, seeds, builds
-the model and optimizer, calls :func:`digitnet.trainer.train`, and writes a run directory atomically::
+:func:`run_experiment` takes a :class:`~digitnet.settings.RunConfig`, loads the data, seeds, builds the
+model and optimizer, calls :func:`digitnet.trainer.train`, and writes a run directory atomically::
 
     config.json    the full config, its cache key, and the environment (versions, device, threads)
     history.json   per-epoch metrics and per-iteration losses (history.csv: the per-epoch table)
@@ -21,38 +21,22 @@ into the same directory again continues from it, with the same bits as a run tha
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 import json
+import math
 import time
-import types
-import typing
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, fields, is_dataclass, replace
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any
 
 import torch
 from torch import nn
 
-from digitnet.data import (
-    DataConfig,
-    NormStats,
-    Split,
-    describe_split,
-    load_split,
-    resolve_data_config,
-    to_tensors,
-)
+from digitnet.data import NormStats, Split, describe_split, load_split, to_tensors
 from digitnet.errors import CheckpointError, ConfigError, DigitnetError
-from digitnet.models import (
-    ModelConfig,
-    build_model,
-    count_parameters,
-    describe_model,
-    planned_parameters,
-)
-from digitnet.optim import OptimConfig, build_optimizer, build_scheduler
+from digitnet.models import build_model, count_parameters, describe_model, planned_parameters
+from digitnet.optim import build_optimizer, build_scheduler
 from digitnet.plotting import plot_accuracy, plot_loss
 from digitnet.runtime import (
     atomic_directory,
@@ -66,32 +50,10 @@ from digitnet.runtime import (
     seed_everything,
     using_threads,
 )
-from digitnet.trainer import EpochCallback, EpochRecord, History, TrainConfig, train
+from digitnet.settings import RunConfig, resolve_run_config, run_config_from_dict
+from digitnet.trainer import EpochCallback, EpochRecord, History, train
 
 CHECKPOINT_FORMAT = 1
-
-
-@dataclass(frozen=True)
-class RunConfig:
-    """Everything that determines a run's numbers. Its hash is the run's cache key."""
-
-    data: DataConfig = field(default_factory=DataConfig)
-    model: ModelConfig = field(default_factory=ModelConfig)
-    optim: OptimConfig = field(default_factory=OptimConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
-
-    def key(self) -> str:
-        """A stable 12-hex-digit hash of the full config: equal configs, equal keys, across processes."""
-        text = json.dumps(asdict(self), sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(text.encode()).hexdigest()[:12]
-
-    def title(self) -> str:
-        """Model, optimizer, lr and batch size: the caption every figure of this run carries."""
-        return (
-            f"{describe_model(self.model)} · {self.optim.name} lr {self.optim.lr:g}"
-            + (f" ({self.optim.schedule})" if self.optim.schedule != "none" else "")
-            + f" · batch {self.train.batch_size}"
-        )
 
 
 @dataclass(frozen=True)
@@ -112,92 +74,6 @@ class RunResult:
     config: RunConfig
     history: History
     summary: dict[str, Any]
-
-
-# ----------------------------------------------------------------------------------- config <-> JSON
-
-T = TypeVar("T")
-
-
-def _check_value(value: Any, hint: Any, where: str) -> Any:
-    """Validate one JSON value against a type hint of the configs; tuples come back from lists."""
-    origin = typing.get_origin(hint)
-    args = typing.get_args(hint)
-    if origin is Literal:
-        if value not in args:
-            raise ConfigError(f"{where}: expected one of {', '.join(map(str, args))}, got {value!r}")
-        return value
-    if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        errors = []
-        for option in (a for a in args if a is not type(None)):
-            try:
-                return _check_value(value, option, where)
-            except ConfigError as error:
-                errors.append(str(error))
-        raise ConfigError(errors[0] if errors else f"{where}: unexpected value {value!r}")
-    if origin is tuple:
-        if not isinstance(value, list | tuple):
-            raise ConfigError(f"{where}: expected a list, got {type(value).__name__}")
-        item_types = [args[0]] * len(value) if len(args) == 2 and args[1] is Ellipsis else list(args)
-        if len(item_types) != len(value):
-            raise ConfigError(f"{where}: expected {len(item_types)} items, got {len(value)}")
-        return tuple(
-            _check_value(v, t, f"{where}[{i}]")
-            for i, (v, t) in enumerate(zip(value, item_types, strict=True))
-        )
-    if hint is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(f"{where}: expected true/false, got {value!r}")
-        return value
-    if hint is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{where}: expected a whole number, got {value!r}")
-        return value
-    if hint is float:
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ConfigError(f"{where}: expected a number, got {value!r}")
-        return float(value)
-    if hint is str:
-        if not isinstance(value, str):
-            raise ConfigError(f"{where}: expected text, got {value!r}")
-        return value
-    raise ConfigError(f"{where}: unsupported field type {hint!r}")
-
-
-def dataclass_from_dict(cls: type[T], data: Any, where: str) -> T:
-    """Build config ``cls`` from JSON data, refusing unknown keys and wrong types with a clear message."""
-    if not isinstance(data, dict):
-        raise ConfigError(f"{where}: expected an object, got {type(data).__name__}")
-    assert is_dataclass(cls)
-    hints = typing.get_type_hints(cls)
-    known = {f.name for f in fields(cls)}
-    unknown = sorted(set(data) - known)
-    if unknown:
-        raise ConfigError(f"{where}: unknown setting(s) {', '.join(unknown)}")
-    values = {name: _check_value(value, hints[name], f"{where}.{name}") for name, value in data.items()}
-    return cls(**values)
-
-
-def run_config_from_dict(data: Any, where: str = "config") -> RunConfig:
-    """A :class:`RunConfig` from its ``asdict`` form, validated field by field."""
-    if not isinstance(data, dict):
-        raise ConfigError(f"{where}: expected an object, got {type(data).__name__}")
-    sections: dict[str, type] = {
-        "data": DataConfig,
-        "model": ModelConfig,
-        "optim": OptimConfig,
-        "train": TrainConfig,
-    }
-    unknown = sorted(set(data) - set(sections))
-    if unknown:
-        raise ConfigError(f"{where}: unknown section(s) {', '.join(unknown)}")
-    parts: dict[str, Any] = {
-        name: dataclass_from_dict(cls, data.get(name, {}), f"{where}.{name}")
-        for name, cls in sections.items()
-    }
-    return RunConfig(**parts)
 
 
 # --------------------------------------------------------------------------------------------- running
@@ -293,11 +169,6 @@ def write_run_dir(
         title = config.title()
         plot_loss(history, title, staging / "loss")
         plot_accuracy(history, title, staging / "accuracy")
-
-
-def resolve_run_config(config: RunConfig) -> RunConfig:
-    """``config`` with its data source pinned (see :func:`digitnet.data.resolve_data_config`)."""
-    return replace(config, data=resolve_data_config(config.data))
 
 
 def resume_path(run_dir: Path) -> Path:
@@ -488,6 +359,19 @@ def _refuse_diverged(path: Path, payload: dict[str, Any]) -> None:
         raise CheckpointError(f"{path}: the weights hold NaN or infinity (the run diverged); retrain it")
 
 
+def _normalization(data: Any, path: Path) -> NormStats:
+    """The pixel normalisation saved beside the weights: two finite numbers, or the checkpoint is refused."""
+    names = {f.name for f in fields(NormStats)}
+    if not isinstance(data, dict) or set(data) != names:
+        raise CheckpointError(f"{path.name} normalization: expected {', '.join(sorted(names))}, got {data!r}")
+    values = {k: data[k] for k in names}
+    if not all(
+        isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) for v in values.values()
+    ):
+        raise CheckpointError(f"{path.name} normalization: expected finite numbers, got {data!r}")
+    return NormStats(**{k: float(v) for k, v in values.items()})
+
+
 @dataclass(frozen=True)
 class Checkpoint:
     """A trained model rebuilt from ``model.pt``, with what is needed to feed it new digits."""
@@ -528,208 +412,21 @@ def load_checkpoint(run_dir: Path, device: torch.device | None = None) -> Checkp
         raise CheckpointError(
             f"{path}: weights do not fit a {describe_model(config.model)} ({detail})"
         ) from None
-    stats = dataclass_from_dict(NormStats, payload.get("normalization"), f"{path.name} normalization")
+    stats = _normalization(payload.get("normalization"), path)
     if device is not None:
         model = model.to(device)
     model.eval()
     return Checkpoint(config, model, stats)
 
 
-# ------------------------------------------------------------------------------- settings by name
-
-
-@dataclass(frozen=True)
-class Setting:
-    """One user-facing setting: where it lives in :class:`RunConfig` and how to read it from text."""
-
-    section: str
-    field: str
-    parse: Callable[[str], Any]
-
-
-def _parse_bool(text: str) -> bool:
-    lowered = text.strip().lower()
-    if lowered in ("1", "true", "yes", "on"):
-        return True
-    if lowered in ("0", "false", "no", "off"):
-        return False
-    raise ValueError(f"expected true/false, got {text!r}")
-
-
-def _parse_hidden(text: str) -> tuple[int, ...]:
-    from digitnet.models import parse_hidden
-
-    return parse_hidden(text)
-
-
-def _parse_channels(text: str) -> tuple[int, ...]:
-    from digitnet.models import parse_hidden
-
-    return parse_hidden(text, flag="--channels")
-
-
-# The names users type (CLI flags without dashes, compare factors, --variant keys, presets).
-SETTINGS: dict[str, Setting] = {
-    "dataset": Setting("data", "dataset", str),
-    "data-dir": Setting("data", "data_dir", str),
-    "csv": Setting("data", "csv", str),
-    "normalize": Setting("data", "normalize", str),
-    "augment": Setting("data", "augment", _parse_bool),
-    "model": Setting("model", "name", str),
-    "hidden": Setting("model", "hidden_sizes", _parse_hidden),
-    "dropout": Setting("model", "dropout", float),
-    "channels": Setting("model", "channels", _parse_channels),
-    "optimizer": Setting("optim", "name", str),
-    "lr": Setting("optim", "lr", float),
-    "momentum": Setting("optim", "momentum", float),
-    "weight-decay": Setting("optim", "weight_decay", float),
-    "schedule": Setting("optim", "schedule", str),
-    "epochs": Setting("train", "epochs", int),
-    "batch-size": Setting("train", "batch_size", int),
-    "seed": Setting("train", "seed", int),
-    "device": Setting("train", "device", str),
-    "threads": Setting("train", "threads", int),
-    "eval-batch-size": Setting("train", "eval_batch_size", int),
-}
-
-
-def parse_setting(name: str, text: str) -> Any:
-    """Read ``text`` as a value of setting ``name`` (``lr`` → float, ``hidden`` → widths, ...)."""
-    if name not in SETTINGS:
-        raise ConfigError(f"unknown setting {name!r}; known: {', '.join(SETTINGS)}")
-    try:
-        return SETTINGS[name].parse(text)
-    except ValueError as error:
-        raise ConfigError(f"{name}={text}: {error}") from None
-
-
-def parse_assignments(text: str) -> dict[str, Any]:
-    """``"lr=0.001 dropout=0.2"`` → ``{"lr": 0.001, "dropout": 0.2}`` (a ``--variant``)."""
-    values: dict[str, Any] = {}
-    for part in text.split():
-        name, sep, value = part.partition("=")
-        if not sep or not value:
-            raise ConfigError(f"--variant {text!r}: expected name=value pairs like 'lr=0.001 dropout=0.2'")
-        values[name] = parse_setting(name, value)
-    return values
-
-
-def make_run_config(settings: dict[str, Any]) -> RunConfig:
-    """Build a :class:`RunConfig` from named settings; unknown names are an error, never ignored.
-
-    Each section is built once from the settings that name it, so family defaults (dropout 0.2 for
-    ``nmlp``, dense widths for ``cnn``) apply to whatever was not given.
-    """
-    unknown = sorted(set(settings) - set(SETTINGS))
-    if unknown:
-        raise ConfigError(f"unknown setting(s) {', '.join(unknown)}; known: {', '.join(SETTINGS)}")
-    sections: dict[str, dict[str, Any]] = {"data": {}, "model": {}, "optim": {}, "train": {}}
-    for name, value in settings.items():
-        if value is not None:
-            setting = SETTINGS[name]
-            sections[setting.section][setting.field] = value
-    return RunConfig(
-        data=DataConfig(**sections["data"]),
-        model=ModelConfig(**sections["model"]),
-        optim=OptimConfig(**sections["optim"]),
-        train=TrainConfig(**sections["train"]),
-    )
-
-
-# Recipes measured by scripts/ and documented in the README; explicit options given beside one win.
-PRESETS: dict[str, dict[str, Any]] = {
-    # The assignments' baseline: MLP 784-100-50-10, SGD lr 0.01, batch 32, 10 epochs (the defaults).
-    "baseline": {},
-    # 99% test accuracy in under 20 s of wall clock on 2 CPU cores, start-up included: a LeNet with
-    # half the channels (4× fewer conv-2 FLOPs), Adam with a one-cycle schedule, 3 epochs of batch 256
-    # (convolutions use the cores better at 256 than 128), evaluated in batches of 512 (LeNet's
-    # inference is ~1.4× faster there than at 2048). Measured by scripts/presets.py.
-    "fast": {
-        "model": "cnn",
-        "channels": (8, 16),
-        "optimizer": "adam",
-        "lr": 0.01,
-        "schedule": "onecycle",
-        "batch-size": 256,
-        "epochs": 3,
-        "eval-batch-size": 512,
-    },
-    # The best MLP measured here: wider (1024-512) with BatchNorm and dropout 0.3, AdamW with weight decay
-    # and a one-cycle schedule, and augmentation, which an MLP (no built-in translation invariance)
-    # needs more than a CNN does. 15 epochs.
-    "best-mlp": {
-        "model": "bn",
-        "hidden": (1024, 512),
-        "dropout": 0.3,
-        "optimizer": "adamw",
-        "lr": 0.003,
-        "weight-decay": 0.01,
-        "schedule": "onecycle",
-        "batch-size": 128,
-        "epochs": 15,
-        "augment": True,
-    },
-    # The best CNN without augmentation: the VGG-style network (two 3×3 convolutions per stage, 32 and 64
-    # channels, BatchNorm, one dense layer of 256), AdamW one-cycle lr 0.003, batch 128, 12 epochs. It
-    # fits the training split almost exactly by the end, hence the heavy dropout (0.5) and weight decay
-    # (0.05). The BatchNorm LeNet with these settings (15 epochs) averaged just under 99.4% over three
-    # seeds; the extra depth is what moved it (docs/results/presets).
-    "best-cnn": {
-        "model": "vgg",
-        "channels": (32, 64),
-        "hidden": (256,),
-        "dropout": 0.5,
-        "optimizer": "adamw",
-        "lr": 0.003,
-        "weight-decay": 0.05,
-        "schedule": "onecycle",
-        "batch-size": 128,
-        "epochs": 12,
-    },
-    # best-cnn's network with augmentation (±10°, ≤2 px): the augmented digits keep it from fitting the
-    # training split exactly, so it takes the lighter regularisation (dropout 0.3, weight decay 0.01)
-    # and, BatchNorm permitting, a peak lr of 0.01; 15 epochs. The same settings on the BatchNorm LeNet
-    # (20 epochs) averaged 99.53% over three seeds, short of 99.6; the deeper network is what moved it.
-    "best-cnn-aug": {
-        "model": "vgg",
-        "channels": (32, 64),
-        "hidden": (256,),
-        "dropout": 0.3,
-        "optimizer": "adamw",
-        "lr": 0.01,
-        "weight-decay": 0.01,
-        "schedule": "onecycle",
-        "batch-size": 128,
-        "epochs": 15,
-        "augment": True,
-    },
-}
-
-
-def preset_settings(name: str | None) -> dict[str, Any]:
-    """The settings of preset ``name`` (``None``: no preset)."""
-    if name is None:
-        return {}
-    if name not in PRESETS:
-        raise ConfigError(f"--preset: expected one of {', '.join(PRESETS)}, got {name!r}")
-    return dict(PRESETS[name])
-
-
 __all__ = [
-    "PRESETS",
-    "SETTINGS",
+    "CHECKPOINT_FORMAT",
     "Checkpoint",
-    "RunConfig",
     "RunResult",
     "RunStart",
-    "dataclass_from_dict",
     "load_checkpoint",
-    "make_run_config",
-    "parse_assignments",
-    "parse_setting",
-    "preset_settings",
     "read_json",
-    "run_config_from_dict",
+    "resume_path",
     "run_experiment",
     "summarize",
     "write_run_dir",
