@@ -16,11 +16,13 @@ import torch
 from digitnet.data import DataConfig, augment_batch, image_grid_rows, load_split, to_tensors
 from digitnet.images import load_image, save_png, to_mnist
 from digitnet.plotting import (
+    IMAGE_FORMATS,
     plot_class_counts,
     plot_class_rows,
     plot_confusion_matrix,
     plot_digit_grid,
     plot_normalization,
+    save_figure,
 )
 from digitnet.run import load_checkpoint
 from digitnet.runtime import (
@@ -44,33 +46,34 @@ def draw_data_figures(
     generator = seed_everything(seed)
     written: list[Path] = []
     chosen = torch.randperm(len(split.train), generator=generator)[:64]
-    written += plot_digit_grid(
+    figure = plot_digit_grid(
         split.train.images[chosen].numpy(),
         [str(int(v)) for v in split.train.labels[chosen]],
-        out_dir / "samples",
         f"64 random training digits ({split.source}) with their labels",
     )
+    written += save_figure(figure, out_dir / "samples", IMAGE_FORMATS)
     rows = image_grid_rows(split.train, per_class=10, generator=generator)
-    written += plot_class_rows(rows.numpy(), out_dir / "classes", "ten training examples of each digit")
+    figure = plot_class_rows(rows.numpy(), "ten training examples of each digit")
+    written += save_figure(figure, out_dir / "classes", IMAGE_FORMATS)
     counts = {name: getattr(split, name).class_counts() for name in ("train", "val", "test")}
-    written += plot_class_counts(
+    figure = plot_class_counts(
         {"train": counts["train"], "validation": counts["val"], "test": counts["test"]},
-        out_dir / "class_counts",
         f"digits per class in each split ({split.source}, stratified 80/20)",
     )
+    written += save_figure(figure, out_dir / "class_counts")
     # Augmentation: each row is one digit, first the original, then seven random draws.
     originals = split.train.images[chosen[:6]].to(torch.float32).unsqueeze(1)  # (6, 1, 28, 28)
     repeated = originals.repeat_interleave(7, dim=0)
     augmented = augment_batch(repeated, generator).clamp(0, 255).reshape(6, 7, 28, 28)
     panel = torch.cat([originals.reshape(6, 1, 28, 28), augmented], dim=1).reshape(-1, 28, 28)
     captions = ["original" if i % 8 == 0 else "augmented" for i in range(len(panel))]
-    written += plot_digit_grid(
+    figure = plot_digit_grid(
         np.asarray(panel.round().to(torch.uint8)),
         captions,
-        out_dir / "augmentation",
         "--augment: random rotation ±10° and shift ≤2 px, drawn fresh every epoch",
     )
-    written += plot_normalization(split.train.images, out_dir / "normalization")
+    written += save_figure(figure, out_dir / "augmentation", IMAGE_FORMATS)
+    written += save_figure(plot_normalization(split.train.images), out_dir / "normalization", IMAGE_FORMATS)
     table = (tables_dir or out_dir) / "class_counts.md"
     atomic_write_text(table, class_counts_markdown(counts))
     written.append(table)
@@ -150,7 +153,8 @@ def evaluate_run(run_dir: Path, out_dir: Path | None = None, gallery_size: int =
         report = classification_report(y_true, y_pred, labels=list(range(10)), digits=4, zero_division=0)
         atomic_write_text(staging / "classification_report.txt", report)
         matrix = confusion_matrix(y_true, y_pred, labels=list(range(10)))
-        plot_confusion_matrix(matrix, staging / "confusion_matrix", f"confusion matrix · {config.title()}")
+        figure = plot_confusion_matrix(matrix, f"confusion matrix · {config.title()}")
+        save_figure(figure, staging / "confusion_matrix")
         images = split.test.images.numpy()
         wrong = torch.nonzero(predicted != truth).flatten()
         right = torch.nonzero(predicted == truth).flatten()
@@ -158,9 +162,10 @@ def evaluate_run(run_dir: Path, out_dir: Path | None = None, gallery_size: int =
         def gallery(indices: torch.Tensor, name: str, title: str, color: str) -> None:
             picked = indices[:gallery_size]
             captions = [f"{int(truth[i])} → {int(predicted[i])} ({float(confidence[i]):.2f})" for i in picked]
-            plot_digit_grid(
-                images[picked.numpy()], captions, staging / name, title, caption_colors=[color] * len(picked)
+            figure = plot_digit_grid(
+                images[picked.numpy()], captions, title, caption_colors=[color] * len(picked)
             )
+            save_figure(figure, staging / name, IMAGE_FORMATS)
 
         gallery(
             wrong, "misclassified", f"misclassified test digits ({len(wrong)} of {len(truth)})", "tab:red"

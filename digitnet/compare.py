@@ -573,7 +573,7 @@ def run_sweep(
     Runs live in ``runs_dir`` (default ``out_dir/runs``); sweeps that share one reuse each other's
     identical runs, since a run's directory is named by its config hash alone.
     """
-    from digitnet.plotting import plot_sweep
+    from digitnet.plotting import plot_sweep, save_figure
 
     cells = plan_sweep(spec)
     planned = run_configs(spec, cells)
@@ -589,7 +589,8 @@ def run_sweep(
     atomic_write_text(files[0], results_csv(results))
     atomic_write_text(files[1], results_markdown(spec, results, summary))
     atomic_write_text(files[2], runs_csv(records))
-    files += plot_sweep(spec.factor, [sweep_series(result) for result in results], out_dir)
+    for name, figure in plot_sweep(spec.factor, [sweep_series(result) for result in results]).items():
+        files += save_figure(figure, out_dir / name)
     trained = sum(1 for r in records if not r.cached)
     return SweepResult(spec, out_dir, results, trained, len(records) - trained, summary, files)
 

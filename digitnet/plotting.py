@@ -1,7 +1,13 @@
-"""Figures, drawn headless with matplotlib and written atomically as PNG (and SVG where asked).
+"""Figures as values: each function takes measured numbers and returns a matplotlib ``Figure``.
 
-Each function takes measured values (a :class:`~digitnet.trainer.History`, images, counts) and a path stem,
-and returns the files it wrote. Nothing here trains or evaluates: figures show what was measured.
+Nothing here trains, evaluates or writes: a notebook shows the returned figure inline, and the run and
+report layers write it with :func:`save_figure` (PNG, plus SVG for line plots, each atomically). No
+pyplot state is used, so no backend has to be chosen and nothing leaks between figures.
+
+```python
+history = History.from_dict(json.load(open(run_dir / "history.json")))
+figure = plot_loss(history)  # a Figure; nothing written
+```
 
 ```pycon
 >>> moving_average([1.0, 2.0, 3.0, 4.0], window=2)
@@ -19,10 +25,6 @@ from pathlib import Path
 from typing import Any
 
 import matplotlib
-
-matplotlib.use("Agg")  # files only: no display on servers, CI, or the docs build
-
-import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
@@ -30,9 +32,8 @@ from matplotlib.ticker import MaxNLocator
 from digitnet.runtime import atomic_write_bytes
 from digitnet.trainer import History
 
-plt.rcParams["svg.hashsalt"] = "digitnet"  # stable SVG ids: unchanged data, unchanged file
-
 FORMATS = ("png", "svg")
+IMAGE_FORMATS = ("png",)  # grids of digits: an SVG of hundreds of bitmaps is larger and no sharper
 
 
 def moving_average(values: Sequence[float], window: int = 10) -> list[float]:
@@ -53,29 +54,34 @@ def moving_average(values: Sequence[float], window: int = 10) -> list[float]:
 
 
 def save_figure(figure: Figure, stem: Path, formats: Sequence[str] = FORMATS) -> list[Path]:
-    """Write ``figure`` as ``stem.png`` (and ``stem.svg``), each atomically, then close it."""
+    """Write ``figure`` as ``stem.png`` (and ``stem.svg``), each atomically: the one place figures
+    become files."""
     written = []
-    try:
-        for fmt in formats:
-            buffer = io.BytesIO()
-            # A fixed SVG hash salt and no date keep re-renders byte-identical for unchanged data.
-            metadata: dict[str, Any] = {"Date": None} if fmt == "svg" else {}
+    for fmt in formats:
+        buffer = io.BytesIO()
+        # A fixed SVG hash salt and no date keep re-renders byte-identical for unchanged data.
+        metadata: dict[str, Any] = {"Date": None} if fmt == "svg" else {}
+        with matplotlib.rc_context({"svg.hashsalt": "digitnet"}):
             figure.savefig(buffer, format=fmt, dpi=120, bbox_inches="tight", metadata=metadata)
-            path = stem.with_suffix(f".{fmt}")
-            atomic_write_bytes(path, buffer.getvalue())
-            written.append(path)
-    finally:
-        plt.close(figure)
+        path = stem.with_suffix(f".{fmt}")
+        atomic_write_bytes(path, buffer.getvalue())
+        written.append(path)
     return written
 
 
-def plot_loss(history: History, title: str, stem: Path, window: int = 10) -> list[Path]:
+def _figure(width: float, height: float) -> Figure:
+    """A new figure outside pyplot: it is garbage-collected like any object, never shown by accident."""
+    return Figure(figsize=(width, height))
+
+
+def plot_loss(history: History, title: str = "", window: int = 10) -> Figure:
     """Per-iteration training loss, its moving average, and per-epoch train/validation loss.
 
     The x axis is in epochs (iteration i of an epoch of S steps sits at epoch + i/S), so the per-epoch
     points land where the epoch ended.
     """
-    figure, axes = plt.subplots(figsize=(7.5, 4.2))
+    figure = _figure(7.5, 4.2)
+    axes = figure.subplots()
     losses = np.asarray(history.iteration_loss, dtype=np.float64)
     n_epochs = max(len(history.epochs), 1)
     steps_per_epoch = max(1, len(losses) // n_epochs) if history.epochs else max(1, len(losses))
@@ -108,15 +114,17 @@ def plot_loss(history: History, title: str, stem: Path, window: int = 10) -> lis
         axes.set_ylim(0, min(float(np.percentile(finite, 99.5)) * 1.1, float(finite.max()) * 1.05))
     axes.set_xlabel("epoch")
     axes.set_ylabel("cross-entropy loss")
-    axes.set_title(title, fontsize=10)
+    if title:
+        axes.set_title(title, fontsize=10)
     axes.grid(alpha=0.3)
     axes.legend(fontsize=8)
-    return save_figure(figure, stem)
+    return figure
 
 
-def plot_accuracy(history: History, title: str, stem: Path) -> list[Path]:
+def plot_accuracy(history: History, title: str = "") -> Figure:
     """Train and validation accuracy per epoch, in percent."""
-    figure, axes = plt.subplots(figsize=(7.5, 4.2))
+    figure = _figure(7.5, 4.2)
+    axes = figure.subplots()
     epochs = [r.epoch for r in history.epochs]
     axes.plot(
         epochs, [100 * r.train_accuracy for r in history.epochs], "o-", color="tab:orange", label="train"
@@ -134,24 +142,25 @@ def plot_accuracy(history: History, title: str, stem: Path) -> list[Path]:
     axes.set_xlabel("epoch")
     axes.xaxis.set_major_locator(MaxNLocator(integer=True))
     axes.set_ylabel("accuracy (%)")
-    axes.set_title(title, fontsize=10)
+    if title:
+        axes.set_title(title, fontsize=10)
     axes.grid(alpha=0.3)
     axes.legend(fontsize=8)
-    return save_figure(figure, stem)
+    return figure
 
 
 def plot_digit_grid(
     images: np.ndarray,
     captions: Sequence[str],
-    stem: Path,
     title: str,
     columns: int = 8,
     caption_colors: Sequence[str] | None = None,
-) -> list[Path]:
+) -> Figure:
     """A grid of 28×28 digits with a caption above each (labels, or ``true → predicted``)."""
     count = len(images)
     rows = max(1, -(-count // columns))
-    figure, axes_grid = plt.subplots(rows, columns, figsize=(columns * 1.1, rows * 1.25), squeeze=False)
+    figure = _figure(columns * 1.1, rows * 1.25)
+    axes_grid = figure.subplots(rows, columns, squeeze=False)
     for index, axes in enumerate(axes_grid.flat):
         axes.axis("off")
         if index < count:
@@ -159,15 +168,14 @@ def plot_digit_grid(
             color = caption_colors[index] if caption_colors else "black"
             axes.set_title(captions[index], fontsize=8, color=color)
     figure.suptitle(title, fontsize=10)
-    return save_figure(figure, stem, ("png",))
+    return figure
 
 
-def plot_class_rows(rows: np.ndarray, stem: Path, title: str) -> list[Path]:
+def plot_class_rows(rows: np.ndarray, title: str) -> Figure:
     """One row of examples per digit class: ``rows`` is (10, per_class, 28, 28)."""
     classes, per_class = rows.shape[:2]
-    figure, axes_grid = plt.subplots(
-        classes, per_class, figsize=(per_class * 0.8, classes * 0.85), squeeze=False
-    )
+    figure = _figure(per_class * 0.8, classes * 0.85)
+    axes_grid = figure.subplots(classes, per_class, squeeze=False)
     for digit in range(classes):
         for column in range(per_class):
             axes = axes_grid[digit, column]
@@ -177,12 +185,13 @@ def plot_class_rows(rows: np.ndarray, stem: Path, title: str) -> list[Path]:
             if column == 0:
                 axes.set_ylabel(str(digit), rotation=0, labelpad=10, fontsize=10)
     figure.suptitle(title, fontsize=10)
-    return save_figure(figure, stem, ("png",))
+    return figure
 
 
-def plot_class_counts(counts: dict[str, Sequence[int]], stem: Path, title: str) -> list[Path]:
+def plot_class_counts(counts: dict[str, Sequence[int]], title: str) -> Figure:
     """Grouped bars of digits per class for each part of the split (train / validation / test)."""
-    figure, axes = plt.subplots(figsize=(7.5, 3.8))
+    figure = _figure(7.5, 3.8)
+    axes = figure.subplots()
     width = 0.8 / max(len(counts), 1)
     classes = np.arange(10)
     for offset, (name, values) in enumerate(counts.items()):
@@ -193,7 +202,7 @@ def plot_class_counts(counts: dict[str, Sequence[int]], stem: Path, title: str) 
     axes.set_title(title, fontsize=10)
     axes.legend(fontsize=8)
     axes.grid(axis="y", alpha=0.3)
-    return save_figure(figure, stem)
+    return figure
 
 
 __all__ = [
@@ -263,16 +272,17 @@ def _numeric_axis(factor: str, series: Sequence[SweepSeries]) -> tuple[bool, str
     return numeric, scale
 
 
-def plot_sweep(factor: str, series: Sequence[SweepSeries], out_dir: Path) -> list[Path]:
-    """The sweep's figures: an overlay per curve (mean line, ±std band), final accuracy and training
-    time against the value with error bars."""
-    written: list[Path] = []
-    colors = plt.get_cmap("viridis" if len(series) > 10 else "tab10")
+def plot_sweep(factor: str, series: Sequence[SweepSeries]) -> dict[str, Figure]:
+    """The sweep's figures by file name: an overlay per curve (mean line, ±std band), and ``final``:
+    final accuracy and training time against the value, with error bars."""
+    figures: dict[str, Figure] = {}
+    colors = matplotlib.colormaps["viridis" if len(series) > 10 else "tab10"]
     palette = [
         colors(i / max(len(series) - 1, 1)) if len(series) > 10 else colors(i) for i in range(len(series))
     ]
     for metric, label in CURVE_LABELS.items():
-        figure, axes = plt.subplots(figsize=(7.5, 4.4))
+        figure = _figure(7.5, 4.4)
+        axes = figure.subplots()
         scale = 100.0 if "accuracy" in metric else 1.0
         for color, s in zip(palette, series, strict=True):
             epochs, mean, std = mean_band(s.curves[metric])
@@ -287,11 +297,12 @@ def plot_sweep(factor: str, series: Sequence[SweepSeries], out_dir: Path) -> lis
         axes.set_title(f"{label} per epoch, by {factor} (mean ± std over seeds)", fontsize=10)
         axes.grid(alpha=0.3)
         axes.legend(fontsize=7, ncol=2 if len(series) > 6 else 1)
-        written += save_figure(figure, out_dir / metric)
+        figures[metric] = figure
 
     numeric, axis_scale = _numeric_axis(factor, series)
     groups = list(dict.fromkeys(s.group for s in series))
-    figure, (acc_axes, time_axes) = plt.subplots(1, 2, figsize=(11, 4.2))
+    figure = _figure(11, 4.2)
+    acc_axes, time_axes = figure.subplots(1, 2)
     for index, group in enumerate(groups):
         members = [s for s in series if s.group == group]
         positions = [float(s.value) for s in members] if numeric else list(range(len(members)))
@@ -335,29 +346,32 @@ def plot_sweep(factor: str, series: Sequence[SweepSeries], out_dir: Path) -> lis
     time_axes.set_title("time cost", fontsize=10)
     if len(groups) > 1:
         time_axes.legend(fontsize=7)
-    written += save_figure(figure, out_dir / "final")
-    return written
+    figures["final"] = figure
+    return figures
 
 
-def plot_confusion_matrix(matrix: np.ndarray, stem: Path, title: str) -> list[Path]:
+def plot_confusion_matrix(matrix: np.ndarray, title: str) -> Figure:
     """Counts of true (rows) × predicted (columns) digits, drawn by scikit-learn's display."""
     from sklearn.metrics import ConfusionMatrixDisplay
 
-    figure, axes = plt.subplots(figsize=(6.4, 5.6))
+    figure = _figure(6.4, 5.6)
+
+    axes = figure.subplots()
     ConfusionMatrixDisplay(matrix, display_labels=list(range(10))).plot(
         ax=axes, cmap="Blues", colorbar=False, values_format="d"
     )
     axes.set_title(title, fontsize=9)
-    return save_figure(figure, stem)
+    return figure
 
 
-def plot_normalization(train_images: Any, stem: Path) -> list[Path]:
+def plot_normalization(train_images: Any) -> Figure:
     """One real digit under each ``--normalize`` mode, and the training pixels' histogram after
     ``standard``: the same picture, different numbers fed to the first layer."""
     from digitnet.data import NORMALIZATIONS, normalization_stats
 
     digit = train_images[0].double()
-    figure, axes = plt.subplots(1, 4, figsize=(13, 3.0))
+    figure = _figure(13, 3.0)
+    axes = figure.subplots(1, 4)
     for panel, mode in zip(axes[:3], NORMALIZATIONS, strict=True):
         stats = normalization_stats(train_images, mode)
         shown = ((digit - stats.mean) / stats.std).numpy()
@@ -370,4 +384,4 @@ def plot_normalization(train_images: Any, stem: Path) -> list[Path]:
     axes[3].hist(pixels, bins=60, color="tab:blue")
     axes[3].set_yscale("log")
     axes[3].set_title("training pixels after standard\n(mean 0, std 1; most are background)", fontsize=9)
-    return save_figure(figure, stem, ("png",))
+    return figure

@@ -1,7 +1,8 @@
 """One reproducible run: config in, run directory out.
 
-:func:`run_experiment` takes a :class:`~digitnet.settings.RunConfig`, loads the data, seeds, builds the
-model and optimizer, calls :func:`digitnet.trainer.train`, and writes a run directory atomically::
+[run_experiment][digitnet.run.run_experiment] takes a [RunConfig][digitnet.settings.RunConfig], loads the
+data, seeds, builds the model and optimizer, calls [fit][digitnet.trainer.fit], measures the test set
+once, and writes a run directory atomically::
 
     config.json    the full config, its cache key, and the environment (versions, device, threads)
     history.json   per-epoch metrics and per-iteration losses (history.csv: the per-epoch table)
@@ -37,7 +38,7 @@ from digitnet.data import NormStats, Split, describe_split, load_split, to_tenso
 from digitnet.errors import CheckpointError, ConfigError, DigitnetError
 from digitnet.models import build_model, count_parameters, describe_model, planned_parameters
 from digitnet.optim import build_optimizer, build_scheduler
-from digitnet.plotting import plot_accuracy, plot_loss
+from digitnet.plotting import plot_accuracy, plot_loss, save_figure
 from digitnet.runtime import (
     atomic_directory,
     atomic_write_bytes,
@@ -51,7 +52,7 @@ from digitnet.runtime import (
     using_threads,
 )
 from digitnet.settings import RunConfig, resolve_run_config, run_config_from_dict
-from digitnet.trainer import EpochCallback, EpochRecord, History, train
+from digitnet.trainer import EpochCallback, EpochRecord, History, evaluate, fit
 
 CHECKPOINT_FORMAT = 1
 
@@ -167,8 +168,8 @@ def write_run_dir(
         atomic_write_json(staging / "summary.json", summary)
         atomic_write_bytes(staging / "model.pt", checkpoint)
         title = config.title()
-        plot_loss(history, title, staging / "loss")
-        plot_accuracy(history, title, staging / "accuracy")
+        save_figure(plot_loss(history, title), staging / "loss")
+        save_figure(plot_accuracy(history, title), staging / "accuracy")
 
 
 def resume_path(run_dir: Path) -> Path:
@@ -310,9 +311,12 @@ def run_experiment(
             if on_epoch is not None:
                 on_epoch(record)
 
-        history = train(
+        history = fit(
             model, optimizer, tensors, config.train, generator, scheduler, checkpoint_then_report, history
         )
+        if history.status != "interrupted":  # the test set is measured once, after training
+            test = evaluate(model, tensors.test_x, tensors.test_y, config.train.eval_batch_size)
+            history.test_loss, history.test_accuracy = test.loss, test.accuracy
         summary = summarize(config, history, split, parameters, time.perf_counter() - started)
         environment = environment_info(device)
         # An interrupted run keeps the weights of its last finished epoch, which its history describes.

@@ -1,19 +1,26 @@
 """The training loop and evaluation, written out so students can read every step.
 
-:func:`train` receives already-built objects (model, optimizer, optional scheduler, tensors) and returns a
-typed :class:`History`; it never prints. :func:`evaluate` runs under ``torch.inference_mode()`` in
+:func:`train_one_epoch` is the loop every tutorial writes (forward, loss, backward, step) and returns the
+epoch's :class:`EpochStats`; :func:`fit` repeats it for the configured epochs, validating after each, and
+returns a typed :class:`History`. Both receive already-built objects (model, optimizer, optional
+scheduler, tensors) and never print. :func:`evaluate` runs under ``torch.inference_mode()`` in
 ``model.eval()`` and returns a typed :class:`EvalResult`.
 
 Speed without obscurity: the loop keeps each batch loss as a tensor and reads them all once per epoch
 (no ``.item()`` per step, which would stall a GPU), checks for divergence every few steps rather than every
-step, and the optimizer is fused where PyTorch offers it (see :mod:`digitnet.optim`).
+step, and the optimizer is fused where PyTorch offers it (see [digitnet.optim][]).
+
+```python
+history = fit(model, optimizer, tensors, TrainConfig(epochs=5), generator)
+print(history.epochs[-1].val_accuracy)
+```
 """
 
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
@@ -132,13 +139,65 @@ def evaluate(model: nn.Module, images: Tensor, labels: Tensor, batch_size: int =
     )
 
 
-def _batch_sizes(n: int, batch_size: int) -> Tensor:
-    """Sizes of the batches an epoch yields: full ones, then the remainder."""
-    sizes = [batch_size] * (n // batch_size) + ([n % batch_size] if n % batch_size else [])
-    return torch.tensor(sizes, dtype=torch.float64)
+@dataclass(frozen=True)
+class EpochStats:
+    """What one pass over the training batches measured."""
+
+    loss: float  # mean cross-entropy per training sample (batch losses weighted by batch size)
+    accuracy: float  # share of training samples the model got right while it was learning them
+    samples: int
+    seconds: float
+    step_losses: list[float]  # one per optimizer step, in order; a NaN or inf one means divergence
+
+    @property
+    def diverged_step(self) -> int | None:
+        """The first step (from 1) whose loss was not finite, or None."""
+        return next((i for i, v in enumerate(self.step_losses, start=1) if not math.isfinite(v)), None)
 
 
-def train(
+def train_one_epoch(
+    model: nn.Module,
+    batches: Iterable[tuple[Tensor, Tensor]],
+    optimizer: Optimizer,
+    scheduler: LRScheduler | None = None,
+) -> EpochStats:
+    """One pass over ``batches``: forward, loss, backward, step, the loop every tutorial writes.
+
+    The running sums (loss × batch size, correct predictions) stay tensors and are read once at the
+    end: reading a number each step would make the CPU wait for the GPU every step. A loss that is
+    no longer finite stops the epoch at the next check (one sync every ``DIVERGENCE_CHECK_EVERY`` steps).
+    """
+    model.train()
+    started = time.perf_counter()
+    losses: list[Tensor] = []
+    correct: list[Tensor] = []
+    sizes: list[int] = []
+    for x, y in batches:
+        logits = model(x)
+        loss = F.cross_entropy(logits, y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()  # type: ignore[no-untyped-call]
+        optimizer.step()
+        if scheduler is not None:
+            scheduler.step()
+        losses.append(loss.detach())
+        correct.append((logits.detach().argmax(dim=1) == y).sum())
+        sizes.append(len(y))
+        if len(losses) % DIVERGENCE_CHECK_EVERY == 0 and not bool(torch.isfinite(loss)):
+            break
+    step_losses = torch.stack(losses).double().cpu()
+    weights = torch.tensor(sizes, dtype=torch.float64)
+    samples = int(weights.sum())
+    return EpochStats(
+        loss=float((step_losses * weights).sum() / samples),
+        accuracy=int(torch.stack(correct).sum()) / samples,
+        samples=samples,
+        seconds=time.perf_counter() - started,
+        step_losses=step_losses.tolist(),
+    )
+
+
+def fit(
     model: nn.Module,
     optimizer: Optimizer,
     data: TensorSplit,
@@ -148,19 +207,18 @@ def train(
     on_epoch: EpochCallback | None = None,
     history: History | None = None,
 ) -> History:
-    """Train ``model`` for ``config.epochs`` on ``data.train_*``, validating after every epoch.
+    """Train for ``config.epochs`` on ``data``'s training split, validating after every epoch.
 
     Stops early, without raising, when the loss stops being finite (``status="diverged"``) or on Ctrl-C
-    (``status="interrupted"``, keeping only the epochs that finished). Test metrics are measured once at
-    the end of a run that was not interrupted.
+    (``status="interrupted"``, keeping only the epochs that finished). The test set is not touched here:
+    it is measured once, by whoever owns the run (see [run_experiment][digitnet.run.run_experiment]).
 
     To resume, pass the ``history`` of the finished epochs with the model, optimizer, scheduler and
     random states restored as they were at the end of the last one: training continues with the next
     epoch, and the result is the same, bit for bit, as a run that was never stopped.
     """
     history = history if history is not None else History()
-    n_train = int(data.train_y.shape[0])
-    loader = batch_loader(
+    batches = batch_loader(
         data.train_x,
         data.train_y,
         config.batch_size,
@@ -169,67 +227,48 @@ def train(
         augment=data.augment,
         background=data.background,
     )
-    sizes = _batch_sizes(n_train, config.batch_size)
-    step = len(history.iteration_loss)
     try:
         for epoch in range(len(history.epochs) + 1, config.epochs + 1):
-            model.train()
-            started = time.perf_counter()
-            losses: list[Tensor] = []
-            predictions: list[Tensor] = []  # compared with the labels once per epoch, not per step
-            labels: list[Tensor] = []
-            diverged = False
-            for x, y in loader:
-                logits = model(x)
-                loss = F.cross_entropy(logits, y)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()  # type: ignore[no-untyped-call]
-                optimizer.step()
-                if scheduler is not None:
-                    scheduler.step()
-                losses.append(loss.detach())
-                predictions.append(logits.detach().argmax(dim=1))
-                labels.append(y)
-                step += 1
-                if step % DIVERGENCE_CHECK_EVERY == 0 and not bool(torch.isfinite(loss)):
-                    diverged = True
-                    break
-            epoch_losses = torch.stack(losses).double().cpu()
-            train_seconds = time.perf_counter() - started
-            finite = torch.isfinite(epoch_losses)
-            if diverged or not bool(finite.all()):
-                first_bad = int((~finite).nonzero()[0])
-                history.iteration_loss.extend(epoch_losses.tolist())
+            stats = train_one_epoch(model, batches, optimizer, scheduler)
+            if stats.diverged_step is not None:
+                history.diverged_at = {
+                    "epoch": epoch,
+                    "step": len(history.iteration_loss) + stats.diverged_step,
+                }
+                history.iteration_loss.extend(stats.step_losses)
                 history.status = "diverged"
-                history.diverged_at = {"epoch": epoch, "step": step - len(losses) + first_bad + 1}
                 break
-            seen = sizes[: len(losses)]
-            train_loss = float((epoch_losses * seen).sum() / seen.sum())
-            train_accuracy = float((torch.cat(predictions) == torch.cat(labels)).sum()) / float(seen.sum())
             eval_started = time.perf_counter()
             val = evaluate(model, data.val_x, data.val_y, config.eval_batch_size)
             record = EpochRecord(
                 epoch=epoch,
-                train_loss=train_loss,
-                train_accuracy=train_accuracy,
+                train_loss=stats.loss,
+                train_accuracy=stats.accuracy,
                 val_loss=val.loss,
                 val_accuracy=val.accuracy,
                 lr=float(optimizer.param_groups[0]["lr"]),
-                train_seconds=train_seconds,
+                train_seconds=stats.seconds,
                 eval_seconds=time.perf_counter() - eval_started,
-                samples_per_second=n_train / train_seconds if train_seconds > 0 else math.inf,
+                samples_per_second=stats.samples / stats.seconds if stats.seconds > 0 else math.inf,
             )
-            history.iteration_loss.extend(epoch_losses.tolist())
+            history.iteration_loss.extend(stats.step_losses)
             history.epochs.append(record)
             if on_epoch is not None:
                 on_epoch(record)
     except KeyboardInterrupt:
         history.status = "interrupted"
-        history.iteration_loss = history.iteration_loss[: len(history.epochs) * len(sizes)]
-        return history
-    test = evaluate(model, data.test_x, data.test_y, config.eval_batch_size)
-    history.test_loss, history.test_accuracy = test.loss, test.accuracy
+        history.iteration_loss = history.iteration_loss[: len(history.epochs) * len(batches)]
     return history
 
 
-__all__ = ["EpochRecord", "EvalResult", "History", "TrainConfig", "evaluate", "predict_logits", "train"]
+__all__ = [
+    "EpochRecord",
+    "EpochStats",
+    "EvalResult",
+    "History",
+    "TrainConfig",
+    "evaluate",
+    "fit",
+    "predict_logits",
+    "train_one_epoch",
+]

@@ -2,7 +2,7 @@
 
 The reference loop is how the assignments train: ``torchvision.datasets.MNIST(transform=ToTensor())``
 (plus ``Normalize`` for the CNN) → ``DataLoader(batch_size, shuffle=True)`` → forward / backward / step
-with ``torch.optim.Adam(lr=1e-3)``. digitnet runs :func:`digitnet.trainer.train` on the same model, batch
+with ``torch.optim.Adam(lr=1e-3)``. digitnet runs :func:`digitnet.trainer.fit` on the same model, batch
 size and number of samples. Both use this process's torch threads. Also printed: the machine's float32
 matmul rate (the roofline the cases are compared with), evaluation throughput, peak memory, and the wall
 time of ``digitnet compare lr --epochs 3`` at its default values.
@@ -36,7 +36,7 @@ from digitnet.data import DataConfig, TensorSplit, find_mnist_files, load_split,
 from digitnet.models import ModelConfig, build_model
 from digitnet.optim import OptimConfig, build_optimizer
 from digitnet.runtime import seed_everything
-from digitnet.trainer import TrainConfig, evaluate, train
+from digitnet.trainer import TrainConfig, evaluate, fit
 
 
 @dataclass(frozen=True)
@@ -223,7 +223,7 @@ def digitnet_throughput(case: Case, tensors: TensorSplit, samples: int, seed: in
     generator = seed_everything(seed)
     model = build_model(case.model)
     optimizer = build_optimizer(model.parameters(), OptimConfig("adam", lr=1e-3))
-    history = train(
+    history = fit(
         model, optimizer, subset, TrainConfig(epochs=1, batch_size=case.batch_size, seed=seed), generator
     )
     train_rate = history.epochs[0].samples_per_second

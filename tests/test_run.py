@@ -124,3 +124,20 @@ def test_settings_by_name() -> None:
     with pytest.raises(ConfigError, match="unknown setting"):
         make_run_config({"lr": 0.1, "epoch": 3})
     assert make_run_config({"model": "nmlp"}).model.dropout == 0.2
+
+
+def test_figures_are_values_drawn_from_a_saved_history(finished_run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """A notebook can redraw a run's figures from its history.json: Figures come back, nothing is written."""
+    from matplotlib.figure import Figure
+
+    from digitnet.plotting import plot_accuracy, plot_loss
+    from digitnet.trainer import History
+
+    before = sorted(p.name for p in finished_run.run_dir.iterdir()), sorted(tmp_path.iterdir())
+    with (finished_run.run_dir / "history.json").open() as handle:
+        history = History.from_dict(json.load(handle))
+    loss, accuracy = plot_loss(history), plot_accuracy(history)
+    assert isinstance(loss, Figure) and isinstance(accuracy, Figure)
+    assert len(loss.axes[0].lines) >= 4  # per iteration, moving average, train and validation per epoch
+    assert [line.get_xdata().tolist() for line in accuracy.axes[0].lines[:2]] == [[1, 2], [1, 2]]
+    assert (sorted(p.name for p in finished_run.run_dir.iterdir()), sorted(tmp_path.iterdir())) == before
