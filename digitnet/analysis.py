@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from digitnet.data import DataConfig, augment_batch, image_grid_rows, load_split, to_tensors
+from digitnet.data import augment_batch, image_grid_rows, load_split, to_tensors
 from digitnet.images import load_image, save_png, to_mnist
 from digitnet.plotting import (
     IMAGE_FORMATS,
@@ -32,6 +32,7 @@ from digitnet.runtime import (
     claim_output,
     seed_everything,
 )
+from digitnet.settings import DataConfig
 from digitnet.trainer import predict_logits
 
 
@@ -202,7 +203,7 @@ class Prediction:
 def predict_files(
     run_dir: Path, paths: Sequence[Path], show: bool = False, top_k: int = 3
 ) -> list[Prediction]:
-    """Classify the user's own images, prepared the way MNIST digits were (see :mod:`digitnet.images`)."""
+    """Classify the user's own images, prepared the way MNIST digits were (see [digitnet.images][])."""
     checkpoint = load_checkpoint(run_dir)
     prepared = [(path, to_mnist(load_image(path))) for path in paths]  # every file checked before writing
     stats = checkpoint.normalization

@@ -1,6 +1,7 @@
 """The ``digitnet`` command line: each option is one setting, each command calls one library function.
 
-Only this module knows about Typer and only this module prints. A :class:`~digitnet.errors.DigitnetError`
+Only this module knows about Typer and only this module prints. A
+[DigitnetError][digitnet.errors.DigitnetError]
 becomes one line on stderr and exit code 2 (``--debug`` shows the traceback instead).
 """
 
@@ -60,7 +61,8 @@ def _terminated(signum: int, frame: object) -> None:
 
 
 def friendly(command: Callable[P, R]) -> Callable[P, R]:
-    """Turn a :class:`DigitnetError` raised by ``command`` into one line and exit code 2, and Ctrl-C or
+    """Turn a [DigitnetError][digitnet.errors.DigitnetError] raised by ``command`` into one line and exit
+    code 2, and Ctrl-C or
     SIGTERM into one line and exit code 130 or 143 (click would print "Aborted!" and exit 1)."""
 
     @functools.wraps(command)
@@ -189,7 +191,7 @@ def run_settings(
 
 def _progress(unit: str) -> Progress:
     """A live bar on a terminal; when stderr is a file or pipe, rich draws nothing until the end, so
-    :func:`_log_line` prints a plain line per step instead."""
+    ``_log_line`` prints a plain line per step instead."""
     return Progress(
         TextColumn(f"[bold]{unit}"),
         MofNCompleteColumn(),

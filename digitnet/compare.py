@@ -367,7 +367,7 @@ def execute(
     """Train what is missing from ``runs_dir`` and return every run's record.
 
     ``backend="local"`` trains in ``jobs`` processes on this machine; ``"ray"`` as Ray tasks (see
-    :mod:`digitnet.distributed`). Either way each run lands in ``runs_dir/<key>`` through the same
+    ``digitnet.distributed``). Either way each run lands in ``runs_dir/<key>`` through the same
     atomic write, so caching and resume do not depend on the backend.
     """
     if jobs < 1:

@@ -45,7 +45,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from digitnet.errors import ConfigError, DataError
 from digitnet.runtime import atomic_directory, atomic_write_text, check_memory
-from digitnet.settings import DATASETS, NORMALIZATIONS, DataConfig, Normalization
+from digitnet.settings import DataConfig, Normalization
 
 DATA_ENV_VAR = "DIGITNET_DATA"
 IMAGE_SIZE = 28
@@ -196,7 +196,8 @@ def read_idx(path: Path, ndim: int) -> np.ndarray:
     torchvision's ``read_sn3_pascalvincent_tensor`` reads only unpacked paths, checks with ``assert``
     (stripped under ``python -O``) and is called with ``strict=False``, so a truncated file would become a
     short tensor. Here a wrong magic number, wrong rank or a byte count that disagrees with the header is
-    a :class:`DataError` naming the file. The header is read first and the body only up to the size it
+    a [DataError][digitnet.errors.DataError] naming the file. The header is read first and the body only up
+    to the size it
     declares, so neither a gzip bomb nor a huge sparse file is ever inflated into memory.
     """
     try:
@@ -413,7 +414,8 @@ def resolve_data_config(config: DataConfig) -> DataConfig:
 
 
 def load_source(config: DataConfig) -> Source:
-    """Load the source ``config`` names (``auto`` resolved by :func:`resolve_data_config`)."""
+    """Load the source ``config`` names (``auto`` resolved by
+    [resolve_data_config][digitnet.data.resolve_data_config])."""
     config = resolve_data_config(config)
     if config.dataset == "csv":
         assert config.csv is not None
@@ -441,7 +443,8 @@ def stratified_split(labels: Tensor, test_fraction: float, seed: int) -> tuple[n
 def _stratified_or_error(
     source: Source, labels: Tensor, fraction: float, seed: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`stratified_split`, with scikit-learn's error for a class too small to split in two (one
+    """[stratified_split][digitnet.data.stratified_split], with scikit-learn's error for a class too small to
+    split in two (one
     row of a digit, say) turned into one line that names the class and its count."""
     try:
         return stratified_split(labels, fraction, seed)
@@ -605,7 +608,7 @@ class BatchIndexSampler(Sampler[Tensor]):
         self.size, self.batch_size, self.shuffle, self.generator = size, batch_size, shuffle, generator
 
     def __len__(self) -> int:
-        return -(-self.size // self.batch_size)
+        return math.ceil(self.size / self.batch_size)
 
     def __iter__(self) -> Iterator[Tensor]:
         order = (
@@ -655,7 +658,7 @@ def save_split(split: Split, out_dir: Path) -> list[Path]:
 
 
 def load_saved_split(path: Path) -> dict[str, Digits]:
-    """Read back a ``split.npz`` written by :func:`save_split`."""
+    """Read back a ``split.npz`` written by [save_split][digitnet.data.save_split]."""
     try:
         with np.load(path, allow_pickle=False) as arrays:
             return {
@@ -726,10 +729,7 @@ def describe_split(split: Split) -> str:
 
 
 __all__ = [
-    "DATASETS",
     "DATA_ENV_VAR",
-    "NORMALIZATIONS",
-    "DataConfig",
     "Digits",
     "NormStats",
     "Source",

@@ -2,7 +2,8 @@
 
 MNIST digits were made in a particular way, and a model only recognises digits made the same way:
 light ink on a dark background, the ink's bounding box scaled (aspect kept, anti-aliased) to fit a 20×20
-box, then placed in a 28×28 frame so that the centre of mass sits in the middle. :func:`to_mnist`
+box, then placed in a 28×28 frame so that the centre of mass sits in the middle.
+[to_mnist][digitnet.images.to_mnist]
 repeats those steps for any size of image, dark-on-light or light-on-dark.
 
 ```pycon
@@ -117,7 +118,7 @@ def _drop_page_frame(ink: np.ndarray) -> np.ndarray:
 def to_mnist(gray: np.ndarray) -> np.ndarray:
     """(H, W) grayscale 0–255 → (28, 28) uint8, light ink on black, centred by mass like MNIST.
 
-    Raises :class:`DataError` when no ink stands out from the background.
+    Raises [DataError][digitnet.errors.DataError] when no ink stands out from the background.
     """
     from PIL import Image
 

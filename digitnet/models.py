@@ -26,10 +26,10 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from digitnet.settings import CNN_MODELS, DEFAULT_CNN_HIDDEN, MODELS, ModelConfig, parse_hidden, widths_text
+from digitnet.data import IMAGE_SIZE, NUM_CLASSES
+from digitnet.settings import CNN_MODELS, DEFAULT_CNN_HIDDEN, ModelConfig, widths_text
 
-INPUT_PIXELS = 28 * 28
-NUM_CLASSES = 10
+INPUT_PIXELS = IMAGE_SIZE * IMAGE_SIZE
 
 
 def _dense_stack(
@@ -123,7 +123,7 @@ class VGG(_ConvNet):
     BatchNorm. Stacking two 3×3 convolutions sees the same 5×5 window as LeNet's single 5×5 one but
     with a ReLU in between and fewer weights; the extra depth is what takes a CNN past 99.4% on MNIST
     without augmentation, where the LeNet above stops near 99.4%. The padding keeps every digit's
-    border in view, and the layout is channels-last for the reasons given in :class:`LeNet`.
+    border in view, and the layout is channels-last for the reasons given in [LeNet][digitnet.models.LeNet].
     """
 
     def __init__(
@@ -190,15 +190,11 @@ def describe_model(config: ModelConfig) -> str:
 
 
 __all__ = [
-    "CNN_MODELS",
     "MLP",
-    "MODELS",
     "VGG",
     "LeNet",
-    "ModelConfig",
     "build_model",
     "count_parameters",
     "describe_model",
-    "parse_hidden",
     "planned_parameters",
 ]

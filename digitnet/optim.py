@@ -23,7 +23,7 @@ import torch
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler, OneCycleLR, StepLR
 
-from digitnet.settings import OPTIMIZERS, SCHEDULES, OptimConfig
+from digitnet.settings import OptimConfig
 
 
 def _fused_or_plain(
@@ -71,4 +71,4 @@ def build_scheduler(
     return OneCycleLR(optimizer, max_lr=config.lr, total_steps=total_steps, cycle_momentum=cycle_momentum)
 
 
-__all__ = ["OPTIMIZERS", "SCHEDULES", "OptimConfig", "build_optimizer", "build_scheduler"]
+__all__ = ["build_optimizer", "build_scheduler"]

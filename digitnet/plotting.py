@@ -1,7 +1,8 @@
 """Figures as values: each function takes measured numbers and returns a matplotlib ``Figure``.
 
 Nothing here trains, evaluates or writes: a notebook shows the returned figure inline, and the run and
-report layers write it with :func:`save_figure` (PNG, plus SVG for line plots, each atomically). No
+report layers write it with [save_figure][digitnet.plotting.save_figure] (PNG, plus SVG for line plots, each
+atomically). No
 pyplot state is used, so no backend has to be chosen and nothing leaks between figures.
 
 ```python
@@ -19,6 +20,7 @@ figure = plot_loss(history)  # a Figure; nothing written
 from __future__ import annotations
 
 import io
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -158,7 +160,7 @@ def plot_digit_grid(
 ) -> Figure:
     """A grid of 28×28 digits with a caption above each (labels, or ``true → predicted``)."""
     count = len(images)
-    rows = max(1, -(-count // columns))
+    rows = max(1, math.ceil(count / columns))
     figure = _figure(columns * 1.1, rows * 1.25)
     axes_grid = figure.subplots(rows, columns, squeeze=False)
     for index, axes in enumerate(axes_grid.flat):
@@ -367,7 +369,8 @@ def plot_confusion_matrix(matrix: np.ndarray, title: str) -> Figure:
 def plot_normalization(train_images: Any) -> Figure:
     """One real digit under each ``--normalize`` mode, and the training pixels' histogram after
     ``standard``: the same picture, different numbers fed to the first layer."""
-    from digitnet.data import NORMALIZATIONS, normalization_stats
+    from digitnet.data import normalization_stats
+    from digitnet.settings import NORMALIZATIONS
 
     digit = train_images[0].double()
     figure = _figure(13, 3.0)

@@ -1,6 +1,6 @@
 """Regenerate every figure and table the docs site shows, from the project's own runs.
 
-``digitnet report`` runs each write-up's experiment through :func:`digitnet.compare.run_sweep` (so runs
+``digitnet report`` runs each write-up's experiment through ``digitnet.compare.run_sweep`` (so runs
 are cached and a rerun only trains what is missing), keeps the runs under a cache directory, and copies
 only figures and tables into the docs: ``<docs>/figures/<experiment>/`` and ``<docs>/results/<experiment>/``.
 Each results folder also gets ``command.md``, the exact ``digitnet compare`` command that reproduces it.
@@ -100,7 +100,7 @@ def run_report(
 ) -> list[Path]:
     """Run every experiment (reusing cached runs) and publish figures and tables under ``docs_dir``."""
     from digitnet.analysis import draw_data_figures, evaluate_run
-    from digitnet.data import DataConfig
+    from digitnet.settings import DataConfig
 
     written: list[Path] = []
     data_config = DataConfig(dataset="sample") if quick else DataConfig(dataset="mnist", data_dir=data_dir)

@@ -157,7 +157,8 @@ def write_run_dir(
     checkpoint: bytes,
     environment: dict[str, Any],
 ) -> None:
-    """Write every file of a run into ``run_dir``, replacing it whole (see :func:`atomic_directory`)."""
+    """Write every file of a run into ``run_dir``, replacing it whole (see
+    [atomic_directory][digitnet.runtime.atomic_directory])."""
     with atomic_directory(run_dir, "run", config.key()) as staging:
         atomic_write_json(
             staging / "config.json",
@@ -251,7 +252,7 @@ def run_experiment(
 ) -> RunResult:
     """Train one model as ``config`` says and write its run directory.
 
-    ``run_dir`` is checked first (see :func:`digitnet.runtime.claim_output`), so a bad ``--out`` fails
+    ``run_dir`` is checked first (see [claim_output][digitnet.runtime.claim_output]), so a bad ``--out`` fails
     before any training. If an earlier process of the same config stopped part-way, training resumes
     from its last finished epoch (``restart=True`` starts over). ``split`` lets a sweep load the data
     once and share it between runs; it must come from ``config.data``. An interrupted run is still
@@ -277,7 +278,7 @@ def run_experiment(
         model = build_model(config.model).to(device)
         parameters = count_parameters(model)
         optimizer = build_optimizer(model.parameters(), config.optim)
-        steps_per_epoch = -(-len(split.train) // config.train.batch_size)
+        steps_per_epoch = math.ceil(len(split.train) / config.train.batch_size)
         scheduler = build_scheduler(optimizer, config.optim, config.train.epochs, steps_per_epoch)
         live = _Resumable(model, optimizer, scheduler, generator)
         history = live.restore(saved) if saved is not None else History()

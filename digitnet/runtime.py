@@ -1,8 +1,10 @@
 """Where code runs and how files land: the device, the seed, threads, and atomic writes.
 
 One place picks the device and one place seeds, so a run is reproducible from its config alone.
-Every file digitnet writes goes through :func:`atomic_write_bytes` (temp file + rename) or into a
-directory that is renamed into place whole (:func:`atomic_directory`), so Ctrl-C never leaves half a file.
+Every file digitnet writes goes through [atomic_write_bytes][digitnet.runtime.atomic_write_bytes] (temp file
++ rename) or into a
+directory that is renamed into place whole ([atomic_directory][digitnet.runtime.atomic_directory]), so Ctrl-C
+never leaves half a file.
 
 ```pycon
 >>> _ = seed_everything(0); a = torch.rand(2)
@@ -71,7 +73,8 @@ def seed_everything(seed: int) -> torch.Generator:
 def configure_threads(threads: int | None) -> int:
     """Set torch's intra-op threads (``None`` keeps torch's default) and return the count in force.
 
-    Worker processes of a parallel sweep each get ``cores // jobs`` threads so they do not oversubscribe.
+    Each run of a sweep gets one thread (``digitnet.compare.SWEEP_THREADS``): with one worker process per
+    core, more would oversubscribe the cores.
     """
     if threads is not None:
         if threads < 1:
@@ -160,7 +163,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 
 
 def atomic_write_text(path: Path, text: str) -> None:
-    """Text flavour of :func:`atomic_write_bytes` (UTF-8)."""
+    """Text flavour of [atomic_write_bytes][digitnet.runtime.atomic_write_bytes] (UTF-8)."""
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
@@ -177,8 +180,9 @@ def json_safe(value: Any) -> Any:
 
 
 def atomic_write_json(path: Path, value: Any) -> None:
-    """JSON flavour of :func:`atomic_write_bytes`, indented for people who open the file; strict JSON
-    (non-finite numbers become null, see :func:`json_safe`)."""
+    """JSON flavour of [atomic_write_bytes][digitnet.runtime.atomic_write_bytes], indented for people who
+    open the file; strict JSON
+    (non-finite numbers become null, see [json_safe][digitnet.runtime.json_safe])."""
     atomic_write_text(path, json.dumps(json_safe(value), indent=2, allow_nan=False) + "\n")
 
 
@@ -314,7 +318,8 @@ def remove_stale_staging(parent: Path, name: str) -> None:
 def atomic_directory(final: Path, kind: OutputKind, key: str | None = None) -> Iterator[Path]:
     """Yield a temporary sibling directory that replaces ``final`` only if the block finishes.
 
-    ``final`` is first checked with :func:`claim_output`, so only digitnet's own output of the same
+    ``final`` is first checked with [claim_output][digitnet.runtime.claim_output], so only digitnet's own
+    output of the same
     ``kind`` (and run ``key``) is ever replaced, and of that only the files the block writes again:
     other entries are carried over into the new directory. An exception or Ctrl-C inside the block removes the
     temporary directory, so ``final`` is either the previous complete directory or the new complete one.

@@ -1,11 +1,12 @@
 """Every setting of a run, declared once: its config field, type, default, help and choices.
 
-A run is a :class:`RunConfig` of four small frozen configs (data, model, optim, train), each validating
-its own ranges. This module adds what the command line, sweeps, presets and saved ``config.json`` files
-share: the table :data:`SETTINGS` of the names a student types (``--batch-size``, ``compare lr``,
-``--variant "dropout=0.2"``), from which ``digitnet train``/``compare`` build their options and the
+A run is a [RunConfig][digitnet.settings.RunConfig] of four small frozen configs (data, model, optim,
+train), each validating its own ranges. This module adds what the command line, sweeps, presets and saved
+``config.json`` files share: the table [SETTINGS][digitnet.settings.SETTINGS] of the names a student types
+(``--batch-size``, ``compare lr``, ``--variant "dropout=0.2"``), from which ``digitnet train``/``compare``
+build their options and the
 docs their CLI reference; typed validation of saved configs (pydantic, unknown names refused); and the
-measured :data:`PRESETS`.
+measured [PRESETS][digitnet.presets.PRESETS].
 
 ```pycon
 >>> make_run_config({"lr": 0.001, "optimizer": "adam"}).optim
@@ -42,13 +43,18 @@ NORMALIZATIONS: tuple[Normalization, ...] = ("none", "unit", "standard")
 class DataConfig:
     """Where the digits come from and how they are prepared."""
 
-    dataset: DatasetName = "auto"  # auto: --csv if given, else full MNIST if found, else the bundled sample
-    data_dir: str | None = None  # None: $DIGITNET_DATA, else the per-user cache directory
+    dataset: DatasetName = "auto"
+    """``auto``: --csv if given, else full MNIST if found, else the bundled sample"""
+    data_dir: str | None = None
+    """``None``: $DIGITNET_DATA, else the per-user cache directory"""
     csv: str | None = None
-    normalize: Normalization = "standard"  # standard: mean/std of the training split only
-    augment: bool = False  # random rotation ±10° and shift ≤2 px, per sample, on the fly
+    normalize: Normalization = "standard"
+    """``standard``: mean/std of the training split only"""
+    augment: bool = False
+    """Random rotation ±10° and shift ≤2 px, per sample, on the fly"""
     val_fraction: float = 0.2
-    split_seed: int = 0  # fixed apart from the training seed, so seeds vary training, not the split
+    split_seed: int = 0
+    """Fixed apart from the training seed, so seeds vary training, not the split"""
 
     def __post_init__(self) -> None:
         if self.dataset not in DATASETS:
@@ -76,9 +82,12 @@ class ModelConfig:
     """Which model and its sizes. ``None`` fields take the family's default when the config is made."""
 
     name: ModelName = "mlp"
-    hidden_sizes: tuple[int, ...] | None = None  # MLPs: hidden widths; CNN: its fully connected widths
-    dropout: float | None = None  # None: 0.2 for nmlp, 0 otherwise
-    channels: tuple[int, int] = (16, 32)  # CNNs only: output channels of the two convolution stages
+    hidden_sizes: tuple[int, ...] | None = None
+    """MLPs: hidden widths; CNN: its fully connected widths"""
+    dropout: float | None = None
+    """``None``: 0.2 for nmlp, 0 otherwise"""
+    channels: tuple[int, int] = (16, 32)
+    """CNNs only: output channels of the two convolution stages"""
 
     def __post_init__(self) -> None:
         if self.name not in MODELS:
@@ -148,10 +157,14 @@ class OptimConfig:
     """Optimizer and learning-rate schedule. The defaults are the assignments' baseline: SGD, lr 0.01."""
 
     name: OptimizerName = "sgd"
-    lr: float = 0.01  # peak lr for onecycle
-    momentum: float = 0.9  # used by "momentum" (and RMSprop's momentum term stays 0: the textbook form)
-    weight_decay: float = 0.0  # L2 for sgd/momentum/rmsprop/adam; decoupled for adamw
-    schedule: ScheduleName = "none"  # step: ×0.1 every third of the run; onecycle: warm up then anneal
+    lr: float = 0.01
+    """Peak lr for onecycle"""
+    momentum: float = 0.9
+    """Used by "momentum" (and RMSprop's momentum term stays 0: the textbook form)"""
+    weight_decay: float = 0.0
+    """L2 for sgd/momentum/rmsprop/adam; decoupled for adamw"""
+    schedule: ScheduleName = "none"
+    """Step: ×0.1 every third of the run; onecycle: warm up then anneal"""
 
     def __post_init__(self) -> None:
         if self.name not in OPTIMIZERS:
@@ -175,10 +188,13 @@ class TrainConfig:
     """How long and in what batches to train, on which device, from which seed."""
 
     epochs: int = 10
-    batch_size: int = 32  # measured: SGD 0.01 for 10 epochs reaches 97.0% test at 32, 95.9% at 64
+    batch_size: int = 32
+    """Measured: SGD 0.01 for 10 epochs reaches 97.0% test at 32, 95.9% at 64"""
     seed: int = 0
-    device: str = "auto"  # auto: CUDA, else MPS, else CPU
-    eval_batch_size: int = 2048  # evaluation needs no gradients, so large batches are cheap and fast
+    device: str = "auto"
+    """``auto``: CUDA, else MPS, else CPU"""
+    eval_batch_size: int = 2048
+    """Evaluation needs no gradients, so large batches are cheap and fast"""
     # CPU threads for this run (None: torch's default). Part of the config because the thread count
     # changes the order of floating-point sums, so the same seed gives the same bits only at equal threads.
     threads: int | None = None
@@ -261,7 +277,8 @@ def _validator() -> Any:
 
 
 def run_config_from_dict(data: Any, where: str = "config") -> RunConfig:
-    """A :class:`RunConfig` from its ``asdict`` form (as saved in ``config.json`` and ``model.pt``),
+    """A [RunConfig][digitnet.settings.RunConfig] from its ``asdict`` form (as saved in ``config.json`` and
+    ``model.pt``),
     validated field by field; the first problem becomes one
     [ConfigError][digitnet.errors.ConfigError] line."""
     from pydantic import ValidationError
@@ -284,21 +301,24 @@ def run_config_from_dict(data: Any, where: str = "config") -> RunConfig:
 
 @dataclass(frozen=True)
 class Setting:
-    """One user-facing setting: where it lives in :class:`RunConfig`, how to read it from text, and what
+    """One user-facing setting: where it lives in [RunConfig][digitnet.settings.RunConfig], how to read it
+    from text, and what
     ``--help`` says about it. The option's type, default and choices come from here and the config."""
 
     section: Section
     field: str
     help: str
     parse: Callable[[str], Any] = str
-    kind: type = str  # the command-line option's type
+    kind: type = str
+    """The command-line option's type"""
     choices: tuple[str, ...] = ()
-    default_text: str | None = None  # for defaults that depend on other settings; else the field's
+    default_text: str | None = None
+    """For defaults that depend on other settings; else the field's"""
 
     @property
     def default(self) -> Any:
         """The config field's default in the option's type (``"16,32"`` for a tuple); None where it
-        depends on other settings (then :attr:`default_text` says how)."""
+        depends on other settings (then [default_text][digitnet.settings.Setting.default_text] says how)."""
         if self.default_text is not None:
             return None
         (spec,) = (f for f in fields(SECTIONS[self.section]) if f.name == self.field)
@@ -420,7 +440,8 @@ def parse_assignments(text: str) -> dict[str, Any]:
 
 
 def make_run_config(settings: dict[str, Any]) -> RunConfig:
-    """Build a :class:`RunConfig` from named settings; unknown names are an error, never ignored.
+    """Build a [RunConfig][digitnet.settings.RunConfig] from named settings; unknown names are an error,
+    never ignored.
 
     Each section is built once from the settings that name it, so family defaults (dropout 0.2 for
     ``nmlp``, dense widths for ``cnn``) apply to whatever was not given.

@@ -1,10 +1,14 @@
 """The training loop and evaluation, written out so students can read every step.
 
-:func:`train_one_epoch` is the loop every tutorial writes (forward, loss, backward, step) and returns the
-epoch's :class:`EpochStats`; :func:`fit` repeats it for the configured epochs, validating after each, and
-returns a typed :class:`History`. Both receive already-built objects (model, optimizer, optional
-scheduler, tensors) and never print. :func:`evaluate` runs under ``torch.inference_mode()`` in
-``model.eval()`` and returns a typed :class:`EvalResult`.
+[train_one_epoch][digitnet.trainer.train_one_epoch] is the loop every tutorial writes (forward, loss,
+backward, step) and returns the
+epoch's [EpochStats][digitnet.trainer.EpochStats]; [fit][digitnet.trainer.fit] repeats it for the configured
+epochs, validating after each, and
+returns a typed [History][digitnet.trainer.History]. Both receive already-built objects (model, optimizer,
+optional
+scheduler, tensors) and never print. [evaluate][digitnet.trainer.evaluate] runs under
+``torch.inference_mode()`` in
+``model.eval()`` and returns a typed [EvalResult][digitnet.trainer.EvalResult].
 
 Speed without obscurity: the loop keeps each batch loss as a tensor and reads them all once per epoch
 (no ``.item()`` per step, which would stall a GPU), checks for divergence every few steps rather than every
@@ -58,10 +62,12 @@ class EpochRecord:
     train_accuracy: float
     val_loss: float
     val_accuracy: float
-    lr: float  # learning rate at the end of the epoch
+    lr: float
+    """Learning rate at the end of the epoch"""
     train_seconds: float
     eval_seconds: float
-    samples_per_second: float  # training samples per second of training time
+    samples_per_second: float
+    """Training samples per second of training time"""
 
 
 @dataclass
@@ -69,9 +75,11 @@ class History:
     """Everything a run measured, in a form that round-trips through JSON."""
 
     epochs: list[EpochRecord] = field(default_factory=list)
-    iteration_loss: list[float] = field(default_factory=list)  # one per optimizer step
+    iteration_loss: list[float] = field(default_factory=list)
+    """One per optimizer step"""
     status: RunStatus = "completed"
-    diverged_at: dict[str, int] | None = None  # {"epoch": E, "step": S}, S counted from 1 over the run
+    diverged_at: dict[str, int] | None = None
+    """{"epoch": E, "step": S}, S counted from 1 over the run"""
     test_loss: float | None = None
     test_accuracy: float | None = None
 
@@ -143,11 +151,14 @@ def evaluate(model: nn.Module, images: Tensor, labels: Tensor, batch_size: int =
 class EpochStats:
     """What one pass over the training batches measured."""
 
-    loss: float  # mean cross-entropy per training sample (batch losses weighted by batch size)
-    accuracy: float  # share of training samples the model got right while it was learning them
+    loss: float
+    """Mean cross-entropy per training sample (batch losses weighted by batch size)"""
+    accuracy: float
+    """Share of training samples the model got right while it was learning them"""
     samples: int
     seconds: float
-    step_losses: list[float]  # one per optimizer step, in order; a NaN or inf one means divergence
+    step_losses: list[float]
+    """One per optimizer step, in order; a NaN or inf one means divergence"""
 
     @property
     def diverged_step(self) -> int | None:
@@ -266,7 +277,6 @@ __all__ = [
     "EpochStats",
     "EvalResult",
     "History",
-    "TrainConfig",
     "evaluate",
     "fit",
     "predict_logits",

@@ -181,3 +181,18 @@ def test_every_page_works_in_a_browser(built_site: Path, served_site: str, tmp_p
     finally:
         driver.quit()
     assert screenshot.stat().st_size > 10_000
+
+
+def test_api_pages_read_as_markdown_and_list_config_fields(built_site: Path) -> None:
+    """Cross-references render as links (no raw Sphinx roles) and dataclass fields are listed."""
+    import dataclasses
+
+    from digitnet.settings import TrainConfig
+
+    for page in (built_site / "api").rglob("index.html"):
+        text = page.read_text()
+        for role in (":func:", ":class:", ":mod:", ":data:", ":attr:"):
+            assert role not in text, f"{page}: raw {role}"
+    settings_page = (built_site / "api" / "settings" / "index.html").read_text()
+    for field in dataclasses.fields(TrainConfig):
+        assert f'id="digitnet.settings.TrainConfig.{field.name}"' in settings_page, field.name
