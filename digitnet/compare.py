@@ -15,6 +15,8 @@ Ctrl-C then rerun loses nothing, and a second identical call only re-draws the t
 from __future__ import annotations
 
 import contextlib
+import csv
+import io
 import math
 import os
 import signal
@@ -517,29 +519,34 @@ def results_table_rows(cells: Sequence[CellResult]) -> list[dict[str, str]]:
     return rows
 
 
+def _csv_text(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    """A CSV table as text, quoted by the ``csv`` module (labels like ``100,50`` contain commas)."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows(rows)
+    return buffer.getvalue()
+
+
 def results_csv(cells: Sequence[CellResult]) -> str:
     """Machine-readable results: one row per cell, mean and std columns per metric."""
     header = ["value", "group", "seeds", "diverged", "failed"]
     for metric in (*METRICS, "best_epoch", "train_seconds"):
         header += [f"{metric}_mean", f"{metric}_std"]
-    lines = [",".join(header)]
+    rows = []
     for result in cells:
-        row = [
-            _csv_cell(result.cell.label),
+        row: list[object] = [
+            result.cell.label,
             result.cell.group,
-            str(len(result.runs)),
-            str(result.diverged),
-            str(result.failed),
+            len(result.runs),
+            result.diverged,
+            result.failed,
         ]
         for metric in (*METRICS, "best_epoch", "train_seconds"):
             stat = result.stats[metric]
             row += [f"{stat.mean:.6g}", f"{stat.std:.6g}"]
-        lines.append(",".join(row))
-    return "\n".join(lines) + "\n"
-
-
-def _csv_cell(text: str) -> str:
-    return f'"{text}"' if "," in text else text
+        rows.append(row)
+    return _csv_text(header, rows)
 
 
 def results_markdown(spec: SweepSpec, cells: Sequence[CellResult], summary: str) -> str:
@@ -596,16 +603,24 @@ def run_sweep(
 
 
 def runs_csv(records: Sequence[RunRecord]) -> str:
-    """One row per run: which cell and seed, its key (its directory under runs/), status and metrics."""
-    lines = ["value,seed,key,status," + ",".join(METRICS) + ",train_seconds"]
-    for record in records:
-        s = record.summary
-        metrics = ",".join("" if s.get(m) is None else f"{s[m]:.6g}" for m in METRICS)
-        lines.append(
-            f"{_csv_cell(record.cell.label)},{record.seed},{record.key},{s['status']},{metrics},"
-            f"{s['train_seconds']:.3f}"
-        )
-    return "\n".join(lines) + "\n"
+    """One row per run: which cell and seed, its key (its directory under runs/), status and metrics.
+    A metric a run does not have (a diverged run's loss) is an empty cell."""
+
+    def number(value: object, spec: str) -> str:
+        return f"{value:{spec}}" if isinstance(value, int | float) and math.isfinite(value) else ""
+
+    rows = [
+        [
+            record.cell.label,
+            record.seed,
+            record.key,
+            record.summary["status"],
+            *(number(record.summary.get(m), ".6g") for m in METRICS),
+            number(record.summary.get("train_seconds"), ".3f"),
+        ]
+        for record in records
+    ]
+    return _csv_text(["value", "seed", "key", "status", *METRICS, "train_seconds"], rows)
 
 
 def sweep_series(result: CellResult) -> SweepSeries:

@@ -9,7 +9,8 @@ import torch
 from torch import nn
 
 from digitnet.errors import ConfigError
-from digitnet.models import MODELS, ModelConfig, build_model, count_parameters, describe_model, parse_hidden
+from digitnet.models import build_model, count_parameters, describe_model
+from digitnet.settings import MODELS, ModelConfig, parse_hidden
 
 
 def dense(sizes: list[int]) -> int:
