@@ -29,6 +29,8 @@ from torch import Tensor, nn
 from digitnet.data import IMAGE_SIZE, NUM_CLASSES
 from digitnet.settings import CNN_MODELS, DEFAULT_CNN_HIDDEN, ModelConfig, widths_text
 
+# The run's config for this step, importable from here too (it is declared in digitnet.settings).
+
 INPUT_PIXELS = IMAGE_SIZE * IMAGE_SIZE
 
 

@@ -25,6 +25,8 @@ from torch.optim.lr_scheduler import LRScheduler, OneCycleLR, StepLR
 
 from digitnet.settings import OptimConfig
 
+# The run's config for this step, importable from here too (it is declared in digitnet.settings).
+
 
 def _fused_or_plain(
     cls: Callable[..., Optimizer], params: list[torch.nn.Parameter], **options: Any

@@ -37,6 +37,8 @@ from torch.optim.lr_scheduler import LRScheduler
 from digitnet.data import NUM_CLASSES, TensorSplit, batch_loader
 from digitnet.settings import TrainConfig
 
+# The run's config for this step, importable from here too (it is declared in digitnet.settings).
+
 RunStatus = Literal["completed", "diverged", "interrupted"]
 DIVERGENCE_CHECK_EVERY = 25  # steps between finiteness checks: each check is a device sync
 

