@@ -363,7 +363,7 @@ def compare(
 
     Finished runs are cached by their config hash, so a rerun trains only what is missing.
     """
-    from digitnet.compare import RunRecord, SweepSpec, default_jobs, results_table_rows, run_sweep
+    from digitnet.sweep import RunRecord, SweepSpec, default_jobs, results_table_rows, run_sweep
 
     base = run_settings(options, preset, context)
     spec = SweepSpec(
@@ -484,8 +484,8 @@ def report(
     jobs: Annotated[int | None, typer.Option(help="Worker processes. [default: CPU cores]")] = None,
 ) -> None:
     """Run every experiment of the docs site (cached) and write its figures, tables and CLI reference."""
-    from digitnet.compare import SweepResult, default_jobs
     from digitnet.report import run_report, write_cli_reference
+    from digitnet.sweep import SweepResult, default_jobs
 
     def on_experiment(name: str, result: SweepResult) -> None:
         err_console.print(

@@ -1,6 +1,6 @@
 """Regenerate every figure and table the docs site shows, from the project's own runs.
 
-``digitnet report`` runs each write-up's experiment through ``digitnet.compare.run_sweep`` (so runs
+``digitnet report`` runs each write-up's experiment through ``digitnet.sweep.run_sweep`` (so runs
 are cached and a rerun only trains what is missing), keeps the runs under a cache directory, and copies
 only figures and tables into the docs: ``<docs>/figures/<experiment>/`` and ``<docs>/results/<experiment>/``.
 Each results folder also gets ``command.md``, the exact ``digitnet compare`` command that reproduces it.
@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from digitnet.compare import SweepResult, SweepSpec, run_sweep
 from digitnet.runtime import atomic_write_text
+from digitnet.sweep import SweepResult, SweepSpec, run_sweep
 
 VARIANTS = ("lr=0.001 dropout=0.2", "lr=0.0005 dropout=0.4", "lr=0.0001 dropout=0.6")
 

@@ -90,14 +90,14 @@ for digit, (right, total) in enumerate(zip(result.per_class_correct, result.per_
         "markdown",
         """## 6. Compare one factor, every value from scratch
 
-`digitnet.compare.run_sweep` is what `digitnet compare` calls: here two learning rates, two seeds each.""",
+`digitnet.sweep.run_sweep` is what `digitnet compare` calls: here two learning rates, two seeds each.""",
     ),
     (
         "code",
         """import tempfile
 from pathlib import Path
 
-from digitnet.compare import SweepSpec, run_sweep, sweep_series
+from digitnet.sweep import SweepSpec, run_sweep, sweep_series
 from digitnet.plotting import plot_sweep
 
 base = (("dataset", "sample"), ("epochs", 2), ("optimizer", "adam"))

@@ -13,8 +13,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from digitnet.compare import SweepSpec, run_sweep
 from digitnet.runtime import atomic_write_text
+from digitnet.sweep import SweepSpec, run_sweep
 
 
 def main() -> None:

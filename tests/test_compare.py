@@ -13,8 +13,8 @@ import pytest
 from typer.testing import CliRunner
 
 from digitnet.cli import app
-from digitnet.compare import SweepSpec, mean_std, plan_sweep, run_configs, run_sweep
 from digitnet.errors import ConfigError
+from digitnet.sweep import SweepSpec, mean_std, plan_sweep, run_configs, run_sweep
 
 FAST = (("batch-size", 256), ("dataset", "sample"), ("epochs", 1))
 

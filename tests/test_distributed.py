@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from digitnet.compare import SweepSpec, run_sweep
 from digitnet.errors import ConfigError
+from digitnet.sweep import SweepSpec, run_sweep
 
 ray = pytest.importorskip("ray")
 
@@ -108,7 +108,7 @@ def test_without_ray_the_error_says_how_to_install(monkeypatch: pytest.MonkeyPat
         return real_import(name, *args, **kwargs)
 
     monkeypatch.setattr(builtins, "__import__", no_ray)
-    from digitnet.distributed import _import_ray
+    from digitnet.sweep.on_ray import _import_ray
 
     with pytest.raises(ConfigError, match=r"pip install -e '\.\[ray\]'"):
         _import_ray()

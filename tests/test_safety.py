@@ -509,14 +509,14 @@ def test_a_second_sweep_waits_for_and_reuses_the_first_ones_run(
 
     from filelock import FileLock
 
-    from digitnet import compare
+    from digitnet.sweep import execution
 
     config = make_run_config({"dataset": "sample", "epochs": 1, "threads": 1, "batch-size": 512})
     run_dir = tmp_path / "runs" / config.key()
     run_dir.parent.mkdir()
     results: list[dict[str, object]] = []
     with FileLock(run_dir.parent / f".{run_dir.name}.lock"):  # the first sweep is training this config
-        waiting = threading.Thread(target=lambda: results.append(compare.train_one(config, run_dir)))
+        waiting = threading.Thread(target=lambda: results.append(execution.train_one(config, run_dir)))
         waiting.start()
         time.sleep(0.5)
         assert results == []  # it waits
@@ -525,7 +525,7 @@ def test_a_second_sweep_waits_for_and_reuses_the_first_ones_run(
         def must_not_train(*args: object, **kwargs: object) -> object:
             raise AssertionError("trained a configuration another sweep had just trained")
 
-        monkeypatch.setattr(compare, "run_experiment", must_not_train)
+        monkeypatch.setattr(execution, "run_experiment", must_not_train)
     waiting.join(timeout=60)
     assert results and results[0]["key"] == finished["key"]
 

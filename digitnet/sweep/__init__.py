@@ -1,0 +1,135 @@
+"""One-factor-at-a-time sweeps: every value trained from scratch, over several seeds, cached and parallel.
+
+A sweep is a list of *cells* (one per value of the factor, or per model × value in a grid), each trained
+with ``seeds`` different seeds. Every run is keyed by the hash of its full config and written to
+``<out>/runs/<key>/``; a run whose directory holds a finished ``summary.json`` is never trained again, so
+Ctrl-C then rerun loses nothing, and a second identical call only re-draws the tables and figures.
+
+The package has one module per step: [plan][digitnet.sweep.plan] (values → cells × seeds),
+[execution][digitnet.sweep.execution] (train what is missing, locally or on Ray) and
+[aggregate][digitnet.sweep.aggregate] (statistics and tables); [run_sweep][digitnet.sweep.run_sweep]
+does all three and draws the figures.
+
+```python
+result = run_sweep(SweepSpec("lr", ("0.1", "0.01"), seeds=3), Path("sweeps/lr"))
+print(result.summary)
+```
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from digitnet.runtime import atomic_write_text, claim_output, mark_output
+from digitnet.sweep.aggregate import (
+    CellResult,
+    Stat,
+    aggregate,
+    describe_result,
+    mean_std,
+    results_csv,
+    results_markdown,
+    results_table_rows,
+    runs_csv,
+    sweep_series,
+)
+from digitnet.sweep.execution import (
+    BACKENDS,
+    FINISHED,
+    METRICS,
+    RunCallback,
+    RunRecord,
+    default_jobs,
+    execute,
+    finished_summary,
+    shared_split,
+)
+from digitnet.sweep.plan import (
+    CONVENTIONAL_LR,
+    FACTORS,
+    MODEL_VARIANTS,
+    SWEEP_THREADS,
+    Cell,
+    SweepSpec,
+    plan_sweep,
+    run_configs,
+)
+
+
+@dataclass
+class SweepResult:
+    spec: SweepSpec
+    out_dir: Path
+    cells: list[CellResult]
+    trained: int
+    reused: int
+    summary: str
+    files: list[Path]
+
+
+def run_sweep(
+    spec: SweepSpec,
+    out_dir: Path,
+    jobs: int = 1,
+    on_run: RunCallback | None = None,
+    runs_dir: Path | None = None,
+    backend: str = "local",
+    ray_address: str | None = None,
+) -> SweepResult:
+    """Plan, train what is missing, aggregate, and write tables and figures to ``out_dir``.
+
+    Runs live in ``runs_dir`` (default ``out_dir/runs``); sweeps that share one reuse each other's
+    identical runs, since a run's directory is named by its config hash alone.
+    """
+    from digitnet.plotting import plot_sweep, save_figure
+
+    cells = plan_sweep(spec)
+    planned = run_configs(spec, cells)
+    claim_output(out_dir, "sweep")  # before any training: never write over a student's own folder
+    for data in {config.data for _, _, config in planned}:
+        shared_split(replace(planned[0][2], data=data))  # a broken data file fails here, before any output
+    out_dir.mkdir(parents=True, exist_ok=True)
+    mark_output(out_dir, "sweep")
+    records = execute(planned, runs_dir or out_dir / "runs", jobs, on_run, backend, ray_address)
+    results = aggregate(cells, records)
+    summary = describe_result(spec, results)
+    files = [out_dir / "results.csv", out_dir / "results.md", out_dir / "runs.csv"]
+    atomic_write_text(files[0], results_csv(results))
+    atomic_write_text(files[1], results_markdown(spec, results, summary))
+    atomic_write_text(files[2], runs_csv(records))
+    for name, figure in plot_sweep(spec.factor, [sweep_series(result) for result in results]).items():
+        files += save_figure(figure, out_dir / name)
+    trained = sum(1 for r in records if not r.cached)
+    return SweepResult(spec, out_dir, results, trained, len(records) - trained, summary, files)
+
+
+__all__ = [
+    "BACKENDS",
+    "CONVENTIONAL_LR",
+    "FACTORS",
+    "FINISHED",
+    "METRICS",
+    "MODEL_VARIANTS",
+    "SWEEP_THREADS",
+    "Cell",
+    "CellResult",
+    "RunRecord",
+    "Stat",
+    "SweepResult",
+    "SweepSpec",
+    "aggregate",
+    "default_jobs",
+    "describe_result",
+    "execute",
+    "finished_summary",
+    "mean_std",
+    "plan_sweep",
+    "results_csv",
+    "results_markdown",
+    "results_table_rows",
+    "run_configs",
+    "run_sweep",
+    "runs_csv",
+    "sweep_series",
+]

@@ -1,0 +1,235 @@
+"""Running a sweep's missing runs: in this process, in worker processes, or as Ray tasks.
+
+Every run is keyed by the hash of its full config and written to ``<runs>/<key>/``; a run whose
+directory holds a finished, intact ``summary.json`` is never trained again, so Ctrl-C (or SIGTERM) then
+rerun loses nothing. Workers stop with their parent and exit if it dies.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+from digitnet.data import Split, load_split
+from digitnet.errors import CheckpointError, ConfigError
+from digitnet.run import read_json, run_experiment
+from digitnet.runtime import configure_threads
+from digitnet.settings import (
+    RunConfig,
+)
+from digitnet.sweep.plan import SWEEP_THREADS, Cell
+
+FINISHED = ("completed", "diverged")  # an interrupted run is trained again
+METRICS = ("train_accuracy", "val_accuracy", "test_accuracy", "train_loss", "val_loss", "test_loss")
+
+
+@dataclass
+class RunRecord:
+    """One finished (or failed) training run of a cell."""
+
+    cell: Cell
+    seed: int
+    key: str
+    run_dir: Path
+    summary: dict[str, Any]
+    cached: bool
+
+
+# ---------------------------------------------------------------------------------------- execution
+
+_WORKER_SPLITS: dict[str, Split] = {}
+
+
+def shared_split(config: RunConfig) -> Split:
+    """Load each data source once per process: every run of a sweep shares it."""
+    key = repr(config.data)
+    if key not in _WORKER_SPLITS:
+        _WORKER_SPLITS[key] = load_split(config.data)
+    return _WORKER_SPLITS[key]
+
+
+def _stop_worker(signum: int, frame: object) -> None:
+    """SIGTERM from the parent (or from ``kill``) stops the worker's run the way Ctrl-C stops ``train``:
+    the run's finished epochs are saved and it resumes on the next sweep. Ignored from then on, so a
+    second signal cannot cut that saving short."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    _WORKER_STOPPING.set()
+    raise KeyboardInterrupt
+
+
+_WORKER_STOPPING = threading.Event()  # set once a worker was told to stop: it starts no further run
+
+
+def _exit_with_parent(parent: int) -> None:
+    """Poll for the parent's death (``kill -9`` of ``compare`` cannot tell its workers) and then exit, so
+    no orphan goes on training queued runs. The last finished epoch of the current run is on disk."""
+    while os.getppid() == parent:
+        time.sleep(PARENT_POLL_SECONDS)
+    os._exit(EXIT_ORPHANED)
+
+
+PARENT_POLL_SECONDS = 0.5
+EXIT_ORPHANED = 143
+
+
+def _worker_init(parent: int) -> None:
+    configure_threads(SWEEP_THREADS)  # each run then sets its own count (RunConfig.train.threads)
+    # Ctrl-C in a terminal reaches the whole process group; the parent alone decides and tells its workers
+    # with one SIGTERM each (see execute), so no worker is interrupted twice while it saves.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, _stop_worker)
+    threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
+
+
+def _stop_workers(pool: ProcessPoolExecutor) -> None:
+    """Ask every live worker to stop its run (SIGTERM → saved, resumable)."""
+    processes = getattr(pool, "_processes", None) or {}  # the executor exposes no public handle on them
+    for process in list(processes.values()):
+        with contextlib.suppress(ProcessLookupError, OSError):
+            if process.is_alive() and process.pid is not None:
+                os.kill(process.pid, signal.SIGTERM)
+
+
+def train_one(config: RunConfig, run_dir: Path) -> dict[str, Any]:
+    """Train one config into ``run_dir`` (in this process or a worker) and return its summary.
+
+    A lock per config makes a second ``compare`` on the same cache wait for the first's run and reuse
+    it, instead of training the same configuration twice at once.
+    """
+    if _WORKER_STOPPING.is_set():  # a run the pool had already queued when the sweep was stopped
+        raise KeyboardInterrupt
+    from filelock import FileLock
+
+    run_dir.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(run_dir.parent / f".{run_dir.name}.lock"):
+        done = finished_summary(run_dir)
+        if done is not None:
+            return done
+        return run_experiment(config, run_dir, split=shared_split(config)).summary
+
+
+def finished_summary(run_dir: Path) -> dict[str, Any] | None:
+    """The summary of a finished run in ``run_dir``, or None if it must be (re)trained.
+
+    A cached run is used only if everything the sweep reads of it is intact: a summary with numeric
+    metrics and a readable history. Anything damaged (a truncated file, a hand-edited value) is trained
+    again, like a missing run, rather than trusted or crashed on.
+    """
+    try:
+        summary = read_json(run_dir / "summary.json")
+        history = read_json(run_dir / "history.json")
+    except CheckpointError:
+        return None
+    if not isinstance(summary, dict) or summary.get("status") not in FINISHED:
+        return None
+    numbers = ("train_seconds", *METRICS) if summary["status"] == "completed" else ("train_seconds",)
+    if not all(
+        isinstance(summary.get(k), int | float) and not isinstance(summary.get(k), bool) for k in numbers
+    ):
+        return None
+    if not isinstance(history, dict) or not isinstance(history.get("epochs"), list):
+        return None
+    return summary
+
+
+RunCallback = Callable[[RunRecord, int, int], None]
+
+
+def default_jobs() -> int:
+    """One worker per core: with one thread per run, that fills the machine without oversubscribing."""
+    return max(1, os.cpu_count() or 1)
+
+
+BACKENDS = ("local", "ray")
+
+
+def execute(
+    planned: Sequence[tuple[Cell, int, RunConfig]],
+    runs_dir: Path,
+    jobs: int = 1,
+    on_run: RunCallback | None = None,
+    backend: str = "local",
+    ray_address: str | None = None,
+) -> list[RunRecord]:
+    """Train what is missing from ``runs_dir`` and return every run's record.
+
+    ``backend="local"`` trains in ``jobs`` processes on this machine; ``"ray"`` as Ray tasks (see
+    [digitnet.sweep.on_ray][]). Either way each run lands in ``runs_dir/<key>`` through the same
+    atomic write, so caching and resume do not depend on the backend.
+    """
+    if jobs < 1:
+        raise ConfigError(f"--jobs: expected a whole number ≥ 1, got {jobs}")
+    if backend not in BACKENDS:
+        raise ConfigError(f"--backend: expected one of {', '.join(BACKENDS)}, got {backend!r}")
+    keys = [config.key() for _, _, config in planned]  # hashing a config is not free: once each
+    records: dict[str, RunRecord] = {}
+    total = len(planned)
+
+    def record(cell: Cell, seed: int, key: str, summary: dict[str, Any], cached: bool) -> None:
+        records[key] = RunRecord(cell, seed, key, runs_dir / key, summary, cached)
+        if on_run:
+            on_run(records[key], len(records), total)
+
+    todo: list[tuple[Cell, int, RunConfig]] = []
+    queued: set[str] = set()
+    for (cell, seed, config), key in zip(planned, keys, strict=True):
+        summary = finished_summary(runs_dir / key)
+        if summary is not None:
+            record(cell, seed, key, summary, cached=True)
+        elif key not in queued:
+            queued.add(key)
+            todo.append((cell, seed, config))
+
+    def finish(cell: Cell, seed: int, config: RunConfig, summary: dict[str, Any]) -> None:
+        if summary.get("status") == "interrupted":
+            # The trainer turned Ctrl-C into a saved partial run; the sweep itself must stop here.
+            raise KeyboardInterrupt
+        record(cell, seed, config.key(), summary, cached=False)
+
+    def fail(cell: Cell, seed: int, config: RunConfig, error: str) -> None:
+        """A run that could not be trained (after the backend's retries): recorded, not written."""
+        record(
+            cell, seed, config.key(), {"status": "failed", "error": error, "train_seconds": 0.0}, cached=False
+        )
+
+    if backend == "ray":
+        from digitnet.sweep.on_ray import run_on_ray
+
+        if todo:
+            run_on_ray(todo, runs_dir, finish, fail, ray_address)
+    elif jobs == 1 or len(todo) <= 1:
+        for cell, seed, config in todo:
+            finish(cell, seed, config, train_one(config, runs_dir / config.key()))
+    else:
+        context = get_context("spawn")  # fork after torch has started threads can deadlock
+        pool = ProcessPoolExecutor(
+            jobs, mp_context=context, initializer=_worker_init, initargs=(os.getpid(),)
+        )
+        futures: dict[Any, tuple[Cell, int, RunConfig]] = {}
+        try:
+            futures = {
+                pool.submit(train_one, config, runs_dir / config.key()): (cell, seed, config)
+                for cell, seed, config in todo
+            }
+            for future in as_completed(futures):
+                cell, seed, config = futures[future]
+                finish(cell, seed, config, future.result())
+        except BaseException:
+            # Ctrl-C, SIGTERM or a failed run: drop queued runs, stop running ones (they save what they
+            # finished, see _worker_init); finished runs are on disk.
+            for future in futures:
+                future.cancel()
+            _stop_workers(pool)
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
+        pool.shutdown(wait=True)
+    return [records[key] for key in keys]

@@ -1,0 +1,161 @@
+"""Planning a sweep: the factor's values (or paired variants) become cells, each run over several seeds.
+
+```pycon
+>>> [cell.label for cell in plan_sweep(SweepSpec("lr", ("0.1", "0.01")))]
+['0.1', '0.01']
+
+```
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from digitnet.errors import ConfigError
+from digitnet.settings import (
+    RunConfig,
+    make_run_config,
+    parse_assignments,
+    parse_setting,
+    resolve_run_config,
+)
+
+FACTORS: dict[str, tuple[str, ...]] = {
+    "lr": ("0.1", "0.03", "0.01", "0.003", "0.001", "0.0003"),
+    "batch-size": ("16", "32", "64", "128", "256", "512"),
+    "optimizer": ("sgd", "momentum", "rmsprop", "adam"),
+    "dropout": ("0", "0.1", "0.2", "0.3", "0.5"),
+    "norm": ("none", "layer", "batch"),
+    "epochs": ("1", "3", "10"),
+    "hidden": ("100,50", "30,5"),
+    "model": ("mlp", "nmlp", "bn", "cnn"),
+    "variants": (),
+}
+# The model variants a grid (--models) may name: plain, normalised, and BatchNorm + dropout.
+MODEL_VARIANTS: dict[str, dict[str, Any]] = {
+    "mlp": {"model": "mlp"},
+    "nmlp": {"model": "nmlp"},
+    "bn": {"model": "bn"},
+    "bn-dropout": {"model": "bn", "dropout": 0.2},
+    "cnn": {"model": "cnn"},
+    "cnn-bn": {"model": "cnn-bn"},
+    "vgg": {"model": "vgg"},
+}
+NORM_MODELS = {"none": "mlp", "layer": "nmlp", "batch": "bn"}
+# Comparing optimizers at one shared lr would judge Adam at SGD's rate (or SGD at Adam's), so unless
+# --lr is given each optimizer runs at its conventional rate, and its label says which.
+CONVENTIONAL_LR = {"sgd": 0.01, "momentum": 0.01, "rmsprop": 0.001, "adam": 0.001, "adamw": 0.001}
+# Settings a --variant may not vary: the sweep sets the seeds itself, and these two change how fast, not
+# what, a run learns; a variant that set them would be merged with the baseline or mislabelled.
+NOT_PER_RUN = frozenset({"seed", "threads", "device"})
+
+
+@dataclass(frozen=True)
+class SweepSpec:
+    """What to sweep; ``base`` holds every other setting, exactly as ``digitnet train`` takes them."""
+
+    factor: str
+    values: tuple[str, ...] = ()  # as typed after the factor; empty: the factor's defaults
+    base: tuple[tuple[str, Any], ...] = ()  # named settings (see digitnet.settings.SETTINGS)
+    seeds: int = 3
+    models: tuple[str, ...] = ()  # a grid: each model variant × each value
+    variants: tuple[str, ...] = ()  # for factor "variants": "lr=0.001 dropout=0.2", ...
+
+    def __post_init__(self) -> None:
+        if self.factor not in FACTORS:
+            raise ConfigError(f"factor: expected one of {', '.join(FACTORS)}, got {self.factor!r}")
+        if self.seeds < 1:
+            raise ConfigError(f"--seeds: expected a whole number ≥ 1, got {self.seeds}")
+        unknown = [m for m in self.models if m not in MODEL_VARIANTS]
+        if unknown:
+            raise ConfigError(f"--models: unknown {', '.join(unknown)}; expected {', '.join(MODEL_VARIANTS)}")
+        if self.factor == "variants" and not self.variants:
+            raise ConfigError("compare variants needs at least one --variant 'name=value ...'")
+        if self.factor != "variants" and self.variants:
+            raise ConfigError("--variant goes with the factor 'variants'")
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One point of the sweep: a label for tables and the settings that differ from the base."""
+
+    label: str
+    value: str
+    group: str  # the model variant in a grid, else ""
+    overrides: dict[str, Any]
+
+
+# ----------------------------------------------------------------------------------------- planning
+
+
+def plan_sweep(spec: SweepSpec) -> list[Cell]:
+    """The cells of ``spec``: values parsed and checked before anything trains."""
+    base = dict(spec.base)
+    if spec.factor == "variants":
+        cells = [Cell("baseline", "baseline", "", {})]
+        seen = {repr([]): "the baseline"}
+        for text in spec.variants:
+            overrides = parse_assignments(text)
+            not_per_run = sorted(set(overrides) & NOT_PER_RUN)
+            if not_per_run:
+                raise ConfigError(
+                    f"--variant {text!r}: {', '.join(not_per_run)} is not a per-run setting "
+                    "(seeds come from --seed and --seeds; threads and device do not change what is learned)"
+                )
+            same = seen.setdefault(repr(sorted(overrides.items())), text)
+            if same != text:
+                raise ConfigError(f"--variant {text!r}: the same settings as {same!r}; give each once")
+            cells.append(Cell(" ".join(text.split()), " ".join(text.split()), "", overrides))
+        return cells
+    values = spec.values or FACTORS[spec.factor]
+    cells = []
+    seen_values: dict[str, str] = {}
+    for value in values:
+        overrides = _factor_overrides(spec.factor, value, base)
+        same = seen_values.setdefault(repr(sorted(overrides.items())), value)
+        if same != value:  # 0.01 and 0.010 would train one config twice and report it as two
+            raise ConfigError(f"compare {spec.factor}: {same} and {value} are the same value; give each once")
+        label = value
+        if spec.factor == "optimizer" and "lr" not in base and value in CONVENTIONAL_LR:
+            overrides["lr"] = CONVENTIONAL_LR[value]
+            label = f"{value} (lr {CONVENTIONAL_LR[value]:g})"
+        cells.append(Cell(label, value, "", overrides))
+    if not spec.models:
+        return cells
+    return [
+        Cell(f"{model} / {cell.label}", cell.value, model, MODEL_VARIANTS[model] | cell.overrides)
+        for model in spec.models
+        for cell in cells
+    ]
+
+
+def _factor_overrides(factor: str, value: str, base: dict[str, Any]) -> dict[str, Any]:
+    if factor == "norm":
+        if value not in NORM_MODELS:
+            raise ConfigError(f"compare norm: expected none, layer or batch, got {value!r}")
+        # Normalisation alone: keep the base dropout (default 0) rather than nmlp's default 0.2.
+        return {"model": NORM_MODELS[value], "dropout": base.get("dropout", 0.0)}
+    return {factor: parse_setting(factor, value)}
+
+
+SWEEP_THREADS = 1  # per run: jobs, not threads, spread a sweep over the cores (see run_configs)
+
+
+def run_configs(spec: SweepSpec, cells: Sequence[Cell]) -> list[tuple[Cell, int, RunConfig]]:
+    """Every (cell, seed, config) of the sweep, the data source pinned so cache keys mean one dataset.
+
+    Each run gets a fixed thread count (1 unless ``threads`` is in the base settings) whatever
+    ``--jobs`` is, so a sweep gives the same bits run serially or in parallel; small models also train
+    faster as one process per core than as one process with several threads.
+    """
+    base = {"threads": SWEEP_THREADS} | dict(spec.base)
+    first_seed = int(base.pop("seed", 0))
+    planned = []
+    for cell in cells:
+        for offset in range(spec.seeds):
+            seed = first_seed + offset
+            config = resolve_run_config(make_run_config(base | cell.overrides | {"seed": seed}))
+            planned.append((cell, seed, config))
+    return planned
