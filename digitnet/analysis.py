@@ -1,39 +1,30 @@
-"""Figures and tables that explain a dataset or a trained model (the ``data show`` and ``evaluate`` steps).
+"""The ``data show`` step: figures and a table that explain a dataset before anything is trained.
 
-These functions compose the data, trainer and plotting modules; they return what they wrote so the CLI
-(or the docs report) can list it.
+Sample grid, one row per class, class counts per split, augmentation and normalisation on real digits.
+The function returns what it wrote so the CLI (or the docs report) can list it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from digitnet.data import augment_batch, image_grid_rows, load_split, to_tensors
-from digitnet.images import load_image, save_png, to_mnist
+from digitnet.configs import DataConfig
+from digitnet.data import augment_batch, image_grid_rows, load_split
 from digitnet.plotting import (
     IMAGE_FORMATS,
     plot_class_counts,
     plot_class_rows,
-    plot_confusion_matrix,
     plot_digit_grid,
     plot_normalization,
     save_figure,
 )
-from digitnet.run import load_checkpoint
 from digitnet.runtime import (
-    atomic_directory,
-    atomic_write_json,
     atomic_write_text,
-    claim_output,
     seed_everything,
 )
-from digitnet.settings import DataConfig
-from digitnet.trainer import predict_logits
 
 
 def draw_data_figures(
@@ -90,135 +81,4 @@ def class_counts_markdown(counts: dict[str, list[int]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-@dataclass(frozen=True)
-class Evaluation:
-    """A trained model measured on its test set: overall and per-class figures, and what was written."""
-
-    run_dir: Path
-    test_set: str
-    accuracy: float
-    loss: float
-    per_class: list[dict[str, float]]  # digit, precision, recall, f1, support
-    mistakes: int
-    files: list[Path]
-
-
-def evaluate_run(run_dir: Path, out_dir: Path | None = None, gallery_size: int = 32) -> Evaluation:
-    """Reload a run's checkpoint, evaluate it on its test set, and write metrics and figures.
-
-    Writes ``metrics.json``, ``classification_report.txt``, ``confusion_matrix.png``, and galleries of
-    misclassified digits, correct ones, and the most confident mistakes (true → predicted, confidence).
-    """
-    from sklearn.metrics import classification_report, confusion_matrix, precision_recall_fscore_support
-
-    out_dir = out_dir or run_dir / "evaluation"
-    claim_output(out_dir, "evaluation")  # before any work: never replace what digitnet did not write
-    checkpoint = load_checkpoint(run_dir)
-    config = checkpoint.config
-    split = load_split(config.data)
-    tensors = to_tensors(split, config.data, torch.device("cpu"))
-    logits = predict_logits(checkpoint.model, tensors.test_x, config.train.eval_batch_size)
-    probabilities = torch.softmax(logits.float(), dim=1)
-    confidence, predicted = probabilities.max(dim=1)
-    truth = tensors.test_y
-    loss = float(torch.nn.functional.cross_entropy(logits.float(), truth))
-    y_true, y_pred = truth.numpy(), predicted.numpy()
-    precision, recall, f1, support = precision_recall_fscore_support(
-        y_true, y_pred, labels=list(range(10)), zero_division=0
-    )
-    per_class = [
-        {
-            "digit": d,
-            "precision": float(precision[d]),
-            "recall": float(recall[d]),
-            "f1": float(f1[d]),
-            "support": int(support[d]),
-        }
-        for d in range(10)
-    ]
-    accuracy = float((predicted == truth).float().mean())
-    test_set = "held-out 1/7 of the source" if split.test_is_holdout else "MNIST test set"
-    written: list[Path] = []
-    with atomic_directory(out_dir, "evaluation") as staging:
-        atomic_write_json(
-            staging / "metrics.json",
-            {
-                "run": str(run_dir),
-                "test_set": test_set,
-                "digits": len(truth),
-                "accuracy": accuracy,
-                "loss": loss,
-                "per_class": per_class,
-            },
-        )
-        report = classification_report(y_true, y_pred, labels=list(range(10)), digits=4, zero_division=0)
-        atomic_write_text(staging / "classification_report.txt", report)
-        matrix = confusion_matrix(y_true, y_pred, labels=list(range(10)))
-        figure = plot_confusion_matrix(matrix, f"confusion matrix · {config.title()}")
-        save_figure(figure, staging / "confusion_matrix")
-        images = split.test.images.numpy()
-        wrong = torch.nonzero(predicted != truth).flatten()
-        right = torch.nonzero(predicted == truth).flatten()
-
-        def gallery(indices: torch.Tensor, name: str, title: str, color: str) -> None:
-            picked = indices[:gallery_size]
-            captions = [f"{int(truth[i])} → {int(predicted[i])} ({float(confidence[i]):.2f})" for i in picked]
-            figure = plot_digit_grid(
-                images[picked.numpy()], captions, title, caption_colors=[color] * len(picked)
-            )
-            save_figure(figure, staging / name, IMAGE_FORMATS)
-
-        gallery(
-            wrong, "misclassified", f"misclassified test digits ({len(wrong)} of {len(truth)})", "tab:red"
-        )
-        gallery(right, "correct", "correctly classified test digits", "tab:green")
-        gallery(
-            wrong[confidence[wrong].argsort(descending=True)],
-            "confident_mistakes",
-            "the most confident mistakes",
-            "tab:red",
-        )
-    for name in (
-        "metrics.json",
-        "classification_report.txt",
-        "confusion_matrix.png",
-        "confusion_matrix.svg",
-        "misclassified.png",
-        "correct.png",
-        "confident_mistakes.png",
-    ):
-        written.append(out_dir / name)
-    return Evaluation(run_dir, test_set, accuracy, loss, per_class, len(wrong), written)
-
-
-@dataclass(frozen=True)
-class Prediction:
-    """Top classes for one image, most probable first."""
-
-    path: Path
-    top: list[tuple[int, float]]
-    preprocessed: Path | None
-
-
-def predict_files(
-    run_dir: Path, paths: Sequence[Path], show: bool = False, top_k: int = 3
-) -> list[Prediction]:
-    """Classify the user's own images, prepared the way MNIST digits were (see [digitnet.images][])."""
-    checkpoint = load_checkpoint(run_dir)
-    prepared = [(path, to_mnist(load_image(path))) for path in paths]  # every file checked before writing
-    stats = checkpoint.normalization
-    batch = (
-        torch.from_numpy(np.stack([digit for _, digit in prepared])).float().unsqueeze(1)
-    )  # (N, 1, 28, 28)
-    logits = predict_logits(checkpoint.model, (batch - stats.mean) / stats.std)
-    probabilities = torch.softmax(logits.float(), dim=1)
-    values, classes = probabilities.topk(top_k, dim=1)
-    predictions = []
-    for index, (path, digit) in enumerate(prepared):
-        shown = None
-        if show:
-            shown = path.with_name(f"{path.stem}.mnist.png")
-            save_png(digit, shown)
-        top = [(int(c), float(v)) for c, v in zip(classes[index], values[index], strict=True)]
-        predictions.append(Prediction(path, top, shown))
-    return predictions
+__all__ = ["class_counts_markdown", "draw_data_figures"]

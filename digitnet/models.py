@@ -26,8 +26,8 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
+from digitnet.configs import CNN_MODELS, DEFAULT_CNN_HIDDEN, ModelConfig, widths_text
 from digitnet.data import IMAGE_SIZE, NUM_CLASSES
-from digitnet.settings import CNN_MODELS, DEFAULT_CNN_HIDDEN, ModelConfig, widths_text
 
 # The run's config for this step, importable from here too (it is declared in digitnet.settings).
 

@@ -23,7 +23,7 @@ import torch
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler, OneCycleLR, StepLR
 
-from digitnet.settings import OptimConfig
+from digitnet.configs import OptimConfig
 
 # The run's config for this step, importable from here too (it is declared in digitnet.settings).
 

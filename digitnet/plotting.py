@@ -369,8 +369,8 @@ def plot_confusion_matrix(matrix: np.ndarray, title: str) -> Figure:
 def plot_normalization(train_images: Any) -> Figure:
     """One real digit under each ``--normalize`` mode, and the training pixels' histogram after
     ``standard``: the same picture, different numbers fed to the first layer."""
+    from digitnet.configs import NORMALIZATIONS
     from digitnet.data import normalization_stats
-    from digitnet.settings import NORMALIZATIONS
 
     digit = train_images[0].double()
     figure = _figure(13, 3.0)

@@ -99,8 +99,9 @@ def run_report(
     on_experiment: ReportCallback | None = None,
 ) -> list[Path]:
     """Run every experiment (reusing cached runs) and publish figures and tables under ``docs_dir``."""
-    from digitnet.analysis import draw_data_figures, evaluate_run
-    from digitnet.settings import DataConfig
+    from digitnet.analysis import draw_data_figures
+    from digitnet.configs import DataConfig
+    from digitnet.evaluate import evaluate_run
 
     written: list[Path] = []
     data_config = DataConfig(dataset="sample") if quick else DataConfig(dataset="mnist", data_dir=data_dir)

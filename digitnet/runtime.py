@@ -32,8 +32,8 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
+from digitnet.configs import DEVICES
 from digitnet.errors import ConfigError
-from digitnet.settings import DEVICES
 
 
 def resolve_device(name: str = "auto") -> torch.device:

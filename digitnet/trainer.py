@@ -34,8 +34,8 @@ from torch import Tensor, nn
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 
+from digitnet.configs import TrainConfig
 from digitnet.data import NUM_CLASSES, TensorSplit, batch_loader
-from digitnet.settings import TrainConfig
 
 # The run's config for this step, importable from here too (it is declared in digitnet.settings).
 

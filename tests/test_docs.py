@@ -187,12 +187,12 @@ def test_api_pages_read_as_markdown_and_list_config_fields(built_site: Path) -> 
     """Cross-references render as links (no raw Sphinx roles) and dataclass fields are listed."""
     import dataclasses
 
-    from digitnet.settings import TrainConfig
+    from digitnet.configs import TrainConfig
 
     for page in (built_site / "api").rglob("index.html"):
         text = page.read_text()
         for role in (":func:", ":class:", ":mod:", ":data:", ":attr:"):
             assert role not in text, f"{page}: raw {role}"
-    settings_page = (built_site / "api" / "settings" / "index.html").read_text()
+    configs_page = (built_site / "api" / "configs" / "index.html").read_text()
     for field in dataclasses.fields(TrainConfig):
-        assert f'id="digitnet.settings.TrainConfig.{field.name}"' in settings_page, field.name
+        assert f'id="digitnet.configs.TrainConfig.{field.name}"' in configs_page, field.name

@@ -8,9 +8,9 @@ import pytest
 import torch
 from torch import nn
 
+from digitnet.configs import MODELS, ModelConfig, parse_hidden
 from digitnet.errors import ConfigError
 from digitnet.models import build_model, count_parameters, describe_model
-from digitnet.settings import MODELS, ModelConfig, parse_hidden
 
 
 def dense(sizes: list[int]) -> int:

@@ -10,11 +10,12 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from digitnet.analysis import evaluate_run, predict_files
 from digitnet.cli import app
 from digitnet.data import DataConfig, load_split
 from digitnet.errors import DataError
+from digitnet.evaluate import evaluate_run
 from digitnet.images import load_image, to_mnist
+from digitnet.predict import predict_files
 from digitnet.run import run_experiment
 from digitnet.settings import make_run_config
 
@@ -45,7 +46,7 @@ def test_predict_gets_user_style_digits_right(cnn_run: Path, tmp_path: Path) -> 
     """Clean digits (per class, the first test digit the model gets right as a 28×28 MNIST image) must
     still be right after a user-style round trip: upscaled 3–6×, off-centre on a larger page, half of
     them dark-on-light. This isolates predict's preprocessing from the model's own errors."""
-    from digitnet.run import load_checkpoint
+    from digitnet.checkpoint import load_checkpoint
     from digitnet.trainer import predict_logits
 
     test = load_split(DataConfig(dataset="sample")).test

@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from digitnet.checkpoint import load_checkpoint
 from digitnet.errors import CheckpointError, ConfigError
-from digitnet.run import load_checkpoint, run_experiment
+from digitnet.run import run_experiment
 from digitnet.settings import RunConfig, make_run_config, parse_assignments, run_config_from_dict
 from digitnet.trainer import evaluate
 

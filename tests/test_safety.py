@@ -21,8 +21,9 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from digitnet.checkpoint import resume_path
 from digitnet.cli import app
-from digitnet.run import resume_path, run_experiment
+from digitnet.run import run_experiment
 from digitnet.settings import make_run_config
 from digitnet.trainer import EpochCallback, EpochRecord
 

@@ -26,6 +26,8 @@ tensors = to_tensors(split, DataConfig(), torch.device("cpu"))
 
 from __future__ import annotations
 
+# The run's config for this step, importable from here too (it is declared in digitnet.settings).
+from digitnet.configs import DataConfig as DataConfig
 from digitnet.data.sources import (
     DATA_ENV_VAR,
     IMAGE_SIZE,
@@ -63,9 +65,6 @@ from digitnet.data.tensors import (
     normalization_stats,
     to_tensors,
 )
-
-# The run's config for this step, importable from here too (it is declared in digitnet.settings).
-from digitnet.settings import DataConfig as DataConfig
 
 __all__ = [
     "DATA_ENV_VAR",

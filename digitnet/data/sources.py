@@ -22,9 +22,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from digitnet.configs import DataConfig
 from digitnet.errors import DataError
 from digitnet.runtime import check_memory
-from digitnet.settings import DataConfig
 
 DATA_ENV_VAR = "DIGITNET_DATA"
 IMAGE_SIZE = 28

@@ -18,10 +18,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from digitnet.configs import DataConfig
 from digitnet.data.sources import IMAGE_SIZE, NUM_CLASSES, Digits, Source, load_source
 from digitnet.errors import DataError
 from digitnet.runtime import atomic_directory, atomic_write_text
-from digitnet.settings import DataConfig
 
 
 @dataclass(frozen=True)

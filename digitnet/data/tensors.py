@@ -21,10 +21,10 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from digitnet.configs import DataConfig, Normalization
 from digitnet.data.sources import Digits
 from digitnet.data.split import Split
 from digitnet.errors import ConfigError, DataError
-from digitnet.settings import DataConfig, Normalization
 
 
 @dataclass(frozen=True)

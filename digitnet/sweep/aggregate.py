@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from digitnet.checkpoint import read_json
 from digitnet.plotting import SweepSeries
-from digitnet.run import read_json
 from digitnet.sweep.execution import FINISHED, METRICS, RunRecord
 from digitnet.sweep.plan import Cell, SweepSpec
 

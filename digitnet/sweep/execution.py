@@ -19,13 +19,12 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
+from digitnet.checkpoint import read_json
 from digitnet.data import Split, load_split
 from digitnet.errors import CheckpointError, ConfigError
-from digitnet.run import read_json, run_experiment
+from digitnet.run import run_experiment
 from digitnet.runtime import configure_threads
-from digitnet.settings import (
-    RunConfig,
-)
+from digitnet.settings import RunConfig
 from digitnet.sweep.plan import SWEEP_THREADS, Cell
 
 FINISHED = ("completed", "diverged")  # an interrupted run is trained again

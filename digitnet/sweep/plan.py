@@ -14,13 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from digitnet.errors import ConfigError
-from digitnet.settings import (
-    RunConfig,
-    make_run_config,
-    parse_assignments,
-    parse_setting,
-    resolve_run_config,
-)
+from digitnet.settings import RunConfig, make_run_config, parse_assignments, parse_setting, resolve_run_config
 
 FACTORS: dict[str, tuple[str, ...]] = {
     "lr": ("0.1", "0.03", "0.01", "0.003", "0.001", "0.0003"),

@@ -1,0 +1,221 @@
+"""What every command shares: the Typer app, one-line errors, signals, the run options, progress.
+
+Only the ``digitnet.cli`` package knows about Typer and only it prints. A
+[DigitnetError][digitnet.errors.DigitnetError] becomes one line on stderr and exit code 2 (``--debug``
+shows the traceback instead); Ctrl-C and SIGTERM save what finished and exit 130 / 143.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import signal
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, NoReturn, ParamSpec, TypeAlias, TypeVar
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from digitnet import __version__
+from digitnet.errors import ConfigError, DigitnetError
+from digitnet.presets import PRESET_NAMES, preset_settings
+from digitnet.settings import SETTINGS, parse_setting
+
+app = typer.Typer(
+    name="digitnet",
+    help="Handwritten-digit recognition on MNIST, end to end: data, models, training, analysis.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+data_app = typer.Typer(help="Get, split, and look at the digits.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+
+console = Console()
+err_console = Console(stderr=True)
+_state = {"debug": False, "terminated": False}
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+# Exit codes: 2 for input the user can fix (like click's usage errors), 1 for a run that diverged,
+# 130 for Ctrl-C and 143 for SIGTERM (the shell's convention: 128 + the signal's number).
+EXIT_USER_ERROR, EXIT_DIVERGED, EXIT_INTERRUPTED, EXIT_TERMINATED = 2, 1, 130, 143
+
+
+def fail(message: str, code: int = EXIT_USER_ERROR) -> NoReturn:
+    """Print ``error: message`` on stderr and exit with ``code``."""
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def _terminated(signum: int, frame: object) -> None:
+    """SIGTERM (``kill``, a scheduler, a closing laptop session) stops a run the way Ctrl-C does, so the
+    finished epochs are saved. Further SIGTERMs are ignored while that saving runs."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    _state["terminated"] = True
+    raise KeyboardInterrupt
+
+
+def friendly(command: Callable[P, R]) -> Callable[P, R]:
+    """Turn a [DigitnetError][digitnet.errors.DigitnetError] raised by ``command`` into one line and exit
+    code 2, and Ctrl-C or
+    SIGTERM into one line and exit code 130 or 143 (click would print "Aborted!" and exit 1)."""
+
+    @functools.wraps(command)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        previous = signal.signal(signal.SIGTERM, _terminated)
+        _state["terminated"] = False
+        try:
+            return command(*args, **kwargs)
+        except DigitnetError as error:
+            if _state["debug"]:
+                raise
+            fail(str(error))
+        except KeyboardInterrupt:
+            fail(
+                "interrupted: what finished is saved; the same command resumes where it stopped",
+                EXIT_TERMINATED if _state["terminated"] else EXIT_INTERRUPTED,
+            )
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+
+    return wrapper
+
+
+def _version(value: bool) -> None:
+    if value:
+        console.print(f"digitnet {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+    debug: Annotated[
+        bool, typer.Option("--debug", help="Show full tracebacks instead of one-line errors.")
+    ] = False,
+) -> None:
+    """digitnet: train, compare and explain digit classifiers from the command line."""
+    _state["debug"] = debug
+
+
+# ------------------------------------------------------------------------------------------ options
+# Every run option is derived from digitnet.settings.SETTINGS: its type, help, choices and the default
+# --help shows. Each defaults to None, meaning "not given": the preset, then the config's default, apply.
+
+Preset = Annotated[
+    str | None,
+    typer.Option(
+        help="A measured recipe (see README); options given beside it win.",
+        metavar="[" + "|".join(PRESET_NAMES) + "]",
+    ),
+]
+
+
+def _option(name: str, help_text: str | None = None) -> Any:
+    """``typer.Option`` for setting ``name``: ``--name``, its help, its choices as the metavar (checked by
+    the config, so a wrong one is one ``error:`` line), and its default as ``--help`` shows it."""
+    setting = SETTINGS[name]
+    declarations = (f"--{name}/--no-{name}",) if setting.kind is bool else (f"--{name}",)
+    return typer.Option(
+        *declarations,
+        help=help_text or setting.help,
+        show_default=setting.default_text or True,
+        metavar="[" + "|".join(setting.choices) + "]" if setting.choices else None,
+    )
+
+
+def with_run_options(**help_overrides: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
+    """Give a command one option per run setting (see [SETTINGS][digitnet.settings.SETTINGS]) after its
+    own; their values arrive in its ``**options``. ``help_overrides`` rewords an option where the
+    command reads it differently (compare's ``--seed`` is the first of several)."""
+
+    def decorate(command: Callable[P, R]) -> Callable[P, R]:
+        signature = inspect.signature(command, eval_str=True)
+        own = [p for p in signature.parameters.values() if p.kind is not inspect.Parameter.VAR_KEYWORD]
+        added = []
+        for name, setting in SETTINGS.items():
+            python_name = name.replace("-", "_")
+            option = _option(name, help_overrides.get(python_name))
+            annotation = Annotated[setting.kind | None, option]  # type: ignore[name-defined]
+            added.append(
+                inspect.Parameter(
+                    python_name,
+                    inspect.Parameter.KEYWORD_ONLY,
+                    default=setting.default,
+                    annotation=annotation,
+                )
+            )
+        command.__signature__ = signature.replace(parameters=[*own, *added])  # type: ignore[attr-defined]
+        return command
+
+    return decorate
+
+
+Dataset: TypeAlias = Annotated[str, _option("dataset")]
+DataDir: TypeAlias = Annotated[Path | None, _option("data-dir")]
+CsvPath: TypeAlias = Annotated[Path | None, _option("csv")]
+Seed: TypeAlias = Annotated[int, _option("seed")]
+
+
+def run_settings(
+    options: dict[str, Any], preset: str | None = None, context: typer.Context | None = None
+) -> dict[str, Any]:
+    """The run settings a command was given (Typer's names, ``batch_size``), over its ``preset``.
+
+    An option left at its default was not given (the command's ``context`` records where each value
+    came from), so the preset's value, then the config's default, applies. An option that is not a
+    setting is a bug in the command, and fails loudly rather than being ignored.
+    """
+    settings: dict[str, Any] = preset_settings(preset)
+    for python_name, value in options.items():
+        name = python_name.replace("_", "-")
+        if name not in SETTINGS:
+            raise ConfigError(f"--{name}: not a run setting; known: {', '.join(SETTINGS)}")
+        source = context.get_parameter_source(python_name) if context is not None else None
+        if value is None or getattr(source, "name", None) == "DEFAULT":
+            continue
+        if name in ("hidden", "channels"):
+            value = parse_setting(name, value)
+        elif isinstance(value, Path):
+            value = str(value)
+        settings[name] = value
+    return settings
+
+
+def progress_bar(unit: str) -> Progress:
+    """A live bar on a terminal; when stderr is a file or pipe, rich draws nothing until the end, so
+    ``log_line`` prints a plain line per step instead."""
+    return Progress(
+        TextColumn(f"[bold]{unit}"),
+        MofNCompleteColumn(),
+        BarColumn(),
+        TextColumn("{task.description}"),
+        TimeElapsedColumn(),
+        console=err_console,
+        disable=not err_console.is_terminal,
+    )
+
+
+def log_line(progress: Progress, text: str) -> None:
+    if progress.disable:
+        err_console.print(text, highlight=False, soft_wrap=True)
+
+
+def print_notes(notes: tuple[str, ...]) -> None:
+    for note in notes:
+        err_console.print(f"[dim]note:[/] {note}", highlight=False, soft_wrap=True)
+
+
+def percent(value: float | None) -> str:
+    return "—" if value is None else f"{100 * value:.2f}%"
+
+
+def terminated() -> bool:
+    """Whether the command was stopped by SIGTERM (exit 143) rather than Ctrl-C (exit 130)."""
+    return _state["terminated"]

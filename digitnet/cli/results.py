@@ -1,0 +1,110 @@
+"""``digitnet evaluate``, ``predict`` and ``report``: what a trained run does, and the docs' figures."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from digitnet.cli.common import (
+    DataDir,
+    app,
+    console,
+    err_console,
+    friendly,
+)
+
+# --------------------------------------------------------------------------------- evaluate, predict
+
+
+@app.command()
+@friendly
+def evaluate(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory written by 'digitnet train'.")],
+    *,
+    out: Annotated[Path | None, typer.Option(help="Where to write. [default: RUN_DIR/evaluation]")] = None,
+) -> None:
+    """Reload a run's model and measure it on the test set: per-class metrics, confusion matrix, galleries."""
+    from digitnet.evaluate import evaluate_run
+
+    result = evaluate_run(run_dir, out)
+    table = Table(
+        title=f"{result.test_set}: accuracy {100 * result.accuracy:.2f}%, loss {result.loss:.4f}",
+        show_edge=False,
+    )
+    for column in ("digit", "precision", "recall", "F1", "support"):
+        table.add_column(column, justify="right")
+    for row in result.per_class:
+        table.add_row(
+            str(row["digit"]),
+            f"{row['precision']:.4f}",
+            f"{row['recall']:.4f}",
+            f"{row['f1']:.4f}",
+            str(int(row["support"])),
+        )
+    console.print(table)
+    console.print(f"{result.mistakes} mistakes · written to {result.files[0].parent}", highlight=False)
+
+
+@app.command()
+@friendly
+def predict(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory written by 'digitnet train'.")],
+    images: Annotated[list[Path], typer.Argument(help="PNG/JPG images of single digits, any size.")],
+    *,
+    show: Annotated[
+        bool, typer.Option("--show", help="Write the preprocessed 28×28 beside each input (NAME.mnist.png).")
+    ] = False,
+) -> None:
+    """Predict the digit in your own images, prepared the way MNIST was made; prints the top 3."""
+    from digitnet.predict import predict_files
+
+    for prediction in predict_files(run_dir, images, show=show):
+        ranked = " · ".join(f"{digit} {100 * p:.1f}%" for digit, p in prediction.top)
+        console.print(
+            f"{prediction.path}: {prediction.top[0][0]}   ({ranked})", highlight=False, soft_wrap=True
+        )
+        if prediction.preprocessed is not None:
+            console.print(f"  preprocessed: {prediction.preprocessed}", highlight=False, soft_wrap=True)
+
+
+# -------------------------------------------------------------------------------------------- report
+
+
+@app.command()
+@friendly
+def report(
+    *,
+    quick: Annotated[
+        bool, typer.Option("--quick", help="Bundled sample, 1 seed, 2 epochs: the same path in minutes.")
+    ] = False,
+    docs_dir: Annotated[Path, typer.Option(help="Where figures/ and results/ go.")] = Path("docs"),
+    cache_dir: Annotated[Path, typer.Option(help="Where the runs are kept (reused on rerun).")] = Path(
+        "runs/report"
+    ),
+    data_dir: DataDir = None,
+    jobs: Annotated[int | None, typer.Option(help="Worker processes. [default: CPU cores]")] = None,
+) -> None:
+    """Run every experiment of the docs site (cached) and write its figures, tables and CLI reference."""
+    from digitnet.report import run_report, write_cli_reference
+    from digitnet.sweep import SweepResult, default_jobs
+
+    def on_experiment(name: str, result: SweepResult) -> None:
+        err_console.print(
+            f"{name}: {result.trained} trained, {result.reused} reused · {result.summary}",
+            highlight=False,
+            soft_wrap=True,
+        )
+
+    written = run_report(
+        docs_dir,
+        cache_dir,
+        quick=quick,
+        data_dir=str(data_dir) if data_dir else None,
+        jobs=jobs or default_jobs(),
+        on_experiment=on_experiment,
+    )
+    written.append(write_cli_reference(docs_dir))
+    console.print(f"{len(written)} files written under {docs_dir}", highlight=False)

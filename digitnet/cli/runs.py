@@ -1,0 +1,221 @@
+"""``digitnet train`` and ``digitnet compare``: one run, or one factor over several seeds."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from digitnet.cli.common import (
+    EXIT_DIVERGED,
+    EXIT_INTERRUPTED,
+    EXIT_TERMINATED,
+    Preset,
+    app,
+    console,
+    fail,
+    friendly,
+    log_line,
+    percent,
+    print_notes,
+    progress_bar,
+    run_settings,
+    terminated,
+    with_run_options,
+)
+
+# --------------------------------------------------------------------------------------------- train
+
+
+@app.command()
+@with_run_options()
+@friendly
+def train(
+    context: typer.Context,
+    *,
+    preset: Preset = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(help="Run directory.", show_default="runs/<model>-<optimizer>-<config hash>"),
+    ] = None,
+    restart: Annotated[
+        bool,
+        typer.Option(
+            "--restart",
+            help="Start over even if an interrupted run of this config was saved (it resumes otherwise).",
+        ),
+    ] = False,
+    **options: Any,
+) -> None:
+    """Train one model from scratch and write its run directory (config, history, plots, checkpoint)."""
+    from digitnet.run import RunStart, run_experiment
+    from digitnet.settings import make_run_config, resolve_run_config
+    from digitnet.trainer import EpochRecord
+
+    settings = run_settings(options, preset, context)
+    config = resolve_run_config(make_run_config(settings))
+    run_dir = out or Path("runs") / f"{config.model.name}-{config.optim.name}-{config.key()}"
+
+    with progress_bar("epoch") as progress:
+        task = progress.add_task("loading data…", total=config.train.epochs)
+
+        def on_start(start: RunStart) -> None:
+            print_notes(start.notes)
+            progress.console.print(
+                f"{start.split} · {start.model} ({start.parameters:,} parameters) · {start.device}",
+                highlight=False,
+                soft_wrap=True,
+            )
+            if start.resumed_from:
+                print_notes(
+                    (
+                        f"resuming after epoch {start.resumed_from} of {config.train.epochs}, saved by an "
+                        "interrupted run of this config (--restart starts over)",
+                    )
+                )
+            progress.update(task, completed=start.resumed_from, description="training…")
+
+        def on_epoch(record: EpochRecord) -> None:
+            text = (
+                f"loss {record.train_loss:.4f} · train {percent(record.train_accuracy)} · "
+                f"val {percent(record.val_accuracy)} · {record.samples_per_second:,.0f} samples/s"
+            )
+            progress.update(task, advance=1, description=text)
+            log_line(progress, f"epoch {record.epoch}/{config.train.epochs} · {text}")
+
+        result = run_experiment(config, run_dir, on_start=on_start, on_epoch=on_epoch, restart=restart)
+
+    summary = result.summary
+    table = Table(title=config.title(), title_style="bold", show_edge=False)
+    for column in ("", "train", "validation", "test"):
+        table.add_column(column, justify="right")
+    table.add_row(
+        "accuracy",
+        percent(summary["train_accuracy"]),
+        percent(summary["val_accuracy"]),
+        percent(summary["test_accuracy"]),
+    )
+    table.add_row(
+        "loss",
+        *(
+            f"{summary[k]:.4f}" if summary[k] is not None else "—"
+            for k in ("train_loss", "val_loss", "test_loss")
+        ),
+    )
+    console.print(table)
+    console.print(
+        f"{summary['parameters']:,} parameters · {summary['train_seconds']:.1f} s training · "
+        f"test set: {summary['test_set']}",
+        highlight=False,
+        soft_wrap=True,
+    )
+    console.print(f"run written to {result.run_dir}", highlight=False, soft_wrap=True)
+    if summary["status"] == "diverged":
+        at = summary["diverged_at"]
+        fail(
+            f"training diverged at epoch {at['epoch']}, step {at['step']} (loss became NaN/inf); "
+            "try a smaller --lr",
+            EXIT_DIVERGED,
+        )
+    if summary["status"] == "interrupted":
+        fail(
+            f"interrupted after {summary['epochs_completed']} finished epoch(s); what finished was saved, "
+            "and the same command resumes from there",
+            EXIT_TERMINATED if terminated() else EXIT_INTERRUPTED,
+        )
+
+
+# ------------------------------------------------------------------------------------------- compare
+
+
+@app.command()
+@with_run_options(seed="First seed; the seeds are seed, seed+1, …")
+@friendly
+def compare(
+    context: typer.Context,
+    factor: Annotated[
+        str,
+        typer.Argument(
+            help="lr | batch-size | optimizer | dropout | norm | epochs | hidden | model | variants"
+        ),
+    ],
+    values: Annotated[
+        list[str] | None,
+        typer.Argument(help="Values to try (default: a sensible set per factor).", show_default=False),
+    ] = None,
+    *,
+    seeds: Annotated[int, typer.Option(help="Seeds per value; tables report mean ± std.")] = 3,
+    jobs: Annotated[
+        int | None, typer.Option(help="Worker processes, one run each. [default: CPU cores]")
+    ] = None,
+    models: Annotated[
+        str | None, typer.Option(help="Grid over model variants, e.g. mlp,bn,bn-dropout.")
+    ] = None,
+    variant: Annotated[
+        list[str] | None,
+        typer.Option(help="With 'variants': paired settings, e.g. 'lr=0.001 dropout=0.2' (repeatable)."),
+    ] = None,
+    out: Annotated[Path | None, typer.Option(help="Sweep directory. [default: sweeps/<factor>]")] = None,
+    backend: Annotated[
+        str, typer.Option(help="local (worker processes) | ray (Ray tasks; pip install -e '.[ray]').")
+    ] = "local",
+    ray_address: Annotated[
+        str | None,
+        typer.Option(help="With --backend ray: 'auto' joins a running cluster; none starts a local one."),
+    ] = None,
+    preset: Preset = None,
+    **options: Any,
+) -> None:
+    """Train every value of one factor from scratch over several seeds; tables, overlays, error bars.
+
+    Finished runs are cached by their config hash, so a rerun trains only what is missing.
+    """
+    from digitnet.sweep import RunRecord, SweepSpec, default_jobs, results_table_rows, run_sweep
+
+    base = run_settings(options, preset, context)
+    spec = SweepSpec(
+        factor=factor,
+        values=tuple(values or ()),
+        base=tuple(sorted(base.items())),
+        seeds=seeds,
+        models=tuple(m.strip() for m in models.split(",") if m.strip()) if models else (),
+        variants=tuple(variant or ()),
+    )
+    sweep_dir = out or Path("sweeps") / factor
+    with progress_bar("runs") as progress:
+        task = progress.add_task("planning…", total=None)
+
+        def on_run(record: RunRecord, done: int, total: int) -> None:
+            status = "cached" if record.cached else record.summary["status"]
+            progress.update(
+                task,
+                completed=done,
+                total=total,
+                description=f"{record.cell.label} seed {record.seed}: {status}",
+            )
+            log_line(progress, f"run {done}/{total} · {record.cell.label} seed {record.seed}: {status}")
+
+        result = run_sweep(
+            spec,
+            sweep_dir,
+            jobs=jobs or default_jobs(),
+            on_run=on_run,
+            backend=backend,
+            ray_address=ray_address,
+        )
+
+    table = Table(title=f"compare {factor}: mean ± std over {seeds} seed(s)", show_edge=False)
+    columns = ("value", "diverged", "val acc (%)", "test acc (%)", "time (s)")  # all of them: results.md
+    for column in columns:
+        table.add_column(column, justify="left" if column == "value" else "right")
+    for row in results_table_rows(result.cells):
+        table.add_row(*(row[c] for c in columns))
+    console.print(table)
+    console.print(result.summary, highlight=False, soft_wrap=True)
+    console.print(
+        f"{result.trained} run(s) trained, {result.reused} reused from cache · written to {sweep_dir}",
+        highlight=False,
+        soft_wrap=True,
+    )
