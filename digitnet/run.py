@@ -23,12 +23,13 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import math
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 
@@ -40,7 +41,7 @@ from digitnet.checkpoint import (
     save_checkpoint_bytes,
 )
 from digitnet.data import Split, describe_split, load_split, to_tensors
-from digitnet.errors import DigitnetError
+from digitnet.errors import CheckpointError, DigitnetError
 from digitnet.models import build_model, count_parameters, describe_model, planned_parameters
 from digitnet.optim import build_optimizer, build_scheduler
 from digitnet.plotting import plot_accuracy, plot_loss, save_figure
@@ -52,6 +53,7 @@ from digitnet.runtime import (
     check_memory,
     claim_output,
     environment_info,
+    json_safe,
     resolve_device,
     seed_everything,
     using_threads,
@@ -77,45 +79,133 @@ class RunResult:
     run_dir: Path
     config: RunConfig
     history: History
-    summary: dict[str, Any]
+    summary: RunSummary
 
 
 # --------------------------------------------------------------------------------------------- running
 
 
+SummaryStatus = Literal["completed", "diverged", "interrupted", "failed"]
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """The few numbers people compare runs by, plus the facts needed to read them honestly.
+
+    Saved as ``summary.json``, read back by sweeps, the report and ``evaluate``. A number a run does not
+    have (the loss of a diverged run, the metrics of a failed one) is None, ``null`` in the file.
+    """
+
+    key: str
+    status: SummaryStatus
+    epochs_completed: int
+    train_accuracy: float | None
+    val_accuracy: float | None
+    test_accuracy: float | None
+    train_loss: float | None
+    val_loss: float | None
+    test_loss: float | None
+    best_epoch: int | None
+    """The epoch with the highest validation accuracy."""
+    best_val_accuracy: float | None
+    parameters: int | None
+    train_seconds: float
+    total_seconds: float | None
+    """The whole run: loading, training, evaluating and writing."""
+    samples_per_second: float | None
+    dataset: str | None
+    sizes: dict[str, int] | None
+    """Digits in the train, val and test parts."""
+    test_set: str | None
+    diverged_at: dict[str, int] | None = None
+    """``{"epoch": E, "step": S}`` for a diverged run."""
+    error: str | None = None
+    """Why a failed run could not be trained."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(json_safe(asdict(self)))
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str = "summary.json") -> RunSummary:
+        """A summary read back from JSON, checked field by field (strict types, every field present);
+        anything else is a [CheckpointError][digitnet.errors.CheckpointError]."""
+        from pydantic import TypeAdapter, ValidationError
+
+        try:
+            summary: RunSummary = TypeAdapter(RunSummary).validate_json(json.dumps(data), strict=True)
+        except ValidationError as error:
+            problem = error.errors()[0]
+            place = ".".join(str(part) for part in problem["loc"]) or "summary"
+            raise CheckpointError(f"{where}: {place}: {problem['msg']}") from None
+        except TypeError as error:  # not JSON at all
+            raise CheckpointError(f"{where}: not a run summary ({error})") from None
+        return summary
+
+    @classmethod
+    def failed(cls, key: str, error: str) -> RunSummary:
+        """A run that could not be trained at all (a sweep records it, with no files)."""
+        metrics = dict.fromkeys(("train_accuracy", "val_accuracy", "test_accuracy", "train_loss"))
+        return cls(
+            key=key,
+            status="failed",
+            epochs_completed=0,
+            **metrics,
+            val_loss=None,
+            test_loss=None,
+            best_epoch=None,
+            best_val_accuracy=None,
+            parameters=None,
+            train_seconds=0.0,
+            total_seconds=None,
+            samples_per_second=None,
+            dataset=None,
+            sizes=None,
+            test_set=None,
+            error=error,
+        )
+
+    def metric(self, name: str) -> float | None:
+        """Metric ``name`` (``val_accuracy``, ``train_seconds``, ...) as a finite number, else None."""
+        value = getattr(self, name)
+        return float(value) if isinstance(value, int | float) and math.isfinite(value) else None
+
+
+def _finite(value: float | None) -> float | None:
+    return value if value is not None and math.isfinite(value) else None
+
+
 def summarize(
     config: RunConfig, history: History, split: Split, parameters: int, seconds: float
-) -> dict[str, Any]:
-    """The few numbers people compare runs by, plus the facts needed to read them honestly."""
+) -> RunSummary:
+    """The run's [RunSummary][digitnet.run.RunSummary] from its history and data."""
     last = history.epochs[-1] if history.epochs else None
-    best = history.best_epoch()
-    return {
-        "key": config.key(),
-        "status": history.status,
-        "diverged_at": history.diverged_at,
-        "epochs_completed": len(history.epochs),
-        "train_accuracy": last.train_accuracy if last else None,
-        "val_accuracy": last.val_accuracy if last else None,
-        "test_accuracy": history.test_accuracy,
-        "train_loss": last.train_loss if last else None,
-        "val_loss": last.val_loss if last else None,
-        "test_loss": history.test_loss,
-        "best_epoch": best,
-        "best_val_accuracy": max((r.val_accuracy for r in history.epochs), default=None),
-        "parameters": parameters,
-        "train_seconds": history.train_seconds,
-        "total_seconds": seconds,
-        "samples_per_second": (
+    return RunSummary(
+        key=config.key(),
+        status=history.status,
+        diverged_at=history.diverged_at,
+        epochs_completed=len(history.epochs),
+        train_accuracy=_finite(last.train_accuracy) if last else None,
+        val_accuracy=_finite(last.val_accuracy) if last else None,
+        test_accuracy=_finite(history.test_accuracy),
+        train_loss=_finite(last.train_loss) if last else None,
+        val_loss=_finite(last.val_loss) if last else None,
+        test_loss=_finite(history.test_loss),
+        best_epoch=history.best_epoch(),
+        best_val_accuracy=max((r.val_accuracy for r in history.epochs), default=None),
+        parameters=parameters,
+        train_seconds=history.train_seconds,
+        total_seconds=seconds,
+        samples_per_second=(
             sum(r.samples_per_second for r in history.epochs) / len(history.epochs)
             if history.epochs
             else None
         ),
-        "dataset": split.source,
-        "sizes": {"train": len(split.train), "val": len(split.val), "test": len(split.test)},
-        "test_set": "held-out 1/7 of the source (no separate test set)"
+        dataset=split.source,
+        sizes={"train": len(split.train), "val": len(split.val), "test": len(split.test)},
+        test_set="held-out 1/7 of the source (no separate test set)"
         if split.test_is_holdout
         else "MNIST test set",
-    }
+    )
 
 
 def history_csv(history: History) -> str:
@@ -133,7 +223,7 @@ def write_run_dir(
     run_dir: Path,
     config: RunConfig,
     history: History,
-    summary: dict[str, Any],
+    summary: RunSummary,
     checkpoint: bytes,
     environment: dict[str, Any],
 ) -> None:
@@ -146,7 +236,7 @@ def write_run_dir(
         )
         atomic_write_json(staging / "history.json", history.to_dict())
         atomic_write_text(staging / "history.csv", history_csv(history))
-        atomic_write_json(staging / "summary.json", summary)
+        atomic_write_json(staging / "summary.json", summary.to_dict())
         atomic_write_bytes(staging / "model.pt", checkpoint)
         title = config.title()
         save_figure(plot_loss(history, title), staging / "loss")
@@ -249,6 +339,7 @@ def run_experiment(
 __all__ = [
     "RunResult",
     "RunStart",
+    "RunSummary",
     "run_experiment",
     "summarize",
     "write_run_dir",

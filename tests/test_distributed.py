@@ -81,7 +81,7 @@ def test_a_killed_worker_is_retried_and_the_sweep_completes(local_ray: None, tmp
     os.kill(victims[0], signal.SIGKILL)
     sweep.join(timeout=300)
     result = outcome["result"]
-    assert all(r.summary["status"] == "completed" for c in result.cells for r in c.runs)  # type: ignore[attr-defined]
+    assert all(r.summary.status == "completed" for c in result.cells for r in c.runs)
     assert result.trained == 2  # type: ignore[attr-defined]
 
 
@@ -90,8 +90,8 @@ def test_a_killed_worker_is_retried_and_the_sweep_completes(local_ray: None, tmp
 def test_a_task_that_cannot_run_is_recorded_as_failed(local_ray: None, tmp_path: Path) -> None:
     spec = SweepSpec("lr", ("0.1",), base=(*FAST, ("device", "cuda")), seeds=2)
     result = run_sweep(spec, tmp_path / "s", backend="ray")
-    assert [r.summary["status"] for r in result.cells[0].runs] == ["failed", "failed"]
-    assert "no CUDA device" in result.cells[0].runs[0].summary["error"]
+    assert [r.summary.status for r in result.cells[0].runs] == ["failed", "failed"]
+    assert "no CUDA device" in (result.cells[0].runs[0].summary.error or "")
     assert "Failed to train" in result.summary
     assert "failed" in (tmp_path / "s" / "results.md").read_text()
     assert not list((tmp_path / "s" / "runs").glob("*/summary.json"))  # nothing written: rerun retries

@@ -23,7 +23,7 @@ from typer.testing import CliRunner
 
 from digitnet.checkpoint import resume_path
 from digitnet.cli import app
-from digitnet.run import run_experiment
+from digitnet.run import RunSummary, run_experiment
 from digitnet.settings import make_run_config
 from digitnet.trainer import EpochCallback, EpochRecord
 
@@ -515,7 +515,7 @@ def test_a_second_sweep_waits_for_and_reuses_the_first_ones_run(
     config = make_run_config({"dataset": "sample", "epochs": 1, "threads": 1, "batch-size": 512})
     run_dir = tmp_path / "runs" / config.key()
     run_dir.parent.mkdir()
-    results: list[dict[str, object]] = []
+    results: list[RunSummary] = []
     with FileLock(run_dir.parent / f".{run_dir.name}.lock"):  # the first sweep is training this config
         waiting = threading.Thread(target=lambda: results.append(execution.train_one(config, run_dir)))
         waiting.start()
@@ -528,7 +528,7 @@ def test_a_second_sweep_waits_for_and_reuses_the_first_ones_run(
 
         monkeypatch.setattr(execution, "run_experiment", must_not_train)
     waiting.join(timeout=60)
-    assert results and results[0]["key"] == finished["key"]
+    assert results and results[0].key == finished.key
 
 
 # ------------------------------------------------------------------------------------------- images

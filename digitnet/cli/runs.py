@@ -93,35 +93,35 @@ def train(
         table.add_column(column, justify="right")
     table.add_row(
         "accuracy",
-        percent(summary["train_accuracy"]),
-        percent(summary["val_accuracy"]),
-        percent(summary["test_accuracy"]),
+        percent(summary.train_accuracy),
+        percent(summary.val_accuracy),
+        percent(summary.test_accuracy),
     )
     table.add_row(
         "loss",
         *(
-            f"{summary[k]:.4f}" if summary[k] is not None else "—"
-            for k in ("train_loss", "val_loss", "test_loss")
+            f"{loss:.4f}" if loss is not None else "—"
+            for loss in (summary.train_loss, summary.val_loss, summary.test_loss)
         ),
     )
     console.print(table)
     console.print(
-        f"{summary['parameters']:,} parameters · {summary['train_seconds']:.1f} s training · "
-        f"test set: {summary['test_set']}",
+        f"{summary.parameters:,} parameters · {summary.train_seconds:.1f} s training · "
+        f"test set: {summary.test_set}",
         highlight=False,
         soft_wrap=True,
     )
     console.print(f"run written to {result.run_dir}", highlight=False, soft_wrap=True)
-    if summary["status"] == "diverged":
-        at = summary["diverged_at"]
+    if summary.status == "diverged" and summary.diverged_at is not None:
+        at = summary.diverged_at
         fail(
             f"training diverged at epoch {at['epoch']}, step {at['step']} (loss became NaN/inf); "
             "try a smaller --lr",
             EXIT_DIVERGED,
         )
-    if summary["status"] == "interrupted":
+    if summary.status == "interrupted":
         fail(
-            f"interrupted after {summary['epochs_completed']} finished epoch(s); what finished was saved, "
+            f"interrupted after {summary.epochs_completed} finished epoch(s); what finished was saved, "
             "and the same command resumes from there",
             EXIT_TERMINATED if terminated() else EXIT_INTERRUPTED,
         )
@@ -188,7 +188,7 @@ def compare(
         task = progress.add_task("planning…", total=None)
 
         def on_run(record: RunRecord, done: int, total: int) -> None:
-            status = "cached" if record.cached else record.summary["status"]
+            status = "cached" if record.cached else record.summary.status
             progress.update(
                 task,
                 completed=done,

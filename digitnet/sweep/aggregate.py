@@ -32,8 +32,8 @@ class Stat:
         return f"{self.mean * scale:.{digits}f} ± {self.std * scale:.{digits}f}"
 
 
-def mean_std(values: Sequence[float]) -> Stat:
-    """Mean ± sample standard deviation of ``values`` (the spread between seeds)."""
+def mean_std(values: Sequence[float | None]) -> Stat:
+    """Mean ± sample standard deviation of ``values`` (the spread between seeds); None is left out."""
     array = np.asarray([v for v in values if v is not None and math.isfinite(v)], dtype=np.float64)
     if array.size == 0:
         return Stat(math.nan, math.nan, 0)
@@ -51,11 +51,11 @@ class CellResult:
 
     @property
     def diverged(self) -> int:
-        return sum(1 for r in self.runs if r.summary.get("status") == "diverged")
+        return sum(1 for r in self.runs if r.summary.status == "diverged")
 
     @property
     def failed(self) -> int:
-        return sum(1 for r in self.runs if r.summary.get("status") == "failed")
+        return sum(1 for r in self.runs if r.summary.status == "failed")
 
 
 # -------------------------------------------------------------------------------------- aggregation
@@ -66,12 +66,12 @@ def aggregate(cells: Sequence[Cell], records: Sequence[RunRecord]) -> list[CellR
     results = []
     for cell in cells:
         runs = [r for r in records if r.cell == cell]
-        finished = [r.summary for r in runs if r.summary.get("status") == "completed"]
-        stats = {metric: mean_std([s[metric] for s in finished]) for metric in METRICS}
-        stats["best_epoch"] = mean_std([s["best_epoch"] for s in finished if s.get("best_epoch")])
-        ran = [r.summary for r in runs if r.summary.get("status") in FINISHED]
-        stats["train_seconds"] = mean_std([s["train_seconds"] for s in ran])
-        stats["parameters"] = mean_std([s["parameters"] for s in ran])
+        finished = [r.summary for r in runs if r.summary.status == "completed"]
+        stats = {metric: mean_std([s.metric(metric) for s in finished]) for metric in METRICS}
+        stats["best_epoch"] = mean_std([s.metric("best_epoch") for s in finished])
+        ran = [r.summary for r in runs if r.summary.status in FINISHED]
+        stats["train_seconds"] = mean_std([s.metric("train_seconds") for s in ran])
+        stats["parameters"] = mean_std([s.metric("parameters") for s in ran])
         results.append(CellResult(cell, runs, stats))
     return results
 
@@ -192,9 +192,9 @@ def runs_csv(records: Sequence[RunRecord]) -> str:
             record.cell.label,
             record.seed,
             record.key,
-            record.summary["status"],
-            *(number(record.summary.get(m), ".6g") for m in METRICS),
-            number(record.summary.get("train_seconds"), ".3f"),
+            record.summary.status,
+            *(number(record.summary.metric(m), ".6g") for m in METRICS),
+            number(record.summary.metric("train_seconds"), ".3f"),
         ]
         for record in records
     ]
@@ -206,7 +206,7 @@ def sweep_series(result: CellResult) -> SweepSeries:
     the final statistics."""
     curves: dict[str, list[list[float]]] = {"val_loss": [], "val_accuracy": [], "train_loss": []}
     for record in result.runs:
-        if record.summary.get("status") not in FINISHED:  # a failed run has no history on disk
+        if record.summary.status not in FINISHED:  # a failed run has no history on disk
             continue
         epochs = read_json(record.run_dir / "history.json")["epochs"]
         for name, runs in curves.items():

@@ -22,7 +22,7 @@ from typing import Any
 from digitnet.checkpoint import read_json
 from digitnet.data import Split, load_split
 from digitnet.errors import CheckpointError, ConfigError
-from digitnet.run import run_experiment
+from digitnet.run import RunSummary, run_experiment
 from digitnet.runtime import configure_threads
 from digitnet.settings import RunConfig
 from digitnet.sweep.plan import SWEEP_THREADS, Cell
@@ -39,7 +39,7 @@ class RunRecord:
     seed: int
     key: str
     run_dir: Path
-    summary: dict[str, Any]
+    summary: RunSummary
     cached: bool
 
 
@@ -98,7 +98,7 @@ def _stop_workers(pool: ProcessPoolExecutor) -> None:
                 os.kill(process.pid, signal.SIGTERM)
 
 
-def train_one(config: RunConfig, run_dir: Path) -> dict[str, Any]:
+def train_one(config: RunConfig, run_dir: Path) -> RunSummary:
     """Train one config into ``run_dir`` (in this process or a worker) and return its summary.
 
     A lock per config makes a second ``compare`` on the same cache wait for the first's run and reuse
@@ -116,24 +116,22 @@ def train_one(config: RunConfig, run_dir: Path) -> dict[str, Any]:
         return run_experiment(config, run_dir, split=shared_split(config)).summary
 
 
-def finished_summary(run_dir: Path) -> dict[str, Any] | None:
+def finished_summary(run_dir: Path) -> RunSummary | None:
     """The summary of a finished run in ``run_dir``, or None if it must be (re)trained.
 
-    A cached run is used only if everything the sweep reads of it is intact: a summary with numeric
-    metrics and a readable history. Anything damaged (a truncated file, a hand-edited value) is trained
-    again, like a missing run, rather than trusted or crashed on.
+    A cached run is used only if everything the sweep reads of it is intact: a summary whose every field
+    has its type (see [RunSummary.from_dict][digitnet.run.RunSummary.from_dict]), numeric metrics for a
+    completed run, and a readable history. Anything damaged (a truncated file, a hand-edited value) is
+    trained again, like a missing run, rather than trusted or crashed on.
     """
     try:
-        summary = read_json(run_dir / "summary.json")
+        summary = RunSummary.from_dict(read_json(run_dir / "summary.json"))
         history = read_json(run_dir / "history.json")
     except CheckpointError:
         return None
-    if not isinstance(summary, dict) or summary.get("status") not in FINISHED:
+    if summary.status not in FINISHED:
         return None
-    numbers = ("train_seconds", *METRICS) if summary["status"] == "completed" else ("train_seconds",)
-    if not all(
-        isinstance(summary.get(k), int | float) and not isinstance(summary.get(k), bool) for k in numbers
-    ):
+    if summary.status == "completed" and any(summary.metric(m) is None for m in METRICS):
         return None
     if not isinstance(history, dict) or not isinstance(history.get("epochs"), list):
         return None
@@ -173,7 +171,7 @@ def execute(
     records: dict[str, RunRecord] = {}
     total = len(planned)
 
-    def record(cell: Cell, seed: int, key: str, summary: dict[str, Any], cached: bool) -> None:
+    def record(cell: Cell, seed: int, key: str, summary: RunSummary, cached: bool) -> None:
         records[key] = RunRecord(cell, seed, key, runs_dir / key, summary, cached)
         if on_run:
             on_run(records[key], len(records), total)
@@ -188,17 +186,15 @@ def execute(
             queued.add(key)
             todo.append((cell, seed, config))
 
-    def finish(cell: Cell, seed: int, config: RunConfig, summary: dict[str, Any]) -> None:
-        if summary.get("status") == "interrupted":
+    def finish(cell: Cell, seed: int, config: RunConfig, summary: RunSummary) -> None:
+        if summary.status == "interrupted":
             # The trainer turned Ctrl-C into a saved partial run; the sweep itself must stop here.
             raise KeyboardInterrupt
         record(cell, seed, config.key(), summary, cached=False)
 
     def fail(cell: Cell, seed: int, config: RunConfig, error: str) -> None:
         """A run that could not be trained (after the backend's retries): recorded, not written."""
-        record(
-            cell, seed, config.key(), {"status": "failed", "error": error, "train_seconds": 0.0}, cached=False
-        )
+        record(cell, seed, config.key(), RunSummary.failed(config.key(), error), cached=False)
 
     if backend == "ray":
         from digitnet.sweep.on_ray import run_on_ray

@@ -21,14 +21,14 @@ from typing import Any
 
 from digitnet.data import Split, load_split
 from digitnet.errors import ConfigError
-from digitnet.run import run_experiment
+from digitnet.run import RunSummary, run_experiment
 from digitnet.runtime import atomic_directory, atomic_write_bytes
 from digitnet.settings import RunConfig, run_config_from_dict
 
 TASK_RETRIES = 2  # a worker killed mid-run (pre-empted node, OOM) gets two more tries
 INSTALL_HINT = "--backend ray needs Ray: pip install -e '.[ray]' (or pip install ray)"
 
-Finish = Callable[[Any, int, RunConfig, dict[str, Any]], None]
+Finish = Callable[[Any, int, RunConfig, RunSummary], None]
 Fail = Callable[[Any, int, RunConfig, str], None]
 
 
@@ -100,7 +100,7 @@ def run_on_ray(
                 continue
             run_dir = runs_dir / config.key()
             write_artifacts(run_dir, artifacts, config.key())
-            finish(cell, seed, config, json.loads(artifacts["summary.json"]))
+            finish(cell, seed, config, RunSummary.from_dict(json.loads(artifacts["summary.json"])))
     except BaseException:  # Ctrl-C: stop queued and running tasks; finished runs are already written
         for ref in pending:
             ray.cancel(ref, force=True)
