@@ -8,6 +8,8 @@ from __future__ import annotations
 import gzip
 import os
 import struct
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -65,6 +67,21 @@ def write_csv(path: Path, count: int = 100, header: bool = True, label: str = "f
         rows.append(",".join([str(lab), *pixels] if label == "first" else [*pixels, str(lab)]))
     path.write_text("\n".join(rows) + "\n")
     return path
+
+
+def digitnet_process(*args: str, cwd: Path) -> subprocess.Popen[str]:
+    """``digitnet ARGS`` as a separate process in its own session (so a test can signal it or its whole
+    group), unbuffered, with text pipes; never on full MNIST."""
+    env = {k: v for k, v in os.environ.items() if k != DATA_ENV_VAR} | {"PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen(
+        [sys.executable, "-c", "from digitnet.cli import app; app()", *args],
+        cwd=cwd,
+        env=env,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
 
 
 @pytest.fixture(autouse=True)

@@ -11,8 +11,6 @@ import gzip
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -20,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import idx_bytes, make_digits, write_csv, write_mnist_dir
+from conftest import digitnet_process, idx_bytes, make_digits, write_csv, write_mnist_dir
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
@@ -384,20 +382,6 @@ def test_bad_input_gives_one_line_and_exit_2(name: str, tmp_path: Path) -> None:
 # ---------------------------------------------------------------------------------------- interruption
 
 
-def _digitnet(*args: str, cwd: Path) -> subprocess.Popen[str]:
-    env = {k: v for k, v in os.environ.items() if k != "DIGITNET_DATA"} | {"PYTHONUNBUFFERED": "1"}
-    code = "from digitnet.cli import app; app()"
-    return subprocess.Popen(
-        [sys.executable, "-c", code, *args],
-        cwd=cwd,
-        env=env,
-        text=True,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        start_new_session=True,
-    )
-
-
 def _wait_for(predicate: Callable[[], bool], seconds: float) -> None:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
@@ -410,7 +394,7 @@ def _wait_for(predicate: Callable[[], bool], seconds: float) -> None:
 @pytest.mark.slow
 def test_sigint_during_train_leaves_a_complete_interrupted_run(tmp_path: Path) -> None:
     out = tmp_path / "run"
-    process = _digitnet(
+    process = digitnet_process(
         "train", "--dataset", "sample", "--model", "cnn", "--epochs", "300", "--out", str(out), cwd=tmp_path
     )
     assert process.stderr is not None
@@ -449,7 +433,7 @@ def test_sigint_during_compare_loses_no_finished_run(tmp_path: Path) -> None:
         "--out",
         str(tmp_path / "sweep"),
     ]
-    process = _digitnet(*args, cwd=tmp_path)
+    process = digitnet_process(*args, cwd=tmp_path)
     runs = tmp_path / "sweep" / "runs"
     _wait_for(
         lambda: runs.is_dir() and len([p for p in runs.iterdir() if not p.name.startswith(".")]) >= 3, 120

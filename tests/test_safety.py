@@ -12,13 +12,13 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 import torch
+from conftest import digitnet_process
 from typer.testing import CliRunner
 
 from digitnet.checkpoint import resume_path
@@ -271,19 +271,6 @@ def test_interrupted_model_pt_holds_the_last_finished_epoch(tmp_path: Path) -> N
 # -------------------------------------------------------------------------------- signals, processes
 
 
-def _cli(*args: str, cwd: Path) -> subprocess.Popen[str]:
-    env = {k: v for k, v in os.environ.items() if k != "DIGITNET_DATA"} | {"PYTHONUNBUFFERED": "1"}
-    return subprocess.Popen(
-        [sys.executable, "-c", "from digitnet.cli import app; app()", *args],
-        cwd=cwd,
-        env=env,
-        text=True,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        start_new_session=True,
-    )
-
-
 def _wait_for_epoch(process: subprocess.Popen[str], epoch: int, total: int) -> str:
     assert process.stderr is not None
     seen = ""
@@ -301,10 +288,10 @@ SLOW_RUN = ["--dataset", "sample", "--model", "cnn", "--batch-size", "64", "--th
 @pytest.mark.parametrize("how", [signal.SIGTERM, signal.SIGKILL])
 def test_killed_train_resumes_bit_for_bit(tmp_path: Path, how: signal.Signals) -> None:
     epochs = "6"
-    reference = _cli("train", *SLOW_RUN, "--epochs", epochs, "--out", "reference", cwd=tmp_path)
+    reference = digitnet_process("train", *SLOW_RUN, "--epochs", epochs, "--out", "reference", cwd=tmp_path)
     _, stderr = reference.communicate(timeout=600)
     assert reference.returncode == 0, stderr
-    process = _cli("train", *SLOW_RUN, "--epochs", epochs, "--out", "run", cwd=tmp_path)
+    process = digitnet_process("train", *SLOW_RUN, "--epochs", epochs, "--out", "run", cwd=tmp_path)
     _wait_for_epoch(process, 2, 6)
     process.send_signal(how)
     _, stderr = process.communicate(timeout=120)
@@ -315,7 +302,7 @@ def test_killed_train_resumes_bit_for_bit(tmp_path: Path, how: signal.Signals) -
     else:
         assert process.returncode == -signal.SIGKILL
     assert resume_path(tmp_path / "run").is_file()
-    again = _cli("train", *SLOW_RUN, "--epochs", epochs, "--out", "run", cwd=tmp_path)
+    again = digitnet_process("train", *SLOW_RUN, "--epochs", epochs, "--out", "run", cwd=tmp_path)
     _, stderr = again.communicate(timeout=600)
     assert again.returncode == 0, stderr
     assert "resuming after epoch" in stderr and "epoch 1/6" not in stderr
@@ -343,7 +330,7 @@ def _alive(pid: int) -> bool:
 @contextlib.contextmanager
 def _sweep(tmp: Path) -> Iterator[tuple[subprocess.Popen[str], list[int]]]:
     args = ["compare", "epochs", "200", "201", "202", "--seeds", "1", "--jobs", "2", *SLOW_RUN]
-    process = _cli(*args, "--out", "sweep", cwd=tmp)
+    process = digitnet_process(*args, "--out", "sweep", cwd=tmp)
     try:
         workers: list[int] = []
         deadline = time.monotonic() + 120
