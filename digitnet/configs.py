@@ -138,6 +138,15 @@ OptimizerName = Literal["sgd", "momentum", "rmsprop", "adam", "adamw"]
 ScheduleName = Literal["none", "step", "onecycle"]
 OPTIMIZERS: tuple[OptimizerName, ...] = ("sgd", "momentum", "rmsprop", "adam", "adamw")
 SCHEDULES: tuple[ScheduleName, ...] = ("none", "step", "onecycle")
+# The learning rate each optimizer is usually run at: SGD needs a larger step than the adaptive methods,
+# which scale theirs per parameter. Adam at SGD's 0.01 overshoots; SGD at Adam's 0.001 crawls.
+CONVENTIONAL_LR: dict[OptimizerName, float] = {
+    "sgd": 0.01,
+    "momentum": 0.01,
+    "rmsprop": 0.001,
+    "adam": 0.001,
+    "adamw": 0.001,
+}
 
 
 @dataclass(frozen=True)
@@ -203,6 +212,7 @@ class TrainConfig:
 
 __all__ = [
     "CNN_MODELS",
+    "CONVENTIONAL_LR",
     "DATASETS",
     "DEFAULT_CNN_HIDDEN",
     "DEFAULT_MLP_HIDDEN",

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from digitnet.configs import (
+    CONVENTIONAL_LR,
     DATASETS,
     DEVICES,
     MODELS,
@@ -197,7 +198,14 @@ SETTINGS: dict[str, Setting] = {
         default_text="0.2 for nmlp, else 0",
     ),
     "optimizer": Setting("optim", "name", "The update rule.", choices=OPTIMIZERS),
-    "lr": Setting("optim", "lr", "Learning rate (> 0; the peak for onecycle).", float, float),
+    "lr": Setting(
+        "optim",
+        "lr",
+        "Learning rate (> 0; the peak for onecycle).",
+        float,
+        float,
+        default_text="the optimizer's conventional rate: 0.01 for sgd and momentum, 0.001 otherwise",
+    ),
     "momentum": Setting("optim", "momentum", "Momentum for --optimizer momentum.", float, float),
     "weight-decay": Setting("optim", "weight_decay", "L2 weight decay (decoupled for adamw).", float, float),
     "schedule": Setting(
@@ -268,6 +276,19 @@ def parse_assignments(text: str) -> dict[str, Any]:
     return values
 
 
+def with_conventional_lr(settings: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
+    """``settings`` with the optimizer's conventional learning rate when none was chosen, and a note
+    saying so (None when ``lr`` was given): ``--optimizer adam`` alone must not train Adam at SGD's rate."""
+    if settings.get("lr") is not None:
+        return settings, None
+    optimizer = settings.get("optimizer") or OptimConfig().name
+    if optimizer not in CONVENTIONAL_LR:
+        return settings, None  # an unknown name: OptimConfig refuses it with the list of choices
+    lr = CONVENTIONAL_LR[optimizer]
+    note = f"--lr not given: using {lr:g}, the conventional rate for {optimizer} (set --lr to choose)"
+    return settings | {"lr": lr}, note
+
+
 def make_run_config(settings: dict[str, Any]) -> RunConfig:
     """Build a [RunConfig][digitnet.settings.RunConfig] from named settings; unknown names are an error,
     never ignored.
@@ -301,4 +322,5 @@ __all__ = [
     "parse_setting",
     "resolve_run_config",
     "run_config_from_dict",
+    "with_conventional_lr",
 ]

@@ -253,3 +253,46 @@ def test_presets_build_and_explicit_options_win(preset: str, monkeypatch: pytest
     expected = make_run_config(PRESETS[preset] | {"epochs": 1, "dataset": "sample"})
     assert (config.model, config.optim, config.train) == (expected.model, expected.optim, expected.train)
     assert config.train.epochs == 1  # the explicit option, not the preset's
+
+
+@pytest.mark.parametrize(("given", "expected"), [([], 0.001), (["--lr", "0.01"], 0.01)])
+def test_train_uses_the_optimizers_conventional_rate_unless_lr_is_given(
+    given: list[str], expected: float, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The card's own example, `digitnet train --optimizer adam --dropout 0.2`, must not run Adam at 0.01."""
+    received: list[RunConfig] = []
+
+    def fake_run(config: RunConfig, run_dir: Path, on_start: Any = None, **_: Any) -> Any:
+        received.append(config)
+        raise SystemExit(0)
+
+    monkeypatch.setattr(digitnet.run, "run_experiment", fake_run)
+    result = runner.invoke(app, ["train", "--optimizer", "adam", "--dropout", "0.2", *given])
+    assert result.exit_code == 0, result.output
+    assert received[0].optim.lr == expected
+
+
+def test_train_says_which_rate_it_chose(tmp_path: Path) -> None:
+    result = runner.invoke(
+        app, ["train", "--optimizer", "adam", "--epochs", "1", "--batch-size", "512", "--out", "run"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "conventional rate for adam" in result.output
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["config"]["optim"]["lr"] == 0.001
+
+
+def test_compare_gives_the_base_optimizer_its_conventional_rate(monkeypatch: pytest.MonkeyPatch) -> None:
+    from digitnet import sweep
+
+    specs: list[Any] = []
+
+    def fake_sweep(spec: Any, *args: Any, **kwargs: Any) -> Any:
+        specs.append(spec)
+        raise SystemExit(0)
+
+    monkeypatch.setattr(sweep, "run_sweep", fake_sweep)
+    result = runner.invoke(
+        app, ["compare", "dropout", "0", "0.2", "--optimizer", "adam", "--dataset", "sample"]
+    )
+    assert result.exit_code == 0, result.output
+    assert dict(specs[0].base)["lr"] == 0.001 and "conventional rate for adam" in result.output

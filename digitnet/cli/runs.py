@@ -51,10 +51,10 @@ def train(
 ) -> None:
     """Train one model from scratch and write its run directory (config, history, plots, checkpoint)."""
     from digitnet.run import RunStart, run_experiment
-    from digitnet.settings import make_run_config, resolve_run_config
+    from digitnet.settings import make_run_config, resolve_run_config, with_conventional_lr
     from digitnet.trainer import EpochRecord
 
-    settings = run_settings(options, preset, context)
+    settings, lr_note = with_conventional_lr(run_settings(options, preset, context))
     config = resolve_run_config(make_run_config(settings))
     run_dir = out or Path("runs") / f"{config.model.name}-{config.optim.name}-{config.key()}"
 
@@ -62,7 +62,7 @@ def train(
         task = progress.add_task("loading data…", total=config.train.epochs)
 
         def on_start(start: RunStart) -> None:
-            print_notes(start.notes)
+            print_notes(start.notes + ((lr_note,) if lr_note else ()))
             progress.console.print(
                 f"{start.split} · {start.model} ({start.parameters:,} parameters) · {start.device}",
                 highlight=False,
@@ -172,9 +172,13 @@ def compare(
 
     Finished runs are cached by their config hash, so a rerun trains only what is missing.
     """
+    from digitnet.settings import with_conventional_lr
     from digitnet.sweep import RunRecord, SweepSpec, default_jobs, results_table_rows, run_sweep
 
     base = run_settings(options, preset, context)
+    lr_note = None
+    if factor not in ("lr", "optimizer"):  # those set the rate per value themselves
+        base, lr_note = with_conventional_lr(base)
     spec = SweepSpec(
         factor=factor,
         values=tuple(values or ()),
@@ -184,6 +188,8 @@ def compare(
         variants=tuple(variant or ()),
     )
     sweep_dir = out or Path("sweeps") / factor
+    if lr_note:
+        print_notes((lr_note,))
     with progress_bar("runs") as progress:
         task = progress.add_task("planning…", total=None)
 

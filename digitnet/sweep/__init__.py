@@ -46,7 +46,6 @@ from digitnet.sweep.execution import (
     shared_split,
 )
 from digitnet.sweep.plan import (
-    CONVENTIONAL_LR,
     FACTORS,
     MODEL_VARIANTS,
     SWEEP_THREADS,
@@ -106,7 +105,6 @@ def run_sweep(
 
 __all__ = [
     "BACKENDS",
-    "CONVENTIONAL_LR",
     "FACTORS",
     "FINISHED",
     "METRICS",

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from digitnet.configs import CONVENTIONAL_LR
 from digitnet.errors import ConfigError
 from digitnet.settings import RunConfig, make_run_config, parse_assignments, parse_setting, resolve_run_config
 
@@ -40,7 +41,6 @@ MODEL_VARIANTS: dict[str, dict[str, Any]] = {
 NORM_MODELS = {"none": "mlp", "layer": "nmlp", "batch": "bn"}
 # Comparing optimizers at one shared lr would judge Adam at SGD's rate (or SGD at Adam's), so unless
 # --lr is given each optimizer runs at its conventional rate, and its label says which.
-CONVENTIONAL_LR = {"sgd": 0.01, "momentum": 0.01, "rmsprop": 0.001, "adam": 0.001, "adamw": 0.001}
 # Settings a --variant may not vary: the sweep sets the seeds itself, and these two change how fast, not
 # what, a run learns; a variant that set them would be merged with the baseline or mislabelled.
 NOT_PER_RUN = frozenset({"seed", "threads", "device"})
