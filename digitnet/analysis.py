@@ -2,6 +2,10 @@
 
 Sample grid, one row per class, class counts per split, augmentation and normalisation on real digits.
 The function returns what it wrote so the CLI (or the docs report) can list it.
+
+```python
+written, notes = draw_data_figures(DataConfig(dataset="sample"), Path("figures/data"))
+```
 """
 
 from __future__ import annotations

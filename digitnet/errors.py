@@ -4,6 +4,13 @@ Every bad input (a missing file, a malformed CSV, a flag out of range, a checkpo
 becomes a [DigitnetError][digitnet.errors.DigitnetError] with a one-line message naming the file or flag and
 what was expected.
 The CLI turns it into that line on stderr and exit code 2; anything else is a bug and keeps its traceback.
+
+```python
+try:
+    load_split(DataConfig(dataset="csv", csv="test.csv"))
+except DigitnetError as error:
+    print(error)  # test.csv: 784 pixel columns and no label column: ...
+```
 """
 
 

@@ -2,6 +2,11 @@
 
 Writes ``metrics.json`` (accuracy, loss, per-class precision/recall/F1), ``classification_report.txt``,
 a confusion matrix and galleries of misclassified, correct and most confidently wrong digits.
+
+```python
+result = evaluate_run(Path("runs/cnn-adam-1a2b3c4d5e6f"))
+print(f"{100 * result.accuracy:.2f}% on the {result.test_set}, {result.mistakes} mistakes")
+```
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ from digitnet.runtime import (
     atomic_write_text,
     claim_output,
 )
-from digitnet.trainer import predict_logits
+from digitnet.trainer import predict_logits, score_logits
 
 
 @dataclass(frozen=True)
@@ -59,7 +64,8 @@ def evaluate_run(run_dir: Path, out_dir: Path | None = None, gallery_size: int =
     probabilities = torch.softmax(logits.float(), dim=1)
     confidence, predicted = probabilities.max(dim=1)
     truth = tensors.test_y
-    loss = float(torch.nn.functional.cross_entropy(logits.float(), truth))
+    score = score_logits(logits, truth)
+    loss, accuracy = score.loss, score.accuracy
     y_true, y_pred = truth.numpy(), predicted.numpy()
     precision, recall, f1, support = precision_recall_fscore_support(
         y_true, y_pred, labels=list(range(10)), zero_division=0
@@ -74,7 +80,6 @@ def evaluate_run(run_dir: Path, out_dir: Path | None = None, gallery_size: int =
         }
         for d in range(10)
     ]
-    accuracy = float((predicted == truth).float().mean())
     test_set = "held-out 1/7 of the source" if split.test_is_holdout else "MNIST test set"
     written: list[Path] = []
     with atomic_directory(out_dir, "evaluation") as staging:

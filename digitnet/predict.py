@@ -1,4 +1,10 @@
-"""The ``predict`` step: a student's own images, prepared the way MNIST was made, through a trained run."""
+"""The ``predict`` step: a student's own images, prepared the way MNIST was made, through a trained run.
+
+```python
+for prediction in predict_files(Path("runs/cnn-adam-1a2b3c4d5e6f"), [Path("my_seven.png")]):
+    print(prediction.top)  # [(7, 0.97), (1, 0.02), (2, 0.004)]
+```
+"""
 
 from __future__ import annotations
 
@@ -33,7 +39,7 @@ def predict_files(
     batch = (
         torch.from_numpy(np.stack([digit for _, digit in prepared])).float().unsqueeze(1)
     )  # (N, 1, 28, 28)
-    logits = predict_logits(checkpoint.model, (batch - stats.mean) / stats.std)
+    logits = predict_logits(checkpoint.model, stats.apply(batch))
     probabilities = torch.softmax(logits.float(), dim=1)
     values, classes = probabilities.topk(top_k, dim=1)
     predictions = []

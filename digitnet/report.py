@@ -6,6 +6,10 @@ only figures and tables into the docs: ``<docs>/figures/<experiment>/`` and ``<d
 Each results folder also gets ``command.md``, the exact ``digitnet compare`` command that reproduces it.
 
 ``--quick`` runs the same path on the bundled sample with one seed and two epochs, for CI.
+
+```python
+written = run_report(Path("docs"), Path("runs/report"), quick=True)
+```
 """
 
 from __future__ import annotations

@@ -17,6 +17,11 @@ While it trains, each finished epoch leaves a resumable checkpoint beside the ru
 (``.NAME.resume.pt``: model, optimizer, scheduler, random states and history). Running the same config
 into the same directory again continues from it, with the same bits as a run that was never stopped;
 ``restart=True`` starts over. It is removed once the run directory is written.
+
+```python
+result = run_experiment(make_run_config({"optimizer": "adam", "epochs": 3}), Path("runs/adam"))
+print(result.summary.test_accuracy)
+```
 """
 
 from __future__ import annotations

@@ -130,7 +130,12 @@ def predict_logits(model: nn.Module, images: Tensor, batch_size: int = 2048) -> 
 
 def evaluate(model: nn.Module, images: Tensor, labels: Tensor, batch_size: int = 2048) -> EvalResult:
     """Mean cross-entropy and accuracy of ``model`` on ``images``; never shuffles, never updates."""
-    logits = predict_logits(model, images, batch_size)
+    return score_logits(predict_logits(model, images, batch_size), labels)
+
+
+def score_logits(logits: Tensor, labels: Tensor) -> EvalResult:
+    """Loss, accuracy and per-class counts of (N, 10) ``logits`` against ``labels``: the one place they are
+    computed, for validation, the test set and ``digitnet evaluate`` alike."""
     total = int(labels.shape[0])
     if total == 0:
         return EvalResult(math.nan, math.nan, 0, 0, [0] * NUM_CLASSES, [0] * NUM_CLASSES)
@@ -282,5 +287,6 @@ __all__ = [
     "evaluate",
     "fit",
     "predict_logits",
+    "score_logits",
     "train_one_epoch",
 ]

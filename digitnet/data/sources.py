@@ -2,6 +2,11 @@
 
 Every reader gives the same thing, 28×28 ``uint8`` digits with ``int64`` labels, or one
 [DataError][digitnet.errors.DataError] line naming the file and what is wrong with it.
+
+```python
+digits = read_csv_digits(Path("train.csv"))  # Kaggle's Digit Recognizer file
+print(len(digits), digits.class_counts())
+```
 """
 
 from __future__ import annotations

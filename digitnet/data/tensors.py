@@ -34,6 +34,11 @@ class NormStats:
     mean: float
     std: float
 
+    def apply(self, pixels: Tensor) -> Tensor:
+        """``pixels`` (0–255, any shape, floating point) as the model sees them: the one place the map is
+        written, for training, the figures and ``predict`` alike."""
+        return (pixels - self.mean) / self.std
+
 
 @dataclass(frozen=True)
 class TensorSplit:
@@ -91,7 +96,7 @@ def to_tensors(split: Split, config: DataConfig, device: torch.device) -> Tensor
     stats = normalization_stats(split.train.images, config.normalize)
 
     def prepare(digits: Digits) -> tuple[Tensor, Tensor]:
-        x = (digits.images.to(torch.float32).unsqueeze(1) - stats.mean) / stats.std  # (N, 1, 28, 28)
+        x = stats.apply(digits.images.to(torch.float32).unsqueeze(1))  # (N, 1, 28, 28)
         return x.to(device).contiguous(), digits.labels.to(device)
 
     train_x, train_y = prepare(split.train)
@@ -106,7 +111,7 @@ def to_tensors(split: Split, config: DataConfig, device: torch.device) -> Tensor
         test_y,
         stats,
         augment=config.augment,
-        background=(0.0 - stats.mean) / stats.std,
+        background=float(stats.apply(torch.zeros((), dtype=torch.float64))),  # what a blank pixel becomes
     )
 
 

@@ -1,4 +1,11 @@
-"""From runs to results: mean ± std per cell, the summary sentence, and the tables (Markdown and CSV)."""
+"""From runs to results: mean ± std per cell, the summary sentence, and the tables (Markdown and CSV).
+
+```pycon
+>>> mean_std([0.97, 0.98, 0.99]).text()
+'98.00 ± 1.00'
+
+```
+"""
 
 from __future__ import annotations
 

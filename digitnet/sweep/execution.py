@@ -3,6 +3,10 @@
 Every run is keyed by the hash of its full config and written to ``<runs>/<key>/``; a run whose
 directory holds a finished, intact ``summary.json`` is never trained again, so Ctrl-C (or SIGTERM) then
 rerun loses nothing. Workers stop with their parent and exit if it dies.
+
+```python
+records = execute(run_configs(spec, plan_sweep(spec)), Path("sweeps/lr/runs"), jobs=2)
+```
 """
 
 from __future__ import annotations

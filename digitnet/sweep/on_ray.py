@@ -9,6 +9,10 @@ disk. A task whose worker dies is retried (``max_retries``); one that still fail
 not written, so a rerun retries exactly what is missing.
 
 Ray is an optional extra: ``pip install -e ".[ray]"``.
+
+```bash
+digitnet compare lr --backend ray --ray-address auto
+```
 """
 
 from __future__ import annotations
