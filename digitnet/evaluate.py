@@ -16,14 +16,16 @@ from pathlib import Path
 
 import torch
 
-from digitnet.checkpoint import load_checkpoint
+from digitnet.checkpoint import load_checkpoint, read_json
 from digitnet.data import load_split, to_tensors
+from digitnet.errors import CheckpointError
 from digitnet.plotting import (
     IMAGE_FORMATS,
     plot_confusion_matrix,
     plot_digit_grid,
     save_figure,
 )
+from digitnet.run import RunSummary
 from digitnet.runtime import (
     atomic_directory,
     atomic_write_json,
@@ -44,6 +46,8 @@ class Evaluation:
     per_class: list[dict[str, float]]  # digit, precision, recall, f1, support
     mistakes: int
     files: list[Path]
+    status: str  # the run's status: an "interrupted" run measures a model that stopped part-way
+    epochs: str  # "7 of 30": epochs the model trained, of those its config asked for
 
 
 def evaluate_run(run_dir: Path, out_dir: Path | None = None, gallery_size: int = 32) -> Evaluation:
@@ -131,7 +135,17 @@ def evaluate_run(run_dir: Path, out_dir: Path | None = None, gallery_size: int =
         "confident_mistakes.png",
     ):
         written.append(out_dir / name)
-    return Evaluation(run_dir, test_set, accuracy, loss, per_class, len(wrong), written)
+    status, epochs = _training_state(run_dir, config.train.epochs)
+    return Evaluation(run_dir, test_set, accuracy, loss, per_class, len(wrong), written, status, epochs)
+
+
+def _training_state(run_dir: Path, planned: int) -> tuple[str, str]:
+    """The run's status and how many of its epochs it trained, from ``summary.json`` (if readable)."""
+    try:
+        summary = RunSummary.from_dict(read_json(run_dir / "summary.json"))
+    except CheckpointError:
+        return "unknown", f"? of {planned}"
+    return summary.status, f"{summary.epochs_completed} of {planned}"
 
 
 __all__ = ["Evaluation", "evaluate_run"]

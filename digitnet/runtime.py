@@ -195,7 +195,7 @@ OWNER_FILE = ".digitnet"
 OutputKind = Literal["run", "evaluation", "split", "figures", "sweep"]
 
 
-def _marker(directory: Path) -> dict[str, Any] | None:
+def output_marker(directory: Path) -> dict[str, Any] | None:
     """What the marker in ``directory`` says it holds, or None if digitnet did not write it."""
     try:
         value = json.loads((directory / OWNER_FILE).read_text(encoding="utf-8"))
@@ -245,7 +245,7 @@ def claim_output(final: Path, kind: OutputKind, key: str | None = None, flag: st
         except OSError as error:
             raise ConfigError(f"{flag} {final}: cannot read it ({error.strerror})") from None
         if entries:
-            marker = _marker(final)
+            marker = output_marker(final)
             if marker is None or marker["kind"] != kind:
                 what = f"a digitnet {marker['kind']} directory" if marker else "files digitnet did not write"
                 raise ConfigError(

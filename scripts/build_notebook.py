@@ -50,7 +50,7 @@ model = build_model(model_config)
 print(model)
 print(f"{count_parameters(model):,} parameters")""",
     ),
-    ("markdown", "## 3. Train with your own loop: `digitnet.trainer.fit`"),
+    ("markdown", "## 3. Train with your own loop"),
     (
         "code",
         """from digitnet.optim import OptimConfig, build_optimizer
@@ -60,12 +60,13 @@ optimizer = build_optimizer(model.parameters(), OptimConfig(name="adam", lr=0.00
 history = fit(model, optimizer, tensors, TrainConfig(epochs=5, batch_size=32), generator)
 for record in history.epochs:
     print(f"epoch {record.epoch}: train loss {record.train_loss:.3f}, "
-          f"val accuracy {100 * record.val_accuracy:.1f}% ({history.status})")""",
+          f"val accuracy {100 * record.val_accuracy:.1f}%")
+print("status:", history.status)""",
     ),
     (
         "markdown",
-        """`fit` is a few lines around `train_one_epoch`, the loop every tutorial writes: forward, loss,
-backward, step. Its source is worth reading: `digitnet.trainer.train_one_epoch`.""",
+        """`digitnet.trainer.fit` is a few lines around `train_one_epoch`, the loop every tutorial writes:
+forward, loss, backward, step. Its source is worth reading: `digitnet.trainer.train_one_epoch`.""",
     ),
     ("markdown", "## 4. Plot: per-iteration loss with a moving average, and accuracy per epoch"),
     (

@@ -296,3 +296,30 @@ def test_compare_gives_the_base_optimizer_its_conventional_rate(monkeypatch: pyt
     )
     assert result.exit_code == 0, result.output
     assert dict(specs[0].base)["lr"] == 0.001 and "conventional rate for adam" in result.output
+
+
+def test_a_different_sweep_into_the_same_folder_is_said(tmp_path: Path) -> None:
+    args = ["--seeds", "1", "--epochs", "1", "--batch-size", "512", "--dataset", "sample", "--out", "s"]
+    first = runner.invoke(app, ["compare", "lr", "0.1", *args])
+    assert first.exit_code == 0, first.output
+    assert "different sweep" not in first.output
+    again = runner.invoke(app, ["compare", "lr", "0.1", *args])
+    assert "different sweep" not in again.output and "0 run(s) trained, 1 reused" in again.output
+    other = runner.invoke(app, ["compare", "lr", "0.1", "0.01", *args])
+    assert other.exit_code == 0, other.output
+    assert "held the tables and figures of a different sweep" in " ".join(other.output.split())
+    assert "1 run(s) trained, 1 reused" in other.output
+
+
+def test_evaluating_an_interrupted_run_says_so(tmp_path: Path) -> None:
+    from digitnet.run import run_experiment
+    from digitnet.settings import make_run_config
+
+    def stop(record: Any) -> None:
+        raise KeyboardInterrupt
+
+    config = make_run_config({"dataset": "sample", "epochs": 5, "batch-size": 512})
+    run_experiment(config, tmp_path / "run", on_epoch=stop)
+    result = runner.invoke(app, ["evaluate", str(tmp_path / "run")])
+    assert result.exit_code == 0, result.output
+    assert "interrupted after 1 of 5 epochs" in " ".join(result.output.split())

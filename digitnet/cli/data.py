@@ -12,7 +12,6 @@ from digitnet.cli.common import (
     CsvPath,
     DataDir,
     Dataset,
-    Seed,
     console,
     data_app,
     friendly,
@@ -83,10 +82,11 @@ def data_show(
     dataset: Dataset = "auto",
     data_dir: DataDir = None,
     csv: CsvPath = None,
-    seed: Seed = 0,
+    seed: Annotated[int, typer.Option(help="Which random digits are drawn and augmented.")] = 0,
     out: Annotated[Path, typer.Option(help="Directory for the figures.")] = Path("figures/data"),
 ) -> None:
-    """Draw an 8×8 grid of random training digits, one row of examples per class, and class counts."""
+    """Draw the data's figures: 64 random training digits, ten of each class, class counts per split,
+    augmentation and normalisation on real digits; and the class-count table."""
     from digitnet.analysis import draw_data_figures
     from digitnet.runtime import claim_output, mark_output
     from digitnet.settings import make_run_config

@@ -14,6 +14,7 @@ from digitnet.cli.common import (
     console,
     err_console,
     friendly,
+    print_notes,
 )
 
 # --------------------------------------------------------------------------------- evaluate, predict
@@ -24,12 +25,22 @@ from digitnet.cli.common import (
 def evaluate(
     run_dir: Annotated[Path, typer.Argument(help="A run directory written by 'digitnet train'.")],
     *,
-    out: Annotated[Path | None, typer.Option(help="Where to write. [default: RUN_DIR/evaluation]")] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(help="Directory for the metrics and figures.", show_default="RUN_DIR/evaluation"),
+    ] = None,
 ) -> None:
     """Reload a run's model and measure it on the test set: per-class metrics, confusion matrix, galleries."""
     from digitnet.evaluate import evaluate_run
 
     result = evaluate_run(run_dir, out)
+    if result.status == "interrupted":
+        print_notes(
+            (
+                f"this run was interrupted after {result.epochs} epochs: the model is measured as it was "
+                "then; the same 'digitnet train' command finishes it",
+            )
+        )
     table = Table(
         title=f"{result.test_set}: accuracy {100 * result.accuracy:.2f}%, loss {result.loss:.4f}",
         show_edge=False,
@@ -85,7 +96,7 @@ def report(
         "runs/report"
     ),
     data_dir: DataDir = None,
-    jobs: Annotated[int | None, typer.Option(help="Worker processes. [default: CPU cores]")] = None,
+    jobs: Annotated[int | None, typer.Option(help="Worker processes.", show_default="CPU cores")] = None,
 ) -> None:
     """Run every experiment of the docs site (cached) and write its figures, tables and CLI reference."""
     from digitnet.report import run_report, write_cli_reference

@@ -111,7 +111,8 @@ def train(
         highlight=False,
         soft_wrap=True,
     )
-    console.print(f"run written to {result.run_dir}", highlight=False, soft_wrap=True)
+    written = "partial run" if summary.status == "interrupted" else "run"
+    console.print(f"{written} written to {result.run_dir}", highlight=False, soft_wrap=True)
     if summary.status == "diverged" and summary.diverged_at is not None:
         at = summary.diverged_at
         fail(
@@ -148,18 +149,22 @@ def compare(
     *,
     seeds: Annotated[int, typer.Option(help="Seeds per value; tables report mean ± std.")] = 3,
     jobs: Annotated[
-        int | None, typer.Option(help="Worker processes, one run each. [default: CPU cores]")
+        int | None, typer.Option(help="Worker processes, one run each.", show_default="CPU cores")
     ] = None,
     models: Annotated[
-        str | None, typer.Option(help="Grid over model variants, e.g. mlp,bn,bn-dropout.")
+        str | None,
+        typer.Option(
+            help="A grid: each of these model variants × each value. Variants: mlp, nmlp, bn, bn-dropout "
+            "(BatchNorm with dropout 0.2), cnn, cnn-bn, vgg."
+        ),
     ] = None,
     variant: Annotated[
         list[str] | None,
         typer.Option(help="With 'variants': paired settings, e.g. 'lr=0.001 dropout=0.2' (repeatable)."),
     ] = None,
-    out: Annotated[Path | None, typer.Option(help="Sweep directory. [default: sweeps/<factor>]")] = None,
+    out: Annotated[Path | None, typer.Option(help="Sweep directory.", show_default="sweeps/<factor>")] = None,
     backend: Annotated[
-        str, typer.Option(help="local (worker processes) | ray (Ray tasks; pip install -e '.[ray]').")
+        str, typer.Option(help="local (worker processes) | ray (Ray tasks; needs pip install -e '.\\[ray]').")
     ] = "local",
     ray_address: Annotated[
         str | None,
@@ -220,6 +225,13 @@ def compare(
         table.add_row(*(row[c] for c in columns))
     console.print(table)
     console.print(result.summary, highlight=False, soft_wrap=True)
+    if result.replaced_other:
+        print_notes(
+            (
+                f"{sweep_dir} held the tables and figures of a different sweep; they are replaced by this "
+                "one's (its runs stay in the cache and are reused; --out keeps sweeps apart)",
+            )
+        )
     console.print(
         f"{result.trained} run(s) trained, {result.reused} reused from cache · written to {sweep_dir}",
         highlight=False,

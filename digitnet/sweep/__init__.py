@@ -18,10 +18,11 @@ print(result.summary)
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from digitnet.runtime import atomic_write_text, claim_output, mark_output
+from digitnet.runtime import atomic_write_text, claim_output, mark_output, output_marker
 from digitnet.sweep.aggregate import (
     CellResult,
     Stat,
@@ -65,6 +66,7 @@ class SweepResult:
     reused: int
     summary: str
     files: list[Path]
+    replaced_other: bool = False  # out_dir held the tables of a different sweep (its runs stay cached)
 
 
 def run_sweep(
@@ -89,7 +91,10 @@ def run_sweep(
     for data in {config.data for _, _, config in planned}:
         shared_split(replace(planned[0][2], data=data))  # a broken data file fails here, before any output
     out_dir.mkdir(parents=True, exist_ok=True)
-    mark_output(out_dir, "sweep")
+    previous = output_marker(out_dir)
+    spec_key = hashlib.sha256(repr(spec).encode()).hexdigest()[:12]
+    replaced_other = previous is not None and previous.get("key") not in (None, spec_key)
+    mark_output(out_dir, "sweep", spec_key)
     records = execute(planned, runs_dir or out_dir / "runs", jobs, on_run, backend, ray_address)
     results = aggregate(cells, records)
     summary = describe_result(spec, results)
@@ -100,7 +105,9 @@ def run_sweep(
     for name, figure in plot_sweep(spec.factor, [sweep_series(result) for result in results]).items():
         files += save_figure(figure, out_dir / name)
     trained = sum(1 for r in records if not r.cached)
-    return SweepResult(spec, out_dir, results, trained, len(records) - trained, summary, files)
+    return SweepResult(
+        spec, out_dir, results, trained, len(records) - trained, summary, files, replaced_other
+    )
 
 
 __all__ = [
