@@ -202,7 +202,8 @@ def plot_class_counts(counts: dict[str, Sequence[int]], title: str) -> Figure:
     axes.set_xlabel("digit")
     axes.set_ylabel("images")
     axes.set_title(title, fontsize=10)
-    axes.legend(fontsize=8)
+    axes.set_ylim(0, max(max(v) for v in counts.values()) * 1.25)  # headroom: the legend covers no bar
+    axes.legend(fontsize=8, loc="upper center", ncol=len(counts))
     axes.grid(axis="y", alpha=0.3)
     return figure
 
@@ -345,6 +346,7 @@ def plot_sweep(factor: str, series: Sequence[SweepSeries]) -> dict[str, Figure]:
     acc_axes.set_title("final accuracy (mean ± std over seeds)", fontsize=10)
     acc_axes.legend(fontsize=7)
     time_axes.set_ylabel("training time per run (s)")
+    time_axes.set_ylim(bottom=0)  # from zero: run-to-run noise must not look like a peak
     time_axes.set_title("time cost", fontsize=10)
     if len(groups) > 1:
         time_axes.legend(fontsize=7)
@@ -373,7 +375,7 @@ def plot_normalization(train_images: Any) -> Figure:
     from digitnet.data import normalization_stats
 
     digit = train_images[0].double()
-    figure = _figure(13, 3.0)
+    figure = Figure(figsize=(13, 3.2), layout="constrained")  # keeps colourbars clear of the histogram
     axes = figure.subplots(1, 4)
     for panel, mode in zip(axes[:3], NORMALIZATIONS, strict=True):
         stats = normalization_stats(train_images, mode)
@@ -386,5 +388,7 @@ def plot_normalization(train_images: Any) -> Figure:
     pixels = stats.apply(train_images[:2000].double()).flatten().numpy()
     axes[3].hist(pixels, bins=60, color="tab:blue")
     axes[3].set_yscale("log")
+    axes[3].set_xlabel("pixel value after standard normalisation")
+    axes[3].set_ylabel("pixels (log scale)")
     axes[3].set_title("training pixels after standard\n(mean 0, std 1; most are background)", fontsize=9)
     return figure
