@@ -272,9 +272,11 @@ def run_experiment(
     if restart:
         resume.unlink(missing_ok=True)
     saved = load_resume(resume, key)
-    parameters = planned_parameters(config.model)
-    # weights, gradients, two optimizer moments and the epoch checkpoint's copy: 4 bytes each
-    check_memory(parameters * 4 * 5, f"--hidden/--channels: a {describe_model(config.model)}")
+    # Refused before any data loads: weights, gradients, two optimizer moments and the epoch checkpoint's
+    # copy, 4 bytes each.
+    check_memory(
+        planned_parameters(config.model) * 4 * 5, f"--hidden/--channels: a {describe_model(config.model)}"
+    )
     device = resolve_device(config.train.device)
     with using_threads(config.train.threads):  # environment_info below records the count in force
         if split is None:

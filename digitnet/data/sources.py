@@ -148,7 +148,8 @@ def read_idx(path: Path, ndim: int) -> np.ndarray:
                 raise DataError(f"{path}: IDX file has {rank} dimensions, expected {ndim}")
             shape = tuple(int.from_bytes(header[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
             expected = math.prod(shape)
-            check_memory(expected, f"{path}: its header declares {shape}")
+            # the bytes, then the float32 copy training normalises them into: 5 bytes a pixel
+            check_memory(expected * 5, f"{path}: its header declares {shape}")
             body = handle.read(expected + 1)  # one byte more tells a file longer than declared
     except (EOFError, gzip.BadGzipFile, zlib.error) as error:
         raise DataError(f"{path}: corrupt or truncated gzip file ({error})") from None
