@@ -73,7 +73,7 @@ def seed_everything(seed: int) -> torch.Generator:
 def configure_threads(threads: int | None) -> int:
     """Set torch's intra-op threads (``None`` keeps torch's default) and return the count in force.
 
-    Each run of a sweep gets one thread (``digitnet.compare.SWEEP_THREADS``): with one worker process per
+    Each run of a sweep gets one thread (``digitnet.sweep.SWEEP_THREADS``): with one worker process per
     core, more would oversubscribe the cores.
     """
     if threads is not None:
