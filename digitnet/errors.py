@@ -2,8 +2,8 @@
 
 Every bad input (a missing file, a malformed CSV, a flag out of range, a checkpoint from another model)
 becomes a [DigitnetError][digitnet.errors.DigitnetError] with a one-line message naming the file or flag and
-what was expected.
-The CLI turns it into that line on stderr and exit code 2; anything else is a bug and keeps its traceback.
+what was expected. The CLI turns it into that line on stderr and exit code 2; anything else is a bug and keeps
+its traceback.
 
 ```python
 try:

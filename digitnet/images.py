@@ -3,8 +3,8 @@
 MNIST digits were made in a particular way, and a model only recognises digits made the same way:
 light ink on a dark background, the ink's bounding box scaled (aspect kept, anti-aliased) to fit a 20×20
 box, then placed in a 28×28 frame so that the centre of mass sits in the middle.
-[to_mnist][digitnet.images.to_mnist]
-repeats those steps for any size of image, dark-on-light or light-on-dark.
+[to_mnist][digitnet.images.to_mnist] repeats those steps for any size of image, dark-on-light or
+light-on-dark.
 
 ```pycon
 >>> import numpy as np

@@ -29,8 +29,6 @@ from torch import Tensor, nn
 from digitnet.configs import CNN_MODELS, DEFAULT_CNN_HIDDEN, ModelConfig, widths_text
 from digitnet.data import IMAGE_SIZE, NUM_CLASSES
 
-# The run's config for this step, importable from here too (it is declared in digitnet.settings).
-
 INPUT_PIXELS = IMAGE_SIZE * IMAGE_SIZE
 
 

@@ -25,8 +25,6 @@ from torch.optim.lr_scheduler import LRScheduler, OneCycleLR, StepLR
 
 from digitnet.configs import OptimConfig
 
-# The run's config for this step, importable from here too (it is declared in digitnet.settings).
-
 
 def _fused_or_plain(
     cls: Callable[..., Optimizer], params: list[torch.nn.Parameter], **options: Any

@@ -1,9 +1,8 @@
 """Figures as values: each function takes measured numbers and returns a matplotlib ``Figure``.
 
-Nothing here trains, evaluates or writes: a notebook shows the returned figure inline, and the run and
-report layers write it with [save_figure][digitnet.plotting.save_figure] (PNG, plus SVG for line plots, each
-atomically). No
-pyplot state is used, so no backend has to be chosen and nothing leaks between figures.
+Nothing here trains, evaluates or writes: a notebook shows the returned figure inline, and the run and report
+layers write it with [save_figure][digitnet.plotting.save_figure] (PNG, plus SVG for line plots, each
+atomically). No pyplot state is used, so no backend has to be chosen and nothing leaks between figures.
 
 ```python
 history = History.from_dict(json.load(open(run_dir / "history.json")))

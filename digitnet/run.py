@@ -258,8 +258,8 @@ def run_experiment(
 ) -> RunResult:
     """Train one model as ``config`` says and write its run directory.
 
-    ``run_dir`` is checked first (see [claim_output][digitnet.runtime.claim_output]), so a bad ``--out`` fails
-    before any training. If an earlier process of the same config stopped part-way, training resumes
+    ``run_dir`` is checked first (see [claim_output][digitnet.runtime.claim_output]), so a bad ``--out``
+    fails before any training. If an earlier process of the same config stopped part-way, training resumes
     from its last finished epoch (``restart=True`` starts over). ``split`` lets a sweep load the data
     once and share it between runs; it must come from ``config.data``. An interrupted run is still
     written (``status="interrupted"``, finished epochs only, their weights).

@@ -1,10 +1,9 @@
 """Where code runs and how files land: the device, the seed, threads, and atomic writes.
 
-One place picks the device and one place seeds, so a run is reproducible from its config alone.
-Every file digitnet writes goes through [atomic_write_bytes][digitnet.runtime.atomic_write_bytes] (temp file
-+ rename) or into a
-directory that is renamed into place whole ([atomic_directory][digitnet.runtime.atomic_directory]), so Ctrl-C
-never leaves half a file.
+One place picks the device and one place seeds, so a run is reproducible from its config alone. Every file
+digitnet writes goes through [atomic_write_bytes][digitnet.runtime.atomic_write_bytes] (temp file + rename) or
+into a directory that is renamed into place whole ([atomic_directory][digitnet.runtime.atomic_directory]), so
+Ctrl-C never leaves half a file.
 
 ```pycon
 >>> _ = seed_everything(0); a = torch.rand(2)
@@ -181,8 +180,7 @@ def json_safe(value: Any) -> Any:
 
 def atomic_write_json(path: Path, value: Any) -> None:
     """JSON flavour of [atomic_write_bytes][digitnet.runtime.atomic_write_bytes], indented for people who
-    open the file; strict JSON
-    (non-finite numbers become null, see [json_safe][digitnet.runtime.json_safe])."""
+    open the file; strict JSON, non-finite numbers as null (see [json_safe][digitnet.runtime.json_safe])."""
     atomic_write_text(path, json.dumps(json_safe(value), indent=2, allow_nan=False) + "\n")
 
 
@@ -319,10 +317,10 @@ def atomic_directory(final: Path, kind: OutputKind, key: str | None = None) -> I
     """Yield a temporary sibling directory that replaces ``final`` only if the block finishes.
 
     ``final`` is first checked with [claim_output][digitnet.runtime.claim_output], so only digitnet's own
-    output of the same
-    ``kind`` (and run ``key``) is ever replaced, and of that only the files the block writes again:
-    other entries are carried over into the new directory. An exception or Ctrl-C inside the block removes the
-    temporary directory, so ``final`` is either the previous complete directory or the new complete one.
+    output of the same ``kind`` (and run ``key``) is ever replaced, and of that only the files the block
+    writes again: other entries are carried over into the new directory. An exception or Ctrl-C inside the
+    block removes the temporary directory, so ``final`` is either the previous complete directory or the new
+    complete one.
     """
     claim_output(final, kind, key)
     final.parent.mkdir(parents=True, exist_ok=True)

@@ -1,12 +1,11 @@
 """Every setting of a run, declared once: its config field, type, default, help and choices.
 
-A run is a [RunConfig][digitnet.settings.RunConfig] of four small frozen configs (data, model, optim,
-train), each validating its own ranges. This module adds what the command line, sweeps, presets and saved
+A run is a [RunConfig][digitnet.settings.RunConfig] of four small frozen configs (data, model, optim, train),
+each validating its own ranges. This module adds what the command line, sweeps, presets and saved
 ``config.json`` files share: the table [SETTINGS][digitnet.settings.SETTINGS] of the names a student types
 (``--batch-size``, ``compare lr``, ``--variant "dropout=0.2"``), from which ``digitnet train``/``compare``
-build their options and the
-docs their CLI reference; typed validation of saved configs (pydantic, unknown names refused); and the
-measured [PRESETS][digitnet.presets.PRESETS].
+build their options and the docs their CLI reference; typed validation of saved configs (pydantic, unknown
+names refused); and the measured [PRESETS][digitnet.presets.PRESETS].
 
 ```pycon
 >>> make_run_config({"lr": 0.001, "optimizer": "adam"}).optim
@@ -76,8 +75,7 @@ class RunConfig:
 
 
 def resolve_run_config(config: RunConfig) -> RunConfig:
-    """``config`` with its data source pinned (see
-    [resolve_data_config][digitnet.data.resolve_data_config])."""
+    """``config`` with its data source pinned ([resolve_data_config][digitnet.data.resolve_data_config])."""
     from digitnet.data import resolve_data_config
 
     return replace(config, data=resolve_data_config(config.data))
@@ -109,8 +107,7 @@ def _validator() -> Any:
 def run_config_from_dict(data: Any, where: str = "config") -> RunConfig:
     """A [RunConfig][digitnet.settings.RunConfig] from its ``asdict`` form (as saved in ``config.json`` and
     ``model.pt``),
-    validated field by field; the first problem becomes one
-    [ConfigError][digitnet.errors.ConfigError] line."""
+    validated field by field; the first problem is one [ConfigError][digitnet.errors.ConfigError] line."""
     from pydantic import ValidationError
 
     try:

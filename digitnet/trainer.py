@@ -1,13 +1,10 @@
 """The training loop and evaluation, written out so students can read every step.
 
 [train_one_epoch][digitnet.trainer.train_one_epoch] is the loop every tutorial writes (forward, loss,
-backward, step) and returns the
-epoch's [EpochStats][digitnet.trainer.EpochStats]; [fit][digitnet.trainer.fit] repeats it for the configured
-epochs, validating after each, and
-returns a typed [History][digitnet.trainer.History]. Both receive already-built objects (model, optimizer,
-optional
-scheduler, tensors) and never print. [evaluate][digitnet.trainer.evaluate] runs under
-``torch.inference_mode()`` in
+backward, step) and returns the epoch's [EpochStats][digitnet.trainer.EpochStats]; [fit][digitnet.trainer.fit]
+repeats it for the configured epochs, validating after each, and returns a typed
+[History][digitnet.trainer.History]. Both receive already-built objects (model, optimizer, optional scheduler,
+tensors) and never print. [evaluate][digitnet.trainer.evaluate] runs under ``torch.inference_mode()`` in
 ``model.eval()`` and returns a typed [EvalResult][digitnet.trainer.EvalResult].
 
 Speed without obscurity: the loop keeps each batch loss as a tensor and reads them all once per epoch
@@ -36,8 +33,6 @@ from torch.optim.lr_scheduler import LRScheduler
 
 from digitnet.configs import TrainConfig
 from digitnet.data import NUM_CLASSES, TensorSplit, batch_loader
-
-# The run's config for this step, importable from here too (it is declared in digitnet.settings).
 
 RunStatus = Literal["completed", "diverged", "interrupted"]
 DIVERGENCE_CHECK_EVERY = 25  # steps between finiteness checks: each check is a device sync

@@ -1,8 +1,8 @@
 """What every command shares: the Typer app, one-line errors, signals, the run options, progress.
 
 Only the ``digitnet.cli`` package knows about Typer and only it prints. A
-[DigitnetError][digitnet.errors.DigitnetError] becomes one line on stderr and exit code 2 (``--debug``
-shows the traceback instead); Ctrl-C and SIGTERM save what finished and exit 130 / 143.
+[DigitnetError][digitnet.errors.DigitnetError] becomes one line on stderr and exit code 2 (``--debug`` shows
+the traceback instead); Ctrl-C and SIGTERM save what finished and exit 130 / 143.
 """
 
 from __future__ import annotations
@@ -106,7 +106,8 @@ def main(
 
 # ------------------------------------------------------------------------------------------ options
 # Every run option is derived from digitnet.settings.SETTINGS: its type, help, choices and the default
-# --help shows. Each defaults to None, meaning "not given": the preset, then the config's default, apply.
+# --help shows. An option left at its default counts as not given (see run_settings), so a preset's value,
+# then the config's default, applies.
 
 Preset = Annotated[
     str | None,

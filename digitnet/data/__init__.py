@@ -26,7 +26,7 @@ tensors = to_tensors(split, DataConfig(), torch.device("cpu"))
 
 from __future__ import annotations
 
-# The run's config for this step, importable from here too (it is declared in digitnet.settings).
+# The run's config for this step, importable from here too (it is declared in digitnet.configs).
 from digitnet.configs import DataConfig as DataConfig
 from digitnet.data.sources import (
     DATA_ENV_VAR,

@@ -128,10 +128,9 @@ def read_idx(path: Path, ndim: int) -> np.ndarray:
 
     torchvision's ``read_sn3_pascalvincent_tensor`` reads only unpacked paths, checks with ``assert``
     (stripped under ``python -O``) and is called with ``strict=False``, so a truncated file would become a
-    short tensor. Here a wrong magic number, wrong rank or a byte count that disagrees with the header is
-    a [DataError][digitnet.errors.DataError] naming the file. The header is read first and the body only up
-    to the size it
-    declares, so neither a gzip bomb nor a huge sparse file is ever inflated into memory.
+    short tensor. Here a wrong magic number, wrong rank or a byte count that disagrees with the header is a
+    [DataError][digitnet.errors.DataError] naming the file. The header is read first and the body only up to
+    the size it declares, so neither a gzip bomb nor a huge sparse file is ever inflated into memory.
     """
     try:
         with _open_maybe_gzip(path) as handle:
