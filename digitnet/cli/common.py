@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import inspect
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Annotated, Any, NoReturn, ParamSpec, TypeAlias, TypeVar
 
@@ -109,11 +109,17 @@ def main(
 # --help shows. An option left at its default counts as not given (see run_settings), so a preset's value,
 # then the config's default, applies.
 
+
+def choices_metavar(names: Sequence[str]) -> str:
+    """``[a|b|c]``: how an option's choices show in ``--help`` (checked by the configs, not by click)."""
+    return "[" + "|".join(names) + "]"
+
+
 Preset = Annotated[
     str | None,
     typer.Option(
         help="A measured recipe (see README); options given beside it win.",
-        metavar="[" + "|".join(PRESET_NAMES) + "]",
+        metavar=choices_metavar(PRESET_NAMES),
     ),
 ]
 
@@ -127,7 +133,7 @@ def _option(name: str, help_text: str | None = None) -> Any:
         *declarations,
         help=help_text or setting.help,
         show_default=setting.default_text or True,
-        metavar="[" + "|".join(setting.choices) + "]" if setting.choices else None,
+        metavar=choices_metavar(setting.choices) if setting.choices else None,
     )
 
 
@@ -161,7 +167,6 @@ def with_run_options(**help_overrides: str) -> Callable[[Callable[P, R]], Callab
 Dataset: TypeAlias = Annotated[str, _option("dataset")]
 DataDir: TypeAlias = Annotated[Path | None, _option("data-dir")]
 CsvPath: TypeAlias = Annotated[Path | None, _option("csv")]
-Seed: TypeAlias = Annotated[int, _option("seed")]
 
 
 def run_settings(
@@ -181,7 +186,8 @@ def run_settings(
         source = context.get_parameter_source(python_name) if context is not None else None
         if value is None or getattr(source, "name", None) == "DEFAULT":
             continue
-        if name in ("hidden", "channels"):
+        setting = SETTINGS[name]
+        if setting.kind is str and setting.parse is not str:  # typed as text, read by the setting's parser
             value = parse_setting(name, value)
         elif isinstance(value, Path):
             value = str(value)

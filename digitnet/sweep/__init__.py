@@ -19,7 +19,7 @@ print(result.summary)
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 from digitnet.runtime import atomic_write_text, claim_output, mark_output, output_marker
@@ -89,7 +89,7 @@ def run_sweep(
     planned = run_configs(spec, cells)
     claim_output(out_dir, "sweep")  # before any training: never write over a student's own folder
     for data in {config.data for _, _, config in planned}:
-        shared_split(replace(planned[0][2], data=data))  # a broken data file fails here, before any output
+        shared_split(data)  # a broken data file fails here, before any output
     out_dir.mkdir(parents=True, exist_ok=True)
     previous = output_marker(out_dir)
     spec_key = hashlib.sha256(repr(spec).encode()).hexdigest()[:12]

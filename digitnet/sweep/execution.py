@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from digitnet.checkpoint import read_json
+from digitnet.configs import DataConfig
 from digitnet.data import Split, load_split
 from digitnet.errors import CheckpointError, ConfigError
 from digitnet.run import RunSummary, run_experiment
@@ -52,11 +53,11 @@ class RunRecord:
 _WORKER_SPLITS: dict[str, Split] = {}
 
 
-def shared_split(config: RunConfig) -> Split:
+def shared_split(data: DataConfig) -> Split:
     """Load each data source once per process: every run of a sweep shares it."""
-    key = repr(config.data)
+    key = repr(data)
     if key not in _WORKER_SPLITS:
-        _WORKER_SPLITS[key] = load_split(config.data)
+        _WORKER_SPLITS[key] = load_split(data)
     return _WORKER_SPLITS[key]
 
 
@@ -117,7 +118,7 @@ def train_one(config: RunConfig, run_dir: Path) -> RunSummary:
         done = finished_summary(run_dir)
         if done is not None:
             return done
-        return run_experiment(config, run_dir, split=shared_split(config)).summary
+        return run_experiment(config, run_dir, split=shared_split(config.data)).summary
 
 
 def finished_summary(run_dir: Path) -> RunSummary | None:

@@ -23,11 +23,12 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from digitnet.data import Split, load_split
+from digitnet.data import Split
 from digitnet.errors import ConfigError
 from digitnet.run import RunSummary, run_experiment
 from digitnet.runtime import atomic_directory, atomic_write_bytes
 from digitnet.settings import RunConfig, run_config_from_dict
+from digitnet.sweep.execution import shared_split
 
 TASK_RETRIES = 2  # a worker killed mid-run (pre-empted node, OOM) gets two more tries
 INSTALL_HINT = "--backend ray needs Ray: pip install -e '.[ray]' (or pip install ray)"
@@ -90,7 +91,7 @@ def run_on_ray(
         for cell, seed, config in todo:
             data_key = repr(config.data)
             if data_key not in split_refs:
-                split_refs[data_key] = ray.put(load_split(config.data))  # shipped once per data source
+                split_refs[data_key] = ray.put(shared_split(config.data))  # loaded once, shipped once
             pending[task.remote(asdict(config), split_refs[data_key])] = (cell, seed, config)
         while pending:
             ready, _ = ray.wait(list(pending), num_returns=1)
