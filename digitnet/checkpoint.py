@@ -27,9 +27,7 @@ from torch import nn
 from digitnet.data import NormStats
 from digitnet.errors import CheckpointError, ConfigError
 from digitnet.models import build_model, describe_model, planned_parameters
-from digitnet.runtime import (
-    check_memory,
-)
+from digitnet.runtime import atomic_write_bytes, check_memory
 from digitnet.settings import RunConfig, run_config_from_dict
 from digitnet.trainer import History
 
@@ -37,7 +35,14 @@ CHECKPOINT_FORMAT = 1
 
 
 def cpu_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    """A copy of the model's weights on the CPU: it stays as it is while training goes on changing them."""
     return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+
+
+def _torch_bytes(payload: dict[str, Any]) -> bytes:
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    return buffer.getvalue()
 
 
 def save_checkpoint_bytes(
@@ -46,7 +51,6 @@ def save_checkpoint_bytes(
     """``model.pt`` contents: the state dict beside the config that rebuilds the model and the pixel
     normalisation it was trained with (so ``predict`` needs no training data), and the run's status,
     so a diverged model is refused rather than used."""
-    buffer = io.BytesIO()
     payload = {
         "format": CHECKPOINT_FORMAT,
         "config": asdict(config),
@@ -55,8 +59,7 @@ def save_checkpoint_bytes(
         "status": history.status,
         "diverged_at": history.diverged_at,
     }
-    torch.save(payload, buffer)
-    return buffer.getvalue()
+    return _torch_bytes(payload)
 
 
 def resume_path(run_dir: Path) -> Path:
@@ -104,6 +107,12 @@ class Resumable:
             torch.cuda.set_rng_state_all(state["rng"]["cuda"])
         self.generator.set_state(state["rng"]["generator"])
         return History.from_dict(state["history"])
+
+
+def save_resume(path: Path, snapshot: dict[str, Any]) -> None:
+    """Write a [Resumable.snapshot][digitnet.checkpoint.Resumable.snapshot] atomically: a run killed while
+    it is written resumes from the previous epoch's."""
+    atomic_write_bytes(path, _torch_bytes(snapshot))
 
 
 def load_resume(path: Path, key: str) -> dict[str, Any] | None:
@@ -226,4 +235,5 @@ __all__ = [
     "read_json",
     "resume_path",
     "save_checkpoint_bytes",
+    "save_resume",
 ]

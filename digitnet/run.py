@@ -44,6 +44,7 @@ from digitnet.checkpoint import (
     load_resume,
     resume_path,
     save_checkpoint_bytes,
+    save_resume,
 )
 from digitnet.data import Split, describe_split, load_split, to_tensors
 from digitnet.errors import CheckpointError, DigitnetError
@@ -306,10 +307,8 @@ def run_experiment(
         def checkpoint_then_report(record: EpochRecord) -> None:
             nonlocal last_finished
             snapshot = live.snapshot(key, history)
-            buffer = io.BytesIO()
-            torch.save(snapshot, buffer)
             try:
-                atomic_write_bytes(resume, buffer.getvalue())
+                save_resume(resume, snapshot)
             except OSError as error:
                 kept = "earlier epochs are kept there" if record.epoch > 1 else "nothing was saved"
                 raise DigitnetError(
