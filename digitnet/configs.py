@@ -21,9 +21,12 @@ from typing import Literal
 
 from digitnet.errors import ConfigError
 
-DatasetName = Literal["auto", "mnist", "csv", "sample"]
+DatasetName = Literal["auto", "mnist", "csv", "sample", "split"]
 Normalization = Literal["none", "unit", "standard"]
-DATASETS: tuple[DatasetName, ...] = ("auto", "mnist", "csv", "sample")
+DATASETS: tuple[DatasetName, ...] = ("auto", "mnist", "csv", "sample", "split")
+# A source without a test set (a CSV, the sample) gives this share of itself to one, as MNIST's 10,000 of
+# 70,000 digits; the rest is split train/validation by val_fraction.
+DEFAULT_TEST_FRACTION = 1 / 7
 NORMALIZATIONS: tuple[Normalization, ...] = ("none", "unit", "standard")
 
 
@@ -43,6 +46,10 @@ class DataConfig:
     val_fraction: float = 0.2
     split_seed: int = 0
     """Fixed apart from the training seed, so seeds vary training, not the split"""
+    test_fraction: float | None = None
+    """Share held out as the test set by a source that has none; ``None``: 1/7; 0: no test set"""
+    split: str | None = None
+    """A ``split.npz`` written by ``digitnet data prepare``: its train/val/test, as they were saved"""
 
     def __post_init__(self) -> None:
         if self.dataset not in DATASETS:
@@ -55,6 +62,22 @@ class DataConfig:
             raise ConfigError(f"val_fraction: expected a number in (0, 1), got {self.val_fraction}")
         if self.dataset == "csv" and not self.csv:
             raise ConfigError("--dataset csv needs --csv PATH (a Kaggle train.csv or a label-first CSV)")
+        if self.dataset == "split" and not self.split:
+            raise ConfigError("--dataset split needs --split PATH (a split.npz from 'digitnet data prepare')")
+        if self.test_fraction is not None and not 0.0 <= self.test_fraction < 1.0:
+            raise ConfigError(f"--test-fraction: expected 0 ≤ fraction < 1, got {self.test_fraction:g}")
+        if self.test_fraction is not None and self.test_fraction + self.val_fraction >= 1.0:
+            raise ConfigError(
+                f"--test-fraction {self.test_fraction:g}: with validation's {self.val_fraction:g} nothing "
+                "would be left to train on"
+            )
+        if self.split and (self.csv or self.data_dir or self.dataset not in ("auto", "split")):
+            raise ConfigError(
+                "--split PATH brings its own train/validation/test digits; "
+                "leave out --dataset, --csv and --data-dir"
+            )
+        if self.split and self.test_fraction is not None:
+            raise ConfigError("--split PATH was split when it was saved; leave out --test-fraction")
 
 
 ModelName = Literal["mlp", "nmlp", "bn", "cnn", "cnn-bn", "vgg"]
@@ -149,6 +172,9 @@ CONVENTIONAL_LR: dict[OptimizerName, float] = {
 }
 
 
+DEFAULT_MOMENTUM = 0.9
+
+
 @dataclass(frozen=True)
 class OptimConfig:
     """Optimizer and learning-rate schedule. The defaults are the assignments' baseline: SGD, lr 0.01."""
@@ -156,8 +182,9 @@ class OptimConfig:
     name: OptimizerName = "sgd"
     lr: float = 0.01
     """Peak lr for onecycle"""
-    momentum: float = 0.9
-    """Used by "momentum" (and RMSprop's momentum term stays 0: the textbook form)"""
+    momentum: float | None = None
+    """Only "momentum" has one (``None``: 0.9); the others record None, since they use none (RMSprop's
+    momentum term stays 0: the textbook form)"""
     weight_decay: float = 0.0
     """L2 for sgd/momentum/rmsprop/adam; decoupled for adamw"""
     schedule: ScheduleName = "none"
@@ -170,7 +197,13 @@ class OptimConfig:
             raise ConfigError(f"--schedule: expected one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
         if not self.lr > 0:
             raise ConfigError(f"--lr: expected a learning rate > 0, got {self.lr:g}")
-        if not 0.0 <= self.momentum < 1.0:
+        # A config records what the run used: momentum only where the update rule has one (an old
+        # config's "momentum": 0.9 beside "sgd" is read as what it meant, none).
+        if self.name != "momentum":
+            object.__setattr__(self, "momentum", None)
+        elif self.momentum is None:
+            object.__setattr__(self, "momentum", DEFAULT_MOMENTUM)
+        if self.momentum is not None and not 0.0 <= self.momentum < 1.0:
             raise ConfigError(f"--momentum: expected 0 ≤ momentum < 1, got {self.momentum:g}")
         if not self.weight_decay >= 0:
             raise ConfigError(f"--weight-decay: expected ≥ 0, got {self.weight_decay:g}")
@@ -195,6 +228,9 @@ class TrainConfig:
     # CPU threads for this run (None: torch's default). Part of the config because the thread count
     # changes the order of floating-point sums, so the same seed gives the same bits only at equal threads.
     threads: int | None = None
+    eval_train: bool = False
+    """Also measure the whole training split in eval mode after each epoch (the running train accuracy
+    is taken while the weights change, with dropout on)"""
 
     def __post_init__(self) -> None:
         if self.epochs < 1:
@@ -216,7 +252,9 @@ __all__ = [
     "DATASETS",
     "DEFAULT_CNN_HIDDEN",
     "DEFAULT_MLP_HIDDEN",
+    "DEFAULT_MOMENTUM",
     "DEFAULT_NMLP_DROPOUT",
+    "DEFAULT_TEST_FRACTION",
     "DEVICES",
     "MAX_SEED",
     "MAX_WIDTH",

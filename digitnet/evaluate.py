@@ -64,10 +64,15 @@ def evaluate_run(run_dir: Path, out_dir: Path | None = None, gallery_size: int =
     config = checkpoint.config
     split = load_split(config.data)
     tensors = to_tensors(split, config.data, torch.device("cpu"))
-    logits = predict_logits(checkpoint.model, tensors.test_x, config.train.eval_batch_size)
+    if len(split.test):
+        test_set, digits = split.test_set, split.test
+        inputs, truth = tensors.test_x, tensors.test_y
+    else:  # --test-fraction 0: the validation set is the only held-out one
+        test_set, digits = "the validation set (this run has no test set: --test-fraction 0)", split.val
+        inputs, truth = tensors.val_x, tensors.val_y
+    logits = predict_logits(checkpoint.model, inputs, config.train.eval_batch_size)
     probabilities = torch.softmax(logits.float(), dim=1)
     confidence, predicted = probabilities.max(dim=1)
-    truth = tensors.test_y
     score = score_logits(logits, truth)
     loss, accuracy = score.loss, score.accuracy
     y_true, y_pred = truth.numpy(), predicted.numpy()
@@ -84,7 +89,6 @@ def evaluate_run(run_dir: Path, out_dir: Path | None = None, gallery_size: int =
         }
         for d in range(10)
     ]
-    test_set = "held-out 1/7 of the source" if split.test_is_holdout else "MNIST test set"
     written: list[Path] = []
     with atomic_directory(out_dir, "evaluation") as staging:
         atomic_write_json(
@@ -103,22 +107,26 @@ def evaluate_run(run_dir: Path, out_dir: Path | None = None, gallery_size: int =
         matrix = confusion_matrix(y_true, y_pred, labels=list(range(10)))
         figure = plot_confusion_matrix(matrix, f"confusion matrix · {config.title()}")
         save_figure(figure, staging / "confusion_matrix")
-        images = split.test.images.numpy()
+        images = digits.images.numpy()
         wrong = torch.nonzero(predicted != truth).flatten()
         right = torch.nonzero(predicted == truth).flatten()
+        caption = "caption: true → predicted (the model's probability for its prediction)"
 
         def gallery(indices: torch.Tensor, name: str, title: str, color: str) -> None:
             picked = indices[:gallery_size]
             captions = [f"{int(truth[i])} → {int(predicted[i])} ({float(confidence[i]):.2f})" for i in picked]
             figure = plot_digit_grid(
-                images[picked.numpy()], captions, title, caption_colors=[color] * len(picked)
+                images[picked.numpy()], captions, f"{title}\n{caption}", caption_colors=[color] * len(picked)
             )
             save_figure(figure, staging / name, IMAGE_FORMATS)
 
         gallery(
-            wrong, "misclassified", f"misclassified test digits ({len(wrong)} of {len(truth)})", "tab:red"
+            spread_over_classes(wrong, truth),
+            "misclassified",
+            f"misclassified digits ({len(wrong)} of {len(truth)}), spread over the true classes",
+            "tab:red",
         )
-        gallery(right, "correct", "correctly classified test digits", "tab:green")
+        gallery(spread_over_classes(right, truth), "correct", "correctly classified digits", "tab:green")
         gallery(
             wrong[confidence[wrong].argsort(descending=True)],
             "confident_mistakes",
@@ -139,6 +147,20 @@ def evaluate_run(run_dir: Path, out_dir: Path | None = None, gallery_size: int =
     return Evaluation(run_dir, test_set, accuracy, loss, per_class, len(wrong), written, status, epochs)
 
 
+def spread_over_classes(indices: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """``indices`` reordered round-robin over their labels (the first 0, the first 1, …, the second 0, …),
+    so a gallery's first few dozen show every class rather than the first digits of the file."""
+    if len(indices) == 0:
+        return indices
+    classes = labels[indices]
+    rank = torch.zeros_like(indices)
+    for digit in range(10):
+        members = classes == digit
+        rank[members] = torch.arange(int(members.sum()))
+    order = torch.argsort(rank * 10 + classes, stable=True)
+    return indices[order]
+
+
 def _training_state(run_dir: Path, planned: int) -> tuple[str, str]:
     """The run's status and how many of its epochs it trained, from ``summary.json`` (if readable)."""
     try:
@@ -148,4 +170,4 @@ def _training_state(run_dir: Path, planned: int) -> tuple[str, str]:
     return summary.status, f"{summary.epochs_completed} of {planned}"
 
 
-__all__ = ["Evaluation", "evaluate_run"]
+__all__ = ["Evaluation", "evaluate_run", "spread_over_classes"]

@@ -70,9 +70,10 @@ def save_figure(figure: Figure, stem: Path, formats: Sequence[str] = FORMATS) ->
     return written
 
 
-def _figure(width: float, height: float) -> Figure:
-    """A new figure outside pyplot: it is garbage-collected like any object, never shown by accident."""
-    return Figure(figsize=(width, height))
+def _figure(width: float, height: float, constrained: bool = False) -> Figure:
+    """A new figure outside pyplot: it is garbage-collected like any object, never shown by accident.
+    ``constrained`` lets matplotlib place titles and panels itself (grids of digits under a suptitle)."""
+    return Figure(figsize=(width, height), layout="constrained" if constrained else None)
 
 
 def plot_loss(history: History, title: str = "", window: int = 10) -> Figure:
@@ -123,13 +124,31 @@ def plot_loss(history: History, title: str = "", window: int = 10) -> Figure:
 
 
 def plot_accuracy(history: History, title: str = "") -> Figure:
-    """Train and validation accuracy per epoch, in percent."""
+    """Train and validation accuracy per epoch, in percent.
+
+    The running train accuracy is a mean over the epoch's batches while the weights changed, so, as in
+    [plot_loss][digitnet.plotting.plot_loss], it is drawn mid-epoch; validation (and, with
+    ``--eval-train``, the training split measured in eval mode) are measured at the epoch's end.
+    """
     figure = _figure(7.5, 4.2)
     axes = figure.subplots()
     epochs = [r.epoch for r in history.epochs]
     axes.plot(
-        epochs, [100 * r.train_accuracy for r in history.epochs], "o-", color="tab:orange", label="train"
+        [e - 0.5 for e in epochs],
+        [100 * r.train_accuracy for r in history.epochs],
+        "o-",
+        color="tab:orange",
+        label="train (running, mid-epoch)",
     )
+    measured = [r for r in history.epochs if r.train_eval_accuracy is not None]
+    if measured:
+        axes.plot(
+            [r.epoch for r in measured],
+            [100 * (r.train_eval_accuracy or 0.0) for r in measured],
+            "^--",
+            color="tab:red",
+            label="train (eval mode, epoch end)",
+        )
     axes.plot(
         epochs, [100 * r.val_accuracy for r in history.epochs], "s-", color="tab:green", label="validation"
     )
@@ -160,7 +179,7 @@ def plot_digit_grid(
     """A grid of 28×28 digits with a caption above each (labels, or ``true → predicted``)."""
     count = len(images)
     rows = max(1, math.ceil(count / columns))
-    figure = _figure(columns * 1.1, rows * 1.25)
+    figure = _figure(columns * 1.1, rows * 1.1 + 0.3 * (title.count("\n") + 1), constrained=True)
     axes_grid = figure.subplots(rows, columns, squeeze=False)
     for index, axes in enumerate(axes_grid.flat):
         axes.axis("off")
@@ -175,7 +194,7 @@ def plot_digit_grid(
 def plot_class_rows(rows: np.ndarray, title: str) -> Figure:
     """One row of examples per digit class: ``rows`` is (10, per_class, 28, 28)."""
     classes, per_class = rows.shape[:2]
-    figure = _figure(per_class * 0.8, classes * 0.85)
+    figure = _figure(per_class * 0.8, classes * 0.8 + 0.3, constrained=True)
     axes_grid = figure.subplots(classes, per_class, squeeze=False)
     for digit in range(classes):
         for column in range(per_class):
@@ -240,6 +259,16 @@ class SweepSeries:
     seeds: int
 
 
+# Line style and marker per value in a grid, where the colour is the model variant.
+_VALUE_STYLES: tuple[dict[str, Any], ...] = (
+    {"marker": "o", "linestyle": "-"},
+    {"marker": "s", "linestyle": "--"},
+    {"marker": "^", "linestyle": ":"},
+    {"marker": "D", "linestyle": "-."},
+    {"marker": "v", "linestyle": (0, (5, 1))},
+    {"marker": "P", "linestyle": (0, (1, 1))},
+)
+
 CURVE_LABELS = {
     "val_loss": "validation loss",
     "val_accuracy": "validation accuracy (%)",
@@ -274,42 +303,67 @@ def _numeric_axis(factor: str, series: Sequence[SweepSeries]) -> tuple[bool, str
     return numeric, scale
 
 
-def plot_sweep(factor: str, series: Sequence[SweepSeries]) -> dict[str, Figure]:
+def plot_sweep(factor: str, series: Sequence[SweepSeries], data: str = "") -> dict[str, Figure]:
     """The sweep's figures by file name: an overlay per curve (mean line, ±std band), and ``final``:
-    final accuracy and training time against the value, with error bars."""
+    final accuracy and training time against the value, with error bars. ``data`` (which digits, how
+    many) goes under every title: a sweep on the 5,000-digit sample must not pass for one on MNIST.
+
+    In a grid (several model variants), the colour is the model and the line style and marker the
+    value, so a dozen series stay apart; a one-factor sweep colours its values.
+    """
     figures: dict[str, Figure] = {}
-    colors = matplotlib.colormaps["viridis" if len(series) > 10 else "tab10"]
-    palette = [
-        colors(i / max(len(series) - 1, 1)) if len(series) > 10 else colors(i) for i in range(len(series))
-    ]
+    under = f"\n{data}" if data else ""
+    groups = list(dict.fromkeys(s.group for s in series))
+    if len(groups) > 1:
+        values = list(dict.fromkeys(s.value for s in series))
+        tab10 = matplotlib.colormaps["tab10"]
+        styles = [
+            {
+                "color": tab10(groups.index(s.group) % 10),
+                **_VALUE_STYLES[values.index(s.value) % len(_VALUE_STYLES)],
+            }
+            for s in series
+        ]
+    else:
+        colors = matplotlib.colormaps["viridis" if len(series) > 10 else "tab10"]
+        styles = [
+            {
+                "color": colors(i / max(len(series) - 1, 1)) if len(series) > 10 else colors(i),
+                "marker": "o",
+                "linestyle": "-",
+            }
+            for i in range(len(series))
+        ]
     for metric, label in CURVE_LABELS.items():
-        figure = _figure(7.5, 4.4)
+        figure = _figure(7.5, 4.4 + 0.2 * bool(data))
         axes = figure.subplots()
         scale = 100.0 if "accuracy" in metric else 1.0
-        for color, s in zip(palette, series, strict=True):
+        for style, s in zip(styles, series, strict=True):
             epochs, mean, std = mean_band(s.curves[metric])
             if epochs.size == 0:
-                axes.plot([], [], color=color, label=_legend_label(s))
+                axes.plot([], [], **style, label=_legend_label(s))
                 continue
-            axes.plot(epochs, mean * scale, "o-", markersize=3, color=color, label=_legend_label(s))
-            axes.fill_between(epochs, (mean - std) * scale, (mean + std) * scale, color=color, alpha=0.18)
+            axes.plot(epochs, mean * scale, markersize=3.5, **style, label=_legend_label(s))
+            axes.fill_between(
+                epochs, (mean - std) * scale, (mean + std) * scale, color=style["color"], alpha=0.15
+            )
         axes.set_xlabel("epoch")
         axes.xaxis.set_major_locator(MaxNLocator(integer=True))
         axes.set_ylabel(label)
-        axes.set_title(f"{label} per epoch, by {factor} (mean ± std over seeds)", fontsize=10)
+        axes.set_title(f"{label} per epoch, by {factor} (mean ± std over seeds){under}", fontsize=10)
         axes.grid(alpha=0.3)
         axes.legend(fontsize=7, ncol=2 if len(series) > 6 else 1)
         figures[metric] = figure
 
     numeric, axis_scale = _numeric_axis(factor, series)
-    groups = list(dict.fromkeys(s.group for s in series))
-    figure = _figure(11, 4.2)
+    figure = _figure(11, 4.2 + 0.3 * bool(data))
     acc_axes, time_axes = figure.subplots(1, 2)
     for index, group in enumerate(groups):
         members = [s for s in series if s.group == group]
         positions = [float(s.value) for s in members] if numeric else list(range(len(members)))
         offset = 0.0 if numeric or len(groups) == 1 else (index - (len(groups) - 1) / 2) * 0.08
         prefix = f"{group}: " if group else ""
+        color = matplotlib.colormaps["tab10"](index % 10) if len(groups) > 1 else None
         for metric, marker in (("val_accuracy", "o"), ("test_accuracy", "s")):
             means = [100 * s.final[metric][0] for s in members]
             stds = [100 * np.nan_to_num(s.final[metric][1]) for s in members]
@@ -319,6 +373,8 @@ def plot_sweep(factor: str, series: Sequence[SweepSeries]) -> dict[str, Figure]:
                 yerr=stds,
                 marker=marker,
                 capsize=3,
+                color=color,
+                linestyle="-" if metric == "val_accuracy" else ":",
                 label=f"{prefix}{metric.split('_')[0]}",
             )
         time_axes.errorbar(
@@ -327,6 +383,7 @@ def plot_sweep(factor: str, series: Sequence[SweepSeries]) -> dict[str, Figure]:
             yerr=[np.nan_to_num(s.seconds[1]) for s in members],
             marker="o",
             capsize=3,
+            color=color,
             label=group or "training time",
         )
     for axes in (acc_axes, time_axes):
@@ -349,6 +406,8 @@ def plot_sweep(factor: str, series: Sequence[SweepSeries]) -> dict[str, Figure]:
     time_axes.set_title("time cost", fontsize=10)
     if len(groups) > 1:
         time_axes.legend(fontsize=7)
+    if data:
+        figure.suptitle(data, fontsize=9)
     figures["final"] = figure
     return figures
 

@@ -127,6 +127,8 @@ class RunSummary:
     """``{"epoch": E, "step": S}`` for a diverged run."""
     error: str | None = None
     """Why a failed run could not be trained."""
+    train_eval_accuracy: float | None = None
+    """With ``--eval-train``: the last epoch's training split measured in eval mode."""
 
     def to_dict(self) -> dict[str, Any]:
         return dict(json_safe(asdict(self)))
@@ -191,6 +193,7 @@ def summarize(
         diverged_at=history.diverged_at,
         epochs_completed=len(history.epochs),
         train_accuracy=_finite(last.train_accuracy) if last else None,
+        train_eval_accuracy=_finite(last.train_eval_accuracy) if last else None,
         val_accuracy=_finite(last.val_accuracy) if last else None,
         test_accuracy=_finite(history.test_accuracy),
         train_loss=_finite(last.train_loss) if last else None,
@@ -208,9 +211,7 @@ def summarize(
         ),
         dataset=split.source,
         sizes={"train": len(split.train), "val": len(split.val), "test": len(split.test)},
-        test_set="held-out 1/7 of the source (no separate test set)"
-        if split.test_is_holdout
-        else "MNIST test set",
+        test_set=split.test_set,
     )
 
 
@@ -322,7 +323,7 @@ def run_experiment(
         history = fit(
             model, optimizer, tensors, config.train, generator, scheduler, checkpoint_then_report, history
         )
-        if history.status != "interrupted":  # the test set is measured once, after training
+        if history.status != "interrupted" and len(split.test):  # measured once, after training
             test = evaluate(model, tensors.test_x, tensors.test_y, config.train.eval_batch_size)
             history.test_loss, history.test_accuracy = test.loss, test.accuracy
         summary = summarize(config, history, split, parameters, time.perf_counter() - started)

@@ -9,7 +9,7 @@ names refused); and the measured [PRESETS][digitnet.presets.PRESETS].
 
 ```pycon
 >>> make_run_config({"lr": 0.001, "optimizer": "adam"}).optim
-OptimConfig(name='adam', lr=0.001, momentum=0.9, weight_decay=0.0, schedule='none')
+OptimConfig(name='adam', lr=0.001, momentum=None, weight_decay=0.0, schedule='none')
 >>> SETTINGS["model"].choices
 ('mlp', 'nmlp', 'bn', 'cnn', 'cnn-bn', 'vgg')
 
@@ -203,7 +203,14 @@ SETTINGS: dict[str, Setting] = {
         float,
         default_text="the optimizer's conventional rate: 0.01 for sgd and momentum, 0.001 otherwise",
     ),
-    "momentum": Setting("optim", "momentum", "Momentum for --optimizer momentum.", float, float),
+    "momentum": Setting(
+        "optim",
+        "momentum",
+        "Momentum for --optimizer momentum (the other rules have none).",
+        float,
+        float,
+        default_text="0.9",
+    ),
     "weight-decay": Setting("optim", "weight_decay", "L2 weight decay (decoupled for adamw).", float, float),
     "schedule": Setting(
         "optim",
@@ -217,7 +224,7 @@ SETTINGS: dict[str, Setting] = {
     "dataset": Setting(
         "data",
         "dataset",
-        "auto = --csv if given, else full MNIST if found, else the bundled sample.",
+        "auto = --split or --csv if given, else full MNIST if found, else the bundled sample.",
         choices=DATASETS,
     ),
     "data-dir": Setting(
@@ -229,6 +236,21 @@ SETTINGS: dict[str, Setting] = {
     ),
     "csv": Setting(
         "data", "csv", "Kaggle train.csv or a label-first CSV (implies --dataset csv).", kind=Path
+    ),
+    "test-fraction": Setting(
+        "data",
+        "test_fraction",
+        "For --csv and the sample, which have no test set: the share held out as one (0: none, "
+        "train/validation only). MNIST keeps its own.",
+        float,
+        float,
+        default_text="1/7, as MNIST's 10,000 of 70,000",
+    ),
+    "split": Setting(
+        "data",
+        "split",
+        "Train on a split.npz saved by 'digitnet data prepare' (implies --dataset split).",
+        kind=Path,
     ),
     "normalize": Setting(
         "data",
@@ -248,6 +270,14 @@ SETTINGS: dict[str, Setting] = {
     ),
     "eval-batch-size": Setting(
         "train", "eval_batch_size", "Batch size for validation and test (no gradients).", int, int
+    ),
+    "eval-train": Setting(
+        "train",
+        "eval_train",
+        "Also measure the whole training split in eval mode after each epoch (slower; the running "
+        "train accuracy is taken while the model changes, dropout on).",
+        _parse_bool,
+        bool,
     ),
 }
 
@@ -301,6 +331,13 @@ def make_run_config(settings: dict[str, Any]) -> RunConfig:
         if value is not None:
             setting = SETTINGS[name]
             sections[setting.section][setting.field] = value
+    optimizer = sections["optim"].get("name", OptimConfig().name)
+    if sections["optim"].get("momentum") is not None and optimizer != "momentum":
+        raise ConfigError(
+            f"--momentum: --optimizer {optimizer} has no momentum term; use --optimizer momentum"
+        )
+    if sections["data"].get("split") and "dataset" not in sections["data"]:
+        sections["data"]["dataset"] = "split"
     return RunConfig(
         data=DataConfig(**sections["data"]),
         model=ModelConfig(**sections["model"]),

@@ -65,6 +65,9 @@ class EpochRecord:
     eval_seconds: float
     samples_per_second: float
     """Training samples per second of training time"""
+    train_eval_loss: float | None = None
+    """With ``eval_train``: the whole training split measured in eval mode at the epoch's end"""
+    train_eval_accuracy: float | None = None
 
 
 @dataclass
@@ -253,6 +256,13 @@ def fit(
                 break
             eval_started = time.perf_counter()
             val = evaluate(model, data.val_x, data.val_y, config.eval_batch_size)
+            # The running train accuracy mixes every weight of the epoch, with dropout on; measured
+            # after the epoch in eval mode, train and validation are compared like for like.
+            train = (
+                evaluate(model, data.train_x, data.train_y, config.eval_batch_size)
+                if config.eval_train
+                else None
+            )
             record = EpochRecord(
                 epoch=epoch,
                 train_loss=stats.loss,
@@ -263,6 +273,8 @@ def fit(
                 train_seconds=stats.seconds,
                 eval_seconds=time.perf_counter() - eval_started,
                 samples_per_second=stats.samples / stats.seconds if stats.seconds > 0 else math.inf,
+                train_eval_loss=train.loss if train else None,
+                train_eval_accuracy=train.accuracy if train else None,
             )
             history.iteration_loss.extend(stats.step_losses)
             history.epochs.append(record)

@@ -238,7 +238,10 @@ def test_prepare_writes_a_reusable_split(tmp_path: Path) -> None:
     written = save_split(split, tmp_path / "split")
     assert [p.name for p in written] == ["split.npz", "class_counts.csv"]
     loaded = load_saved_split(tmp_path / "split" / "split.npz")
-    assert torch.equal(loaded["val"].labels, split.val.labels)
+    for part in ("train", "val", "test"):
+        assert torch.equal(getattr(loaded, part).images, getattr(split, part).images)
+        assert torch.equal(getattr(loaded, part).labels, getattr(split, part).labels)
+    assert (loaded.source, loaded.test_is_holdout) == ("sample", True)
     lines = (tmp_path / "split" / "class_counts.csv").read_text().splitlines()
     assert lines[1].split(",")[1:-1] == [str(c) for c in split.train.class_counts()]
 

@@ -95,7 +95,7 @@ def test_step_schedule_divides_by_ten_each_third() -> None:
         ({"lr": 0.0}, "--lr"),
         ({"lr": -1.0}, "--lr"),
         ({"name": "lbfgs"}, "--optimizer"),
-        ({"momentum": 1.0}, "--momentum"),
+        ({"name": "momentum", "momentum": 1.0}, "--momentum"),
         ({"weight_decay": -1.0}, "--weight-decay"),
         ({"schedule": "cosine"}, "--schedule"),
     ],

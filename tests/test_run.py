@@ -140,5 +140,9 @@ def test_figures_are_values_drawn_from_a_saved_history(finished_run, tmp_path: P
     loss, accuracy = plot_loss(history), plot_accuracy(history)
     assert isinstance(loss, Figure) and isinstance(accuracy, Figure)
     assert len(loss.axes[0].lines) >= 4  # per iteration, moving average, train and validation per epoch
-    assert [line.get_xdata().tolist() for line in accuracy.axes[0].lines[:2]] == [[1, 2], [1, 2]]
+    # The running train accuracy sits mid-epoch, where it was measured (as the train loss does);
+    # validation at each epoch's end.
+    assert [line.get_xdata().tolist() for line in accuracy.axes[0].lines[:2]] == [[0.5, 1.5], [1, 2]]
+    train_loss = [line for line in loss.axes[0].lines if line.get_label() == "train loss (epoch mean)"]
+    assert train_loss[0].get_xdata().tolist() == [0.5, 1.5]
     assert (sorted(p.name for p in finished_run.run_dir.iterdir()), sorted(tmp_path.iterdir())) == before

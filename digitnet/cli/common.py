@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import inspect
 import signal
+import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Annotated, Any, NoReturn, ParamSpec, TypeAlias, TypeVar
@@ -33,8 +34,10 @@ app = typer.Typer(
 data_app = typer.Typer(help="Get, split, and look at the digits.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 
-console = Console()
-err_console = Console(stderr=True)
+# Piped to a file or a log, rich would assume 80 columns and wrap a table's headers; a terminal keeps
+# its own width.
+console = Console(width=None if sys.stdout.isatty() else 120)
+err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 120)
 _state = {"debug": False, "terminated": False}
 
 P = ParamSpec("P")
@@ -43,6 +46,7 @@ R = TypeVar("R")
 # Exit codes: 2 for input the user can fix (like click's usage errors), 1 for a run that diverged,
 # 130 for Ctrl-C and 143 for SIGTERM (the shell's convention: 128 + the signal's number).
 EXIT_USER_ERROR, EXIT_DIVERGED, EXIT_INTERRUPTED, EXIT_TERMINATED = 2, 1, 130, 143
+FLAG = ""  # a flag's metavar: it takes no value, so --help shows none (Typer would show "<bool>")
 
 
 def fail(message: str, code: int = EXIT_USER_ERROR) -> NoReturn:
@@ -94,10 +98,13 @@ def _version(value: bool) -> None:
 @app.callback()
 def main(
     version: Annotated[
-        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Print the version and exit.", metavar=FLAG
+        ),
     ] = False,
     debug: Annotated[
-        bool, typer.Option("--debug", help="Show full tracebacks instead of one-line errors.")
+        bool, typer.Option("--debug", help="Show full tracebacks instead of one-line errors.", metavar=FLAG)
     ] = False,
 ) -> None:
     """digitnet: train, compare and explain digit classifiers from the command line."""
@@ -133,7 +140,11 @@ def _option(name: str, help_text: str | None = None) -> Any:
         *declarations,
         help=help_text or setting.help,
         show_default=setting.default_text or True,
-        metavar=choices_metavar(setting.choices) if setting.choices else None,
+        metavar=choices_metavar(setting.choices)
+        if setting.choices
+        else FLAG
+        if setting.kind is bool
+        else None,
     )
 
 
@@ -167,6 +178,7 @@ def with_run_options(**help_overrides: str) -> Callable[[Callable[P, R]], Callab
 Dataset: TypeAlias = Annotated[str, _option("dataset")]
 DataDir: TypeAlias = Annotated[Path | None, _option("data-dir")]
 CsvPath: TypeAlias = Annotated[Path | None, _option("csv")]
+TestFraction: TypeAlias = Annotated[float | None, _option("test-fraction")]
 
 
 def run_settings(

@@ -12,6 +12,7 @@ from digitnet.cli.common import (
     CsvPath,
     DataDir,
     Dataset,
+    TestFraction,
     console,
     data_app,
     friendly,
@@ -48,16 +49,19 @@ def data_prepare(
     dataset: Dataset = "auto",
     data_dir: DataDir = None,
     csv: CsvPath = None,
+    test_fraction: TestFraction = None,
     out: Annotated[Path, typer.Option(help="Directory for split.npz and class_counts.csv.")] = Path(
         "data/split"
     ),
 ) -> None:
-    """Split the digits 80/20 (stratified) and write the split with its class counts, for reuse."""
+    """Split the digits 80/20 (stratified) and write the split with its class counts, for reuse:
+    'digitnet train --split DIR/split.npz' trains on exactly these digits."""
     from digitnet.data import describe_split, load_split, save_split
     from digitnet.runtime import claim_output
     from digitnet.settings import make_run_config
 
-    config = make_run_config(run_settings({"dataset": dataset, "data_dir": data_dir, "csv": csv})).data
+    given = {"dataset": dataset, "data_dir": data_dir, "csv": csv, "test_fraction": test_fraction}
+    config = make_run_config(run_settings(given)).data
     claim_output(out, "split")
     split = load_split(config)
     print_notes(split.notes)

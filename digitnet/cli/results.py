@@ -9,6 +9,7 @@ import typer
 from rich.table import Table
 
 from digitnet.cli.common import (
+    FLAG,
     DataDir,
     app,
     console,
@@ -66,7 +67,10 @@ def predict(
     images: Annotated[list[Path], typer.Argument(help="PNG/JPG images of single digits, any size.")],
     *,
     show: Annotated[
-        bool, typer.Option("--show", help="Write the preprocessed 28×28 beside each input (NAME.mnist.png).")
+        bool,
+        typer.Option(
+            "--show", help="Write the preprocessed 28×28 beside each input (NAME.mnist.png).", metavar=FLAG
+        ),
     ] = False,
 ) -> None:
     """Predict the digit in your own images, prepared the way MNIST was made; prints the top 3."""
@@ -89,7 +93,10 @@ def predict(
 def report(
     *,
     quick: Annotated[
-        bool, typer.Option("--quick", help="Bundled sample, 1 seed, 2 epochs: the same path in minutes.")
+        bool,
+        typer.Option(
+            "--quick", help="Bundled sample, 1 seed, 2 epochs: the same path in minutes.", metavar=FLAG
+        ),
     ] = False,
     docs_dir: Annotated[Path, typer.Option(help="Where figures/ and results/ go.")] = Path("docs"),
     cache_dir: Annotated[Path, typer.Option(help="Where the runs are kept (reused on rerun).")] = Path(

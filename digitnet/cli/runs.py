@@ -12,6 +12,7 @@ from digitnet.cli.common import (
     EXIT_DIVERGED,
     EXIT_INTERRUPTED,
     EXIT_TERMINATED,
+    FLAG,
     Preset,
     app,
     console,
@@ -45,6 +46,7 @@ def train(
         typer.Option(
             "--restart",
             help="Start over even if an interrupted run of this config was saved (it resumes otherwise).",
+            metavar=FLAG,
         ),
     ] = False,
     **options: Any,
@@ -78,9 +80,11 @@ def train(
             progress.update(task, completed=start.resumed_from, description="training…")
 
         def on_epoch(record: EpochRecord) -> None:
+            measured = record.train_eval_accuracy
             text = (
-                f"loss {record.train_loss:.4f} · train {percent(record.train_accuracy)} · "
-                f"val {percent(record.val_accuracy)} · {record.samples_per_second:,.0f} samples/s"
+                f"loss {record.train_loss:.4f} · train {percent(record.train_accuracy)}"
+                + (f" (eval mode {percent(measured)})" if measured is not None else "")
+                + f" · val {percent(record.val_accuracy)} · {record.samples_per_second:,.0f} samples/s"
             )
             progress.update(task, advance=1, description=text)
             log_line(progress, f"epoch {record.epoch}/{config.train.epochs} · {text}")
@@ -89,19 +93,28 @@ def train(
 
     summary = result.summary
     table = Table(title=config.title(), title_style="bold", show_edge=False)
-    for column in ("", "train", "validation", "test"):
+    eval_train = summary.train_eval_accuracy is not None
+    columns = ("", "train (running)", *(("train (eval)",) if eval_train else ()), "validation", "test")
+    for column in columns:
         table.add_column(column, justify="right")
     table.add_row(
         "accuracy",
         percent(summary.train_accuracy),
+        *((percent(summary.train_eval_accuracy),) if eval_train else ()),
         percent(summary.val_accuracy),
         percent(summary.test_accuracy),
     )
+    last = result.history.epochs[-1] if result.history.epochs else None
     table.add_row(
         "loss",
         *(
             f"{loss:.4f}" if loss is not None else "—"
-            for loss in (summary.train_loss, summary.val_loss, summary.test_loss)
+            for loss in (
+                summary.train_loss,
+                *((last.train_eval_loss if last else None,) if eval_train else ()),
+                summary.val_loss,
+                summary.test_loss,
+            )
         ),
     )
     console.print(table)
@@ -208,6 +221,10 @@ def compare(
             )
             log_line(progress, f"run {done}/{total} · {record.cell.label} seed {record.seed}: {status}")
 
+        def on_data(data: str, notes: tuple[str, ...]) -> None:
+            print_notes(notes)
+            progress.console.print(f"data: {data}", highlight=False, soft_wrap=True)
+
         result = run_sweep(
             spec,
             sweep_dir,
@@ -215,12 +232,13 @@ def compare(
             on_run=on_run,
             backend=backend,
             ray_address=ray_address,
+            on_data=on_data,
         )
 
     table = Table(title=f"compare {factor}: mean ± std over {seeds} seed(s)", show_edge=False)
     columns = ("value", "diverged", "val acc (%)", "test acc (%)", "time (s)")  # all of them: results.md
     for column in columns:
-        table.add_column(column, justify="left" if column == "value" else "right")
+        table.add_column(column, justify="left" if column == "value" else "right", no_wrap=column == "value")
     for row in results_table_rows(result.cells):
         table.add_row(*(row[c] for c in columns))
     console.print(table)

@@ -322,13 +322,12 @@ def resolve_data_config(config: DataConfig) -> DataConfig:
     A run's saved config must name the data it really used: ``auto`` could mean full MNIST here and the
     sample elsewhere, which would make cache keys and ``evaluate`` silently wrong.
     """
+    if config.dataset == "split" or (config.dataset == "auto" and config.split):
+        assert config.split is not None
+        return replace(config, dataset="split", split=_resolved(config.split), csv=None, data_dir=None)
     if config.dataset == "csv" or (config.dataset == "auto" and config.csv):
         assert config.csv is not None
-        try:
-            resolved = Path(config.csv).expanduser().resolve()
-        except (RuntimeError, OSError) as error:  # a symlink loop raises RuntimeError before Python 3.13
-            raise DataError(f"{config.csv}: cannot resolve the path ({error})") from None
-        return replace(config, dataset="csv", csv=str(resolved), data_dir=None)
+        return replace(config, dataset="csv", csv=_resolved(config.csv), data_dir=None)
     if config.dataset == "sample":
         return replace(config, data_dir=None, csv=None)
     directory = default_data_dir(config.data_dir)
@@ -344,6 +343,13 @@ def resolve_data_config(config: DataConfig) -> DataConfig:
         if not (directory.is_dir() and find_mnist_files(directory) is not None):
             return replace(config, dataset="sample", data_dir=None, csv=None)
     return replace(config, dataset="mnist", data_dir=str(directory.resolve()), csv=None)
+
+
+def _resolved(path: str) -> str:
+    try:
+        return str(Path(path).expanduser().resolve())
+    except (RuntimeError, OSError) as error:  # a symlink loop raises RuntimeError before Python 3.13
+        raise DataError(f"{path}: cannot resolve the path ({error})") from None
 
 
 def load_source(config: DataConfig) -> Source:

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from digitnet.configs import DataConfig
+from digitnet.configs import DEFAULT_TEST_FRACTION, DataConfig
 from digitnet.data.sources import IMAGE_SIZE, NUM_CLASSES, Digits, Source, load_source
 from digitnet.errors import DataError
 from digitnet.runtime import atomic_directory, atomic_write_text
@@ -34,6 +34,16 @@ class Split:
     test: Digits
     test_is_holdout: bool  # True when the source had no test set and part of it was held out
     notes: tuple[str, ...] = ()
+
+    @property
+    def test_set(self) -> str:
+        """What the test accuracy is measured on, in words for tables and summaries."""
+        if len(self.test) == 0:
+            return "none (--test-fraction 0: validation only)"
+        if self.test_is_holdout:
+            share = len(self.test) / (len(self.train) + len(self.val) + len(self.test))
+            return f"a held-out {share:.1%} of the source (it has no separate test set)"
+        return "MNIST test set" if self.source == "mnist" else f"{self.source}'s own test set"
 
 
 # ----------------------------------------------------------------------------------------------- split
@@ -69,18 +79,35 @@ def _stratified_or_error(
 
 
 def split_source(source: Source, config: DataConfig) -> Split:
-    """80/20 stratified train/validation split; a stratified 1/7 test hold-out when the source has none."""
+    """80/20 stratified train/validation split; a stratified test hold-out (``config.test_fraction``,
+    1/7 by default, none at 0) when the source has no test set of its own."""
     notes = list(source.notes)
     pool = source.train
+    if source.test is not None and config.test_fraction is not None:
+        raise DataError(
+            f"{source.name} has its own test set ({len(source.test):,} digits); --test-fraction is for "
+            "sources without one (--csv, the sample)"
+        )
     if source.test is None:
         if len(pool) < 7 * NUM_CLASSES:
             raise DataError(f"{source.location}: only {len(pool)} digits; need at least 70 to split")
-        keep, hold = _stratified_or_error(source, pool.labels, 1 / 7, config.split_seed)
-        test, pool = pool.subset(hold), pool.subset(keep)
-        notes.append(
-            f"{source.name} has no separate test set: holding out a stratified 1/7 "
-            f"({len(test):,} digits) as the test set, as MNIST's 10,000 of 70,000"
-        )
+        fraction = DEFAULT_TEST_FRACTION if config.test_fraction is None else config.test_fraction
+        if fraction == 0:
+            test = pool.subset(np.arange(0))
+            notes.append(
+                f"--test-fraction 0: no test set; {source.name} is split {1 - config.val_fraction:.0%}/"
+                f"{config.val_fraction:.0%} into train/validation; validation is the only held-out measure"
+            )
+        else:
+            keep, hold = _stratified_or_error(source, pool.labels, fraction, config.split_seed)
+            test, pool = pool.subset(hold), pool.subset(keep)
+            share = "1/7" if config.test_fraction is None else f"{fraction:.0%}"
+            notes.append(
+                f"{source.name} has no separate test set: holding out a stratified {share} "
+                f"({len(test):,} digits) as the test set"
+                + (", as MNIST's 10,000 of 70,000" if config.test_fraction is None else "")
+                + " (--test-fraction 0: none)"
+            )
     else:
         test = source.test
     train_index, val_index = _stratified_or_error(source, pool.labels, config.val_fraction, config.split_seed)
@@ -95,7 +122,9 @@ def split_source(source: Source, config: DataConfig) -> Split:
 
 
 def load_split(config: DataConfig) -> Split:
-    """Load the configured source and split it: the one call most code needs."""
+    """Load the configured source and split it (or read a saved split): the one call most code needs."""
+    if config.split:
+        return load_saved_split(Path(config.split))
     return split_source(load_source(config), config)
 
 
@@ -103,9 +132,11 @@ def load_split(config: DataConfig) -> Split:
 
 
 def save_split(split: Split, out_dir: Path) -> list[Path]:
-    """Write the split for reuse: ``split.npz`` (uint8 images, labels per split) and ``class_counts.csv``."""
+    """Write the split for reuse: ``split.npz`` (uint8 images, labels per split, the source's name) and
+    ``class_counts.csv``. ``--split`` reads it back, digit for digit in the same order, so a run on it
+    is the run on the split it came from."""
     with atomic_directory(out_dir, "split") as staging:
-        arrays = {}
+        arrays = {"source": np.array(split.source), "test_is_holdout": np.array(split.test_is_holdout)}
         for name in ("train", "val", "test"):
             digits: Digits = getattr(split, name)
             arrays[f"{name}_images"] = digits.images.numpy()
@@ -119,18 +150,46 @@ def save_split(split: Split, out_dir: Path) -> list[Path]:
     return [out_dir / "split.npz", out_dir / "class_counts.csv"]
 
 
-def load_saved_split(path: Path) -> dict[str, Digits]:
-    """Read back a ``split.npz`` written by [save_split][digitnet.data.save_split]."""
+def load_saved_split(path: Path) -> Split:
+    """Read back a ``split.npz`` written by [save_split][digitnet.data.save_split], checked as any
+    other input: shapes, label range, and a non-empty train and validation part."""
+    if path.is_dir() and (path / "split.npz").is_file():
+        path = path / "split.npz"  # the directory 'data prepare --out' wrote
+    if not path.is_file():
+        what = "is a directory without split.npz" if path.is_dir() else "no such file"
+        raise DataError(f"{path}: {what} (--split takes the split.npz written by 'digitnet data prepare')")
     try:
         with np.load(path, allow_pickle=False) as arrays:
-            return {
+            parts = {
                 name: Digits(
                     torch.from_numpy(arrays[f"{name}_images"]), torch.from_numpy(arrays[f"{name}_labels"])
                 )
                 for name in ("train", "val", "test")
             }
-    except (OSError, KeyError, ValueError) as error:
+            source = str(arrays["source"]) if "source" in arrays else "saved split"
+            holdout = bool(arrays["test_is_holdout"]) if "test_is_holdout" in arrays else False
+    except (OSError, KeyError, ValueError, EOFError) as error:
         raise DataError(f"{path}: not a split written by 'digitnet data prepare' ({error})") from None
+    for name, digits in parts.items():
+        images, labels = digits.images, digits.labels
+        if (
+            images.dtype != torch.uint8
+            or images.shape[1:] != (IMAGE_SIZE, IMAGE_SIZE)
+            or labels.dtype != torch.int64
+            or labels.shape != images.shape[:1]
+            or (len(labels) and not 0 <= int(labels.min()) <= int(labels.max()) < NUM_CLASSES)
+        ):
+            raise DataError(f"{path}: its {name} part is not 28×28 uint8 digits with labels 0–9")
+    if len(parts["train"]) == 0 or len(parts["val"]) == 0:
+        raise DataError(f"{path}: its train or validation part is empty")
+    return Split(
+        source=source,
+        train=parts["train"],
+        val=parts["val"],
+        test=parts["test"],
+        test_is_holdout=holdout,
+        notes=(f"using the split saved in {path}",),
+    )
 
 
 def image_grid_rows(digits: Digits, per_class: int, generator: torch.Generator) -> Tensor:

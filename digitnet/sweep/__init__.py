@@ -19,9 +19,11 @@ print(result.summary)
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from digitnet.data import describe_split
 from digitnet.runtime import atomic_write_text, claim_output, mark_output, output_marker
 from digitnet.sweep.aggregate import (
     CellResult,
@@ -67,6 +69,8 @@ class SweepResult:
     summary: str
     files: list[Path]
     replaced_other: bool = False  # out_dir held the tables of a different sweep (its runs stay cached)
+    data: str = ""  # which digits, how many in each part: "MNIST: 48,000 train / …"
+    data_notes: tuple[str, ...] = ()  # what the data loading said (the sample's notice, a hold-out)
 
 
 def run_sweep(
@@ -77,19 +81,28 @@ def run_sweep(
     runs_dir: Path | None = None,
     backend: str = "local",
     ray_address: str | None = None,
+    on_data: Callable[[str, tuple[str, ...]], None] | None = None,
 ) -> SweepResult:
     """Plan, train what is missing, aggregate, and write tables and figures to ``out_dir``.
 
     Runs live in ``runs_dir`` (default ``out_dir/runs``); sweeps that share one reuse each other's
-    identical runs, since a run's directory is named by its config hash alone.
+    identical runs, since a run's directory is named by its config hash alone. ``on_data`` hears which
+    digits the sweep uses (and the notes their loading gave) before anything trains.
     """
     from digitnet.plotting import plot_sweep, save_figure
 
     cells = plan_sweep(spec)
     planned = run_configs(spec, cells)
     claim_output(out_dir, "sweep")  # before any training: never write over a student's own folder
-    for data in {config.data for _, _, config in planned}:
-        shared_split(data)  # a broken data file fails here, before any output
+    descriptions: list[str] = []
+    notes: list[str] = []
+    for data in dict.fromkeys(config.data for _, _, config in planned):
+        split = shared_split(data)  # a broken data file fails here, before any output
+        descriptions.append(describe_split(split))
+        notes += [note for note in split.notes if note not in notes]
+    data_text = "; ".join(dict.fromkeys(descriptions))
+    if on_data is not None:
+        on_data(data_text, tuple(notes))
     out_dir.mkdir(parents=True, exist_ok=True)
     previous = output_marker(out_dir)
     spec_key = hashlib.sha256(repr(spec).encode()).hexdigest()[:12]
@@ -100,13 +113,23 @@ def run_sweep(
     summary = describe_result(spec, results)
     files = [out_dir / "results.csv", out_dir / "results.md", out_dir / "runs.csv"]
     atomic_write_text(files[0], results_csv(results))
-    atomic_write_text(files[1], results_markdown(spec, results, summary))
+    atomic_write_text(files[1], results_markdown(spec, results, summary, data_text))
     atomic_write_text(files[2], runs_csv(records))
-    for name, figure in plot_sweep(spec.factor, [sweep_series(result) for result in results]).items():
+    series = [sweep_series(result) for result in results]
+    for name, figure in plot_sweep(spec.factor, series, data_text).items():
         files += save_figure(figure, out_dir / name)
     trained = sum(1 for r in records if not r.cached)
     return SweepResult(
-        spec, out_dir, results, trained, len(records) - trained, summary, files, replaced_other
+        spec,
+        out_dir,
+        results,
+        trained,
+        len(records) - trained,
+        summary,
+        files,
+        replaced_other,
+        data_text,
+        tuple(notes),
     )
 
 

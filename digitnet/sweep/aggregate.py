@@ -14,6 +14,7 @@ import io
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -99,6 +100,7 @@ def describe_result(spec: SweepSpec, cells: Sequence[CellResult]) -> str:
         return f"No {name} finished training.{tail}"
     best = ranked[0]
     text = f"Best {name}: {best.cell.label} (validation {best.stats['val_accuracy'].text()}%)."
+    tail = edge_of_grid(spec, cells, best) + tail
     if len(ranked) == 1:
         return text + tail
     second = ranked[1]
@@ -116,6 +118,30 @@ def describe_result(spec: SweepSpec, cells: Sequence[CellResult]) -> str:
                 "spread: the two are not distinguishable with these seeds"
             )
     return f"{text} {verdict[0].upper()}{verdict[1:]}.{tail}"
+
+
+def edge_of_grid(spec: SweepSpec, cells: Sequence[CellResult], best: CellResult) -> str:
+    """A warning sentence when the best value of a numeric factor is the smallest or largest tried (in
+    its model group): the best may lie beyond the grid, so the grid should be extended. Else ""."""
+    try:
+        tried = sorted(
+            {float(c.cell.value) for c in cells if c.cell.group == best.cell.group and c.cell.value != ""}
+        )
+        value = float(best.cell.value)
+    except ValueError:  # optimizer names, models, variants: no order, no edge
+        return ""
+    if len(tried) < 3 or spec.factor == "variants":
+        return ""
+    if value == tried[-1]:
+        side, beyond = "largest", "larger"
+    elif value == tried[0] and value > 0:  # nothing lies below 0 (no dropout)
+        side, beyond = "smallest", "smaller"
+    else:
+        return ""
+    return (
+        f" {best.cell.value} is at the edge of the grid (the {side} value tried): the best {spec.factor} "
+        f"may lie beyond it, so extend the grid with {beyond} values before concluding."
+    )
 
 
 def results_table_rows(cells: Sequence[CellResult]) -> list[dict[str, str]]:
@@ -136,11 +162,18 @@ def results_table_rows(cells: Sequence[CellResult]) -> list[dict[str, str]]:
                 "train loss": s["train_loss"].text(1, 4),
                 "val loss": s["val_loss"].text(1, 4),
                 "test loss": s["test_loss"].text(1, 4),
-                "best epoch": s["best_epoch"].text(1, 1),
+                "best epoch": _best_epochs(result),
                 "time (s)": s["train_seconds"].text(1, 1),
             }
         )
     return rows
+
+
+def _best_epochs(result: CellResult) -> str:
+    """Each finished seed's best epoch, ``"9 / 10 / 8"``: whole epochs a student can look up in the
+    curves, where a mean of epochs (9.0 ± 1.0) would name an epoch that does not exist."""
+    epochs = [r.summary.best_epoch for r in result.runs if r.summary.status == "completed"]
+    return " / ".join(str(e) for e in epochs if e is not None) or "—"
 
 
 def _csv_text(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
@@ -173,15 +206,28 @@ def results_csv(cells: Sequence[CellResult]) -> str:
     return _csv_text(header, rows)
 
 
-def results_markdown(spec: SweepSpec, cells: Sequence[CellResult], summary: str) -> str:
-    """A markdown table (mean ± std over seeds) and the generated summary sentence."""
+def results_markdown(
+    spec: SweepSpec,
+    cells: Sequence[CellResult],
+    summary: str,
+    data: str = "",
+    columns: Sequence[str] = (),
+    everything: str = "",
+) -> str:
+    """A markdown table (mean ± std over seeds) and the generated summary sentence, under a line naming
+    the data (which source, how many digits in each part). ``columns`` picks the columns a page discusses
+    (default: all of them); ``everything`` links to the table that has them all."""
     rows = results_table_rows(cells)
     header = list(rows[0]) if rows else ["value"]
+    if columns:
+        header = [c for c in columns if c in header]
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     lines += ["| " + " | ".join(row[h] for h in header) + " |" for row in rows]
     seeds = f"{spec.seeds} seed{'s' if spec.seeds != 1 else ''}"
+    link = f" Every column: [{Path(everything).name}]({everything})." if everything else ""
     return (
-        f"Mean ± standard deviation over {seeds}; accuracies in percent, final epoch.\n\n"
+        (f"Data: {data}.\n\n" if data else "")
+        + f"Mean ± standard deviation over {seeds}; accuracies in percent, final epoch.{link}\n\n"
         + "\n".join(lines)
         + f"\n\n{summary}\n"
     )

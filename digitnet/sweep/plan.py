@@ -28,16 +28,28 @@ FACTORS: dict[str, tuple[str, ...]] = {
     "model": ("mlp", "nmlp", "bn", "cnn"),
     "variants": (),
 }
-# The model variants a grid (--models) may name: plain, normalised, and BatchNorm + dropout.
-MODEL_VARIANTS: dict[str, dict[str, Any]] = {
-    "mlp": {"model": "mlp"},
-    "nmlp": {"model": "nmlp"},
-    "bn": {"model": "bn"},
-    "bn-dropout": {"model": "bn", "dropout": 0.2},
-    "cnn": {"model": "cnn"},
-    "cnn-bn": {"model": "cnn-bn"},
-    "vgg": {"model": "vgg"},
+# The model variants a grid (--models) may name: plain, normalised, and BatchNorm + dropout. A variant
+# with dropout takes --dropout when given (else its default, None: the model's own); one without has none,
+# whatever --dropout says, so "bn" and "bn-dropout" rows differ in the dropout alone.
+MODEL_VARIANTS: dict[str, tuple[str, float | None]] = {
+    "mlp": ("mlp", 0.0),
+    "nmlp": ("nmlp", None),
+    "bn": ("bn", 0.0),
+    "bn-dropout": ("bn", 0.2),
+    "cnn": ("cnn", 0.0),
+    "cnn-bn": ("cnn-bn", 0.0),
+    "vgg": ("vgg", 0.0),
 }
+
+
+def variant_settings(variant: str, base: dict[str, Any]) -> dict[str, Any]:
+    """The settings a grid row of ``variant`` adds to the base: its model, and its dropout."""
+    model, dropout = MODEL_VARIANTS[variant]
+    if dropout == 0.0:
+        return {"model": model, "dropout": 0.0}
+    return {"model": model, "dropout": base.get("dropout", dropout)}
+
+
 NORM_MODELS = {"none": "mlp", "layer": "nmlp", "batch": "bn"}
 # Comparing optimizers at one shared lr would judge Adam at SGD's rate (or SGD at Adam's), so unless
 # --lr is given each optimizer runs at its conventional rate, and its label says which.
@@ -115,11 +127,13 @@ def plan_sweep(spec: SweepSpec) -> list[Cell]:
         if spec.factor == "optimizer" and "lr" not in base and value in CONVENTIONAL_LR:
             overrides["lr"] = CONVENTIONAL_LR[value]
             label = f"{value} (lr {CONVENTIONAL_LR[value]:g})"
+        if spec.factor == "optimizer" and value != "momentum" and "momentum" in base:
+            overrides["momentum"] = None  # --momentum is for the momentum row; the others have none
         cells.append(Cell(label, value, "", overrides))
     if not spec.models:
         return cells
     return [
-        Cell(f"{model} / {cell.label}", cell.value, model, MODEL_VARIANTS[model] | cell.overrides)
+        Cell(f"{model} / {cell.label}", cell.value, model, variant_settings(model, base) | cell.overrides)
         for model in spec.models
         for cell in cells
     ]
