@@ -45,7 +45,7 @@ def draw_data_figures(
     figure = plot_digit_grid(
         split.train.images[chosen].numpy(),
         [str(int(v)) for v in split.train.labels[chosen]],
-        f"64 random training digits ({split.source}) with their labels",
+        f"64 random training digits ({split.name}) with their labels",
     )
     written += save_figure(figure, out_dir / "samples", IMAGE_FORMATS)
     rows = image_grid_rows(split.train, per_class=10, generator=generator)
@@ -54,7 +54,7 @@ def draw_data_figures(
     counts = {name: getattr(split, name).class_counts() for name in ("train", "val", "test")}
     figure = plot_class_counts(
         {"train": counts["train"], "validation": counts["val"], "test": counts["test"]},
-        f"digits per class in each split ({split.source}, stratified 80/20)",
+        f"digits per class in each split ({split.name}, stratified 80/20)",
     )
     written += save_figure(figure, out_dir / "class_counts")
     # Augmentation: each row is one digit, first the original, then seven random draws.

@@ -400,12 +400,15 @@ def plot_sweep(factor: str, series: Sequence[SweepSeries], data: str = "") -> di
             )
     acc_axes.set_ylabel("final accuracy (%)")
     acc_axes.set_title("final accuracy (mean ± std over seeds)", fontsize=10)
-    acc_axes.legend(fontsize=7)
+    if len(groups) > 1:  # a grid's many series: the key goes under the panel, never over a point
+        acc_axes.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=len(groups))
+    else:
+        acc_axes.legend(fontsize=7)
     time_axes.set_ylabel("training time per run (s)")
     time_axes.set_ylim(bottom=0)  # from zero: run-to-run noise must not look like a peak
     time_axes.set_title("time cost", fontsize=10)
     if len(groups) > 1:
-        time_axes.legend(fontsize=7)
+        time_axes.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=len(groups))
     if data:
         figure.suptitle(data, fontsize=9)
     figures["final"] = figure

@@ -60,7 +60,7 @@ def experiments(quick: bool, data_dir: str | None) -> list[Experiment]:
             "baseline",
             spec("lr", ("0.01",)),
             (),
-            (*TRAIN_VAL_TEST, "train loss", "val loss", "test loss", "time (s)"),
+            (*TRAIN_VAL_TEST, "train loss", "val loss", "test loss"),
         ),
         Experiment(
             "lr",

@@ -20,7 +20,11 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
-PAGES = sorted(p for p in DOCS.glob("*.md") if p.name != "cli.md")
+PAGES = sorted(
+    p
+    for p in DOCS.rglob("*.md")
+    if p.name != "cli.md" and not {"results", "api"} & set(p.relative_to(DOCS).parts)
+)
 README = ROOT / "README.md"
 SNIPPET = re.compile(r'^--8<-- "([^"]+)"\s*$', re.MULTILINE)
 IMAGE = re.compile(r"!\[[^\]]*\]\(([^)]+)\)")
@@ -43,6 +47,25 @@ def test_numbers_in_prose_come_from_the_results_files(page: Path) -> None:
     results = _results_text()
     for number in NUMBER.findall(_prose(page)):
         assert number in results, f"{page.name} quotes {number}, which no file under docs/results contains"
+
+
+WORKFLOW = ROOT / ".github" / "workflows" / "docs.yml"
+
+
+def _check_workflow(path: Path) -> subprocess.CompletedProcess[str]:
+    """GitHub's workflow schema, as check-jsonschema ships it (no network)."""
+    command = [sys.executable, "-m", "check_jsonschema", "--builtin-schema", "vendor.github-workflows"]
+    return subprocess.run([*command, str(path)], capture_output=True, text=True, check=False)
+
+
+def test_the_pages_workflow_is_a_valid_workflow_that_builds_strict(tmp_path: Path) -> None:
+    result = _check_workflow(WORKFLOW)
+    assert result.returncode == 0, result.stdout + result.stderr
+    text = WORKFLOW.read_text()
+    assert "mkdocs build --strict" in text and "actions/deploy-pages" in text
+    broken = tmp_path / "docs.yml"  # the check can fail: a job without runs-on is not a workflow
+    broken.write_text(text.replace("    runs-on: ubuntu-latest\n", "", 1))
+    assert _check_workflow(broken).returncode != 0
 
 
 @pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)
@@ -170,6 +193,15 @@ def test_every_page_works_in_a_browser(built_site: Path, served_site: str, tmp_p
             assert broken == [], f"{url}: images did not load: {broken}"
             errors = [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
             assert errors == [], f"{url}: console errors: {errors}"
+            # Nothing a reader must scroll sideways to see: every table and code block fits its column.
+            # (Material scrolls a wide table in .md-typeset__scrollwrap, a code block in its pre/code.)
+            cut = driver.execute_script(
+                "return Array.from(document.querySelectorAll("
+                "'article .md-typeset__scrollwrap, article table, article pre, article pre > code'))"
+                ".filter(e => e.scrollWidth > e.clientWidth + 1)"
+                ".map(e => location.pathname + ' ' + e.tagName + ': ' + e.innerText.slice(0, 60));"
+            )
+            assert cut == [], f"{url}: cut off on the right: {cut}"
             for href in driver.execute_script("return Array.from(document.links).map(a => a.href);"):
                 if urlparse(href).netloc == urlparse(served_site).netloc:
                     internal_links.add(href.split("#")[0])

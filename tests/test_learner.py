@@ -73,7 +73,7 @@ def test_compare_names_its_data_in_the_output_the_table_and_the_figures(tmp_path
     args = ["compare", "epochs", "1", "2", "4", "--dataset", "sample", "--seeds", "1", "--out", str(out)]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
-    data_line = "sample: 3,428 train / 857 validation / 715 test digits"
+    data_line = "the bundled 5,000-digit sample: 3,428 train / 857 validation / 715 test digits"
     assert f"data: {data_line}" in result.output
     assert "5,000-digit" in result.output  # the sample's notice, as train prints it
     results_md = (out / "results.md").read_text()

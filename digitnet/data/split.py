@@ -34,6 +34,13 @@ class Split:
     test: Digits
     test_is_holdout: bool  # True when the source had no test set and part of it was held out
     notes: tuple[str, ...] = ()
+    location: str = ""  # the file or directory it was read from
+
+    @property
+    def name(self) -> str:
+        """The data in words for tables and figure titles: MNIST, the sample, or the CSV's path."""
+        names = {"mnist": "MNIST", "sample": "the bundled 5,000-digit sample"}
+        return names.get(self.source, f"{self.source} {self.location}".strip())
 
     @property
     def test_set(self) -> str:
@@ -118,6 +125,7 @@ def split_source(source: Source, config: DataConfig) -> Split:
         test=test,
         test_is_holdout=source.test is None,
         notes=tuple(notes),
+        location=source.location,
     )
 
 
@@ -136,7 +144,11 @@ def save_split(split: Split, out_dir: Path) -> list[Path]:
     ``class_counts.csv``. ``--split`` reads it back, digit for digit in the same order, so a run on it
     is the run on the split it came from."""
     with atomic_directory(out_dir, "split") as staging:
-        arrays = {"source": np.array(split.source), "test_is_holdout": np.array(split.test_is_holdout)}
+        arrays = {
+            "source": np.array(split.source),
+            "location": np.array(split.location),
+            "test_is_holdout": np.array(split.test_is_holdout),
+        }
         for name in ("train", "val", "test"):
             digits: Digits = getattr(split, name)
             arrays[f"{name}_images"] = digits.images.numpy()
@@ -168,6 +180,7 @@ def load_saved_split(path: Path) -> Split:
             }
             source = str(arrays["source"]) if "source" in arrays else "saved split"
             holdout = bool(arrays["test_is_holdout"]) if "test_is_holdout" in arrays else False
+            location = str(arrays["location"]) if "location" in arrays else str(path)
     except (OSError, KeyError, ValueError, EOFError) as error:
         raise DataError(f"{path}: not a split written by 'digitnet data prepare' ({error})") from None
     for name, digits in parts.items():
@@ -189,6 +202,7 @@ def load_saved_split(path: Path) -> Split:
         test=parts["test"],
         test_is_holdout=holdout,
         notes=(f"using the split saved in {path}",),
+        location=location,
     )
 
 
@@ -208,7 +222,7 @@ def image_grid_rows(digits: Digits, per_class: int, generator: torch.Generator) 
 def describe_split(split: Split) -> str:
     """One line for people: sizes of each part of the split."""
     return (
-        f"{split.source}: {len(split.train):,} train / {len(split.val):,} validation / "
+        f"{split.name}: {len(split.train):,} train / {len(split.val):,} validation / "
         f"{len(split.test):,} test digits"
     )
 
