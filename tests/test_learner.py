@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 
@@ -83,6 +84,8 @@ def test_compare_names_its_data_in_the_output_the_table_and_the_figures(tmp_path
     assert "edge of the grid" in " ".join(result.output.split())
     assert "edge of the grid" in results_md
     assert data_line in (out / "final.svg").read_text()
+    with (out / "runs.csv").open() as handle:
+        assert {row["dataset"] for row in csv.DictReader(handle)} == {"sample"}
 
 
 def _cell(value: str, mean: float, group: str = "") -> CellResult:

@@ -234,7 +234,8 @@ def results_markdown(
 
 
 def runs_csv(records: Sequence[RunRecord]) -> str:
-    """One row per run: which cell and seed, its key (its directory under runs/), status and metrics.
+    """One row per run: which cell and seed, its key (its directory under runs/), the data it trained on,
+    status and metrics.
     A metric a run does not have (a diverged run's loss) is an empty cell."""
 
     def number(value: object, spec: str) -> str:
@@ -245,13 +246,14 @@ def runs_csv(records: Sequence[RunRecord]) -> str:
             record.cell.label,
             record.seed,
             record.key,
+            record.summary.dataset or "",
             record.summary.status,
             *(number(record.summary.metric(m), ".6g") for m in METRICS),
             number(record.summary.metric("train_seconds"), ".3f"),
         ]
         for record in records
     ]
-    return _csv_text(["value", "seed", "key", "status", *METRICS, "train_seconds"], rows)
+    return _csv_text(["value", "seed", "key", "dataset", "status", *METRICS, "train_seconds"], rows)
 
 
 def sweep_series(result: CellResult) -> SweepSeries:
