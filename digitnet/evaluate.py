@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from digitnet.checkpoint import load_checkpoint, read_json
-from digitnet.data import load_split, to_tensors
+from digitnet.data import NUM_CLASSES, load_split, to_tensors
 from digitnet.errors import CheckpointError
 from digitnet.plotting import (
     IMAGE_FORMATS,
@@ -154,10 +154,10 @@ def spread_over_classes(indices: torch.Tensor, labels: torch.Tensor) -> torch.Te
         return indices
     classes = labels[indices]
     rank = torch.zeros_like(indices)
-    for digit in range(10):
+    for digit in range(NUM_CLASSES):
         members = classes == digit
         rank[members] = torch.arange(int(members.sum()))
-    order = torch.argsort(rank * 10 + classes, stable=True)
+    order = torch.argsort(rank * NUM_CLASSES + classes, stable=True)
     return indices[order]
 
 

@@ -135,16 +135,17 @@ def _option(name: str, help_text: str | None = None) -> Any:
     """``typer.Option`` for setting ``name``: ``--name``, its help, its choices as the metavar (checked by
     the config, so a wrong one is one ``error:`` line), and its default as ``--help`` shows it."""
     setting = SETTINGS[name]
-    declarations = (f"--{name}/--no-{name}",) if setting.kind is bool else (f"--{name}",)
+    metavar: str | None
+    if setting.kind is bool:
+        declarations, metavar = (f"--{name}/--no-{name}",), FLAG
+    else:
+        declarations = (f"--{name}",)
+        metavar = choices_metavar(setting.choices) if setting.choices else None
     return typer.Option(
         *declarations,
         help=help_text or setting.help,
         show_default=setting.default_text or True,
-        metavar=choices_metavar(setting.choices)
-        if setting.choices
-        else FLAG
-        if setting.kind is bool
-        else None,
+        metavar=metavar,
     )
 
 
