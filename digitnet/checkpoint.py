@@ -191,6 +191,8 @@ class Checkpoint:
 def load_checkpoint(run_dir: Path, device: torch.device | None = None) -> Checkpoint:
     """Rebuild a run's model from ``model.pt`` with ``weights_only=True``: no pickled code ever runs."""
     path = run_dir / "model.pt" if run_dir.is_dir() else run_dir
+    if not run_dir.exists():
+        raise CheckpointError(f"{run_dir}: no such run directory")
     if not path.is_file():
         raise CheckpointError(
             f"{run_dir}: no checkpoint (model.pt); is this a run directory from 'digitnet train'?"

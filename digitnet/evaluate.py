@@ -68,7 +68,7 @@ def evaluate_run(run_dir: Path, out_dir: Path | None = None, gallery_size: int =
         test_set, digits = split.test_set, split.test
         inputs, truth = tensors.test_x, tensors.test_y
     else:  # --test-fraction 0: the validation set is the only held-out one
-        test_set, digits = "the validation set (this run has no test set: --test-fraction 0)", split.val
+        test_set, digits = "the validation set (this run's split keeps no test set)", split.val
         inputs, truth = tensors.val_x, tensors.val_y
     logits = predict_logits(checkpoint.model, inputs, config.train.eval_batch_size)
     probabilities = torch.softmax(logits.float(), dim=1)

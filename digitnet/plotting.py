@@ -28,7 +28,7 @@ from typing import Any
 import matplotlib
 import numpy as np
 from matplotlib.figure import Figure
-from matplotlib.ticker import MaxNLocator
+from matplotlib.ticker import MaxNLocator, NullLocator
 
 from digitnet.runtime import atomic_write_bytes
 from digitnet.trainer import History
@@ -106,6 +106,15 @@ def plot_loss(history: History, title: str = "", window: int = 10) -> Figure:
         color="tab:orange",
         label="train loss (epoch mean)",
     )
+    measured = [r for r in history.epochs if r.train_eval_loss is not None]
+    if measured:  # --eval-train: the training split measured like validation, at the epoch's end
+        axes.plot(
+            [r.epoch for r in measured],
+            [r.train_eval_loss or 0.0 for r in measured],
+            "^--",
+            color="tab:red",
+            label="train loss (eval mode, epoch end)",
+        )
     axes.plot(
         epochs, [r.val_loss for r in history.epochs], "s-", color="tab:green", label="validation loss (epoch)"
     )
@@ -393,7 +402,11 @@ def plot_sweep(factor: str, series: Sequence[SweepSeries], data: str = "") -> di
             axes.set_xscale("log")
         elif axis_scale == "log2":
             axes.set_xscale("log", base=2)
-        if not numeric:
+        if numeric:  # the values tried are the ticks: no 4×10⁻² that nobody ran, no epoch 1.5
+            tried = sorted({float(s.value) for s in series})
+            axes.set_xticks(tried, [f"{v:g}" for v in tried], fontsize=8)
+            axes.xaxis.set_minor_locator(NullLocator())
+        else:
             labels = [s.value for s in series if s.group == groups[0]]
             axes.set_xticks(
                 range(len(labels)), labels, rotation=20 if max(map(len, labels)) > 8 else 0, fontsize=8

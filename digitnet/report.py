@@ -79,7 +79,7 @@ def experiments(quick: bool, data_dir: str | None) -> list[Experiment]:
         Experiment(
             "optimizer",
             spec("optimizer", models=("mlp", "bn", "bn-dropout")),
-            columns=("value", "diverged", "val acc (%)", "test acc (%)", "time (s)"),
+            columns=(*TRAIN_VAL_TEST, "time (s)"),
         ),
         Experiment(
             "nmlp", spec("model", ("mlp", "nmlp")), columns=(*TRAIN_VAL_TEST, "val loss", "best epoch")

@@ -129,6 +129,7 @@ class RunSummary:
     """Why a failed run could not be trained."""
     train_eval_accuracy: float | None = None
     """With ``--eval-train``: the last epoch's training split measured in eval mode."""
+    train_eval_loss: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return dict(json_safe(asdict(self)))
@@ -194,6 +195,7 @@ def summarize(
         epochs_completed=len(history.epochs),
         train_accuracy=_finite(last.train_accuracy) if last else None,
         train_eval_accuracy=_finite(last.train_eval_accuracy) if last else None,
+        train_eval_loss=_finite(last.train_eval_loss) if last else None,
         val_accuracy=_finite(last.val_accuracy) if last else None,
         test_accuracy=_finite(history.test_accuracy),
         train_loss=_finite(last.train_loss) if last else None,

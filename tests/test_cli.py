@@ -114,7 +114,8 @@ def test_defaults_are_the_baseline(monkeypatch: pytest.MonkeyPatch) -> None:
         lambda config, run_dir, **_: (received.append(config), exec("raise SystemExit(0)")),
     )
     runner.invoke(app, ["train"])
-    assert received == [RunConfig(data=DataConfig(dataset="sample"))]  # auto, pinned to what this machine has
+    # auto, pinned to what this machine has, and the 1/7 test share the sample holds out, recorded
+    assert received == [RunConfig(data=DataConfig(dataset="sample", test_fraction=1 / 7))]
     assert (received[0].optim.name, received[0].optim.lr, received[0].train.epochs) == ("sgd", 0.01, 10)
 
 
@@ -323,3 +324,18 @@ def test_evaluating_an_interrupted_run_says_so(tmp_path: Path) -> None:
     result = runner.invoke(app, ["evaluate", str(tmp_path / "run")])
     assert result.exit_code == 0, result.output
     assert "interrupted after 1 of 5 epochs" in " ".join(result.output.split())
+
+
+def test_help_lists_the_sweeps_own_names_without_importing_torch() -> None:
+    import subprocess
+    import sys
+
+    from digitnet.cli.runs import BACKEND_NAMES, FACTOR_NAMES
+    from digitnet.sweep import BACKENDS, FACTORS
+
+    assert tuple(FACTORS) == FACTOR_NAMES and BACKEND_NAMES == BACKENDS
+    code = "import sys; from digitnet.cli import app; print('torch' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "False"  # --help and typos answer at once
+    help_text = " ".join(runner.invoke(app, ["compare", "--help"]).output.split())
+    assert "[lr|batch-size|optimizer|" in help_text and "[local|ray]" in help_text

@@ -18,7 +18,7 @@ from digitnet.configs import OptimConfig
 from digitnet.data import DataConfig, load_split, to_tensors
 from digitnet.errors import ConfigError
 from digitnet.evaluate import spread_over_classes
-from digitnet.plotting import plot_accuracy
+from digitnet.plotting import plot_accuracy, plot_loss
 from digitnet.run import run_experiment
 from digitnet.settings import make_run_config
 from digitnet.sweep import SweepSpec, plan_sweep, run_configs
@@ -58,7 +58,8 @@ def test_dropout_goes_to_the_grid_rows_that_have_dropout(tmp_path: Path) -> None
     args = ["compare", "optimizer", "adam", "--models", "mlp,bn,bn-dropout", "--dropout", "0.5"]
     result = runner.invoke(app, [*args, "--epochs", "1", "--seeds", "1", "--out", str(tmp_path / "s")])
     assert result.exit_code == 0, result.output
-    dropouts = sorted((c["model"]["name"], c["model"]["dropout"]) for c in configs_of(tmp_path / "s"))  # type: ignore[index]
+    dropouts = sorted((c["model"]["name"], c["model"]["dropout"]) for c in configs_of(tmp_path / "s"))
+    assert "bn-dropout 0.5 / adam" in result.output  # the row says which dropout it had  # type: ignore[index]
     assert dropouts == [("bn", 0.0), ("bn", 0.5), ("mlp", 0.0)]
     # Without --dropout, bn-dropout keeps its own 0.2 and nmlp its default.
     spec = SweepSpec("optimizer", ("adam",), seeds=1, models=("bn-dropout", "nmlp", "mlp"))
@@ -84,8 +85,9 @@ def test_compare_names_its_data_in_the_output_the_table_and_the_figures(tmp_path
     assert "edge of the grid" in " ".join(result.output.split())
     assert "edge of the grid" in results_md
     assert data_line in (out / "final.svg").read_text()
-    with (out / "runs.csv").open() as handle:
-        assert {row["dataset"] for row in csv.DictReader(handle)} == {"sample"}
+    for table in ("runs.csv", "results.csv"):
+        with (out / table).open() as handle:
+            assert {row["dataset"] for row in csv.DictReader(handle)} == {"sample"}
 
 
 def _cell(value: str, mean: float, group: str = "") -> CellResult:
@@ -154,7 +156,7 @@ def test_a_run_without_a_test_set_says_so_and_evaluates_on_validation(tmp_path: 
         (["--test-fraction", "1"], "--test-fraction: expected 0 ≤ fraction < 1"),
         (["--test-fraction", "0.9"], "nothing would be left to train on"),
         (["--split", "nowhere.npz"], "no such file"),
-        (["--split", "bad.npz"], "not a split written by 'digitnet data prepare'"),
+        (["--split", "bad.npz"], "bad.npz: not a .npz file"),
         (["--split", "bad.npz", "--dataset", "mnist"], "leave out --dataset"),
     ],
 )
@@ -163,6 +165,7 @@ def test_bad_split_settings_are_one_line(args: list[str], needle: str, tmp_path:
     result = runner.invoke(app, ["train", "--epochs", "1", *args])
     assert result.exit_code == 2
     assert needle in " ".join(result.output.split()) and "Traceback" not in result.output
+    assert "allow_pickle" not in result.output
 
 
 def test_mnist_refuses_a_test_fraction(mnist_dir: Path) -> None:
@@ -201,8 +204,11 @@ def test_eval_train_measures_the_training_split_in_eval_mode(tmp_path: Path) -> 
     again = evaluate(model, tensors.train_x, tensors.train_y)
     assert again.accuracy == pytest.approx(last.train_eval_accuracy, abs=1e-9)
     assert result.summary.train_eval_accuracy == last.train_eval_accuracy
+    assert result.summary.train_eval_loss == last.train_eval_loss == pytest.approx(again.loss)
     labels = [line.get_label() for line in plot_accuracy(result.history).axes[0].get_lines()]
     assert "train (eval mode, epoch end)" in labels
+    loss_labels = [line.get_label() for line in plot_loss(result.history).axes[0].get_lines()]
+    assert "train loss (eval mode, epoch end)" in loss_labels
     plain = run_experiment(make_run_config({"dataset": "sample", "epochs": 1}), tmp_path / "p")
     assert plain.history.epochs[0].train_eval_accuracy is None
     assert "train (eval mode, epoch end)" not in [

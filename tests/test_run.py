@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import pickle
+import subprocess
+import sys
 from dataclasses import asdict
 from pathlib import Path
 
@@ -146,3 +149,19 @@ def test_figures_are_values_drawn_from_a_saved_history(finished_run, tmp_path: P
     train_loss = [line for line in loss.axes[0].lines if line.get_label() == "train loss (epoch mean)"]
     assert train_loss[0].get_xdata().tolist() == [0.5, 1.5]
     assert (sorted(p.name for p in finished_run.run_dir.iterdir()), sorted(tmp_path.iterdir())) == before
+
+
+@pytest.mark.parametrize(("given", "expected"), [(None, "PASSIVE"), ("ACTIVE", "ACTIVE")])
+def test_openmp_threads_sleep_while_waiting_unless_the_user_chose(given: str | None, expected: str) -> None:
+    """digitnet sets OMP_WAIT_POLICY before torch loads OpenMP (so a busy neighbour cannot make spinning
+    threads steal its cores), and keeps a value the user set; each run records the policy in force."""
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    if given is not None:
+        env["OMP_WAIT_POLICY"] = given
+    code = (
+        "import sys, digitnet, os; assert 'torch' not in sys.modules; import torch; "
+        "from digitnet.runtime import environment_info; "
+        "print(os.environ['OMP_WAIT_POLICY'], environment_info(torch.device('cpu'))['omp_wait_policy'])"
+    )
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert result.stdout.split() == [expected, expected]

@@ -131,16 +131,18 @@ Preset = Annotated[
 ]
 
 
-def _option(name: str, help_text: str | None = None) -> Any:
+def _option(name: str, help_text: str | None = None, choices: Sequence[str] = ()) -> Any:
     """``typer.Option`` for setting ``name``: ``--name``, its help, its choices as the metavar (checked by
-    the config, so a wrong one is one ``error:`` line), and its default as ``--help`` shows it."""
+    the config, so a wrong one is one ``error:`` line), and its default as ``--help`` shows it.
+    ``choices`` narrows what a command offers (``data`` commands take no ``--split``)."""
     setting = SETTINGS[name]
     metavar: str | None
     if setting.kind is bool:
         declarations, metavar = (f"--{name}/--no-{name}",), FLAG
     else:
         declarations = (f"--{name}",)
-        metavar = choices_metavar(setting.choices) if setting.choices else None
+        shown = choices or setting.choices
+        metavar = choices_metavar(shown) if shown else None
     return typer.Option(
         *declarations,
         help=help_text or setting.help,
@@ -176,7 +178,15 @@ def with_run_options(**help_overrides: str) -> Callable[[Callable[P, R]], Callab
     return decorate
 
 
-Dataset: TypeAlias = Annotated[str, _option("dataset")]
+# The data commands read a source and split it themselves, so they offer every source but a saved split.
+Dataset: TypeAlias = Annotated[
+    str,
+    _option(
+        "dataset",
+        "auto = --csv if given, else full MNIST if found, else the bundled sample.",
+        choices=[name for name in SETTINGS["dataset"].choices if name != "split"],
+    ),
+]
 DataDir: TypeAlias = Annotated[Path | None, _option("data-dir")]
 CsvPath: TypeAlias = Annotated[Path | None, _option("csv")]
 TestFraction: TypeAlias = Annotated[float | None, _option("test-fraction")]

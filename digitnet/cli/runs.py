@@ -15,6 +15,7 @@ from digitnet.cli.common import (
     FLAG,
     Preset,
     app,
+    choices_metavar,
     console,
     fail,
     friendly,
@@ -26,6 +27,11 @@ from digitnet.cli.common import (
     terminated,
     with_run_options,
 )
+
+# The names `compare --help` lists; digitnet.sweep holds the same (a test checks), but importing it would
+# import torch, and --help must stay instant.
+FACTOR_NAMES = ("lr", "batch-size", "optimizer", "dropout", "norm", "epochs", "hidden", "model", "variants")
+BACKEND_NAMES = ("local", "ray")
 
 # --------------------------------------------------------------------------------------------- train
 
@@ -104,14 +110,13 @@ def train(
         percent(summary.val_accuracy),
         percent(summary.test_accuracy),
     )
-    last = result.history.epochs[-1] if result.history.epochs else None
     table.add_row(
         "loss",
         *(
             f"{loss:.4f}" if loss is not None else "—"
             for loss in (
                 summary.train_loss,
-                *((last.train_eval_loss if last else None,) if eval_train else ()),
+                *((summary.train_eval_loss,) if eval_train else ()),
                 summary.val_loss,
                 summary.test_loss,
             )
@@ -152,7 +157,9 @@ def compare(
     factor: Annotated[
         str,
         typer.Argument(
-            help="lr | batch-size | optimizer | dropout | norm | epochs | hidden | model | variants"
+            help="What to vary, one factor at a time.",
+            metavar=choices_metavar(FACTOR_NAMES),
+            show_default=False,
         ),
     ],
     values: Annotated[
@@ -168,7 +175,8 @@ def compare(
         str | None,
         typer.Option(
             help="A grid: each of these model variants × each value. Variants: mlp, nmlp, bn, bn-dropout "
-            "(BatchNorm with dropout 0.2), cnn, cnn-bn, vgg."
+            "(BatchNorm with dropout: --dropout, else 0.2), cnn, cnn-bn, vgg; only nmlp and bn-dropout "
+            "rows have dropout."
         ),
     ] = None,
     variant: Annotated[
@@ -177,7 +185,11 @@ def compare(
     ] = None,
     out: Annotated[Path | None, typer.Option(help="Sweep directory.", show_default="sweeps/<factor>")] = None,
     backend: Annotated[
-        str, typer.Option(help="local (worker processes) | ray (Ray tasks; needs pip install -e '.\\[ray]').")
+        str,
+        typer.Option(
+            help="local = worker processes; ray = Ray tasks (needs pip install -e '.\\[ray]').",
+            metavar=choices_metavar(BACKEND_NAMES),
+        ),
     ] = "local",
     ray_address: Annotated[
         str | None,

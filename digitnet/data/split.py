@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,7 +47,7 @@ class Split:
     def test_set(self) -> str:
         """What the test accuracy is measured on, in words for tables and summaries."""
         if len(self.test) == 0:
-            return "none (--test-fraction 0: validation only)"
+            return "none (the split keeps no test set: validation only)"
         if self.test_is_holdout:
             share = len(self.test) / (len(self.train) + len(self.val) + len(self.test))
             return f"a held-out {share:.1%} of the source (it has no separate test set)"
@@ -108,11 +109,11 @@ def split_source(source: Source, config: DataConfig) -> Split:
         else:
             keep, hold = _stratified_or_error(source, pool.labels, fraction, config.split_seed)
             test, pool = pool.subset(hold), pool.subset(keep)
-            share = "1/7" if config.test_fraction is None else f"{fraction:.0%}"
+            usual = fraction == DEFAULT_TEST_FRACTION
             notes.append(
-                f"{source.name} has no separate test set: holding out a stratified {share} "
-                f"({len(test):,} digits) as the test set"
-                + (", as MNIST's 10,000 of 70,000" if config.test_fraction is None else "")
+                f"{source.name} has no separate test set: holding out a stratified "
+                f"{'1/7' if usual else f'{fraction:.0%}'} ({len(test):,} digits) as the test set"
+                + (", as MNIST's 10,000 of 70,000" if usual else "")
                 + " (--test-fraction 0: none)"
             )
     else:
@@ -170,6 +171,10 @@ def load_saved_split(path: Path) -> Split:
     if not path.is_file():
         what = "is a directory without split.npz" if path.is_dir() else "no such file"
         raise DataError(f"{path}: {what} (--split takes the split.npz written by 'digitnet data prepare')")
+    if not zipfile.is_zipfile(path):  # numpy's own message would suggest loading it with pickles allowed
+        raise DataError(
+            f"{path}: not a .npz file; --split takes the split.npz written by 'digitnet data prepare'"
+        )
     try:
         with np.load(path, allow_pickle=False) as arrays:
             parts = {

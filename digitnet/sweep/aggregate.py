@@ -106,7 +106,9 @@ def describe_result(spec: SweepSpec, cells: Sequence[CellResult]) -> str:
     second = ranked[1]
     a, b = best.stats["val_accuracy"], second.stats["val_accuracy"]
     gap = 100 * (a.mean - b.mean)
-    if a.n < 2 or b.n < 2:
+    if round(gap, 2) == 0:
+        verdict = f"{second.cell.label} has the same mean validation accuracy: the two are tied"
+    elif a.n < 2 or b.n < 2:
         verdict = "with one seed per value the spread between seeds is unknown, so this ranking is not tested"
     else:
         standard_error = math.sqrt(a.std**2 / a.n + b.std**2 / b.n)
@@ -187,7 +189,7 @@ def _csv_text(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
 
 def results_csv(cells: Sequence[CellResult]) -> str:
     """Machine-readable results: one row per cell, mean and std columns per metric."""
-    header = ["value", "group", "seeds", "diverged", "failed"]
+    header = ["value", "group", "dataset", "seeds", "diverged", "failed"]
     for metric in (*METRICS, "best_epoch", "train_seconds"):
         header += [f"{metric}_mean", f"{metric}_std"]
     rows = []
@@ -195,6 +197,7 @@ def results_csv(cells: Sequence[CellResult]) -> str:
         row: list[object] = [
             result.cell.label,
             result.cell.group,
+            next((r.summary.dataset for r in result.runs if r.summary.dataset), ""),
             len(result.runs),
             result.diverged,
             result.failed,

@@ -132,11 +132,16 @@ def plan_sweep(spec: SweepSpec) -> list[Cell]:
         cells.append(Cell(label, value, "", overrides))
     if not spec.models:
         return cells
-    return [
-        Cell(f"{model} / {cell.label}", cell.value, model, variant_settings(model, base) | cell.overrides)
-        for model in spec.models
-        for cell in cells
-    ]
+    grid = []
+    for model in spec.models:
+        # A row whose dropout came from --dropout says so: "bn-dropout 0.5", not the variant's usual 0.2.
+        given = MODEL_VARIANTS[model][1] != 0.0 and base.get("dropout") is not None
+        group = f"{model} {base['dropout']:g}" if given else model
+        grid += [
+            Cell(f"{group} / {cell.label}", cell.value, group, variant_settings(model, base) | cell.overrides)
+            for cell in cells
+        ]
+    return grid
 
 
 def _factor_overrides(factor: str, value: str, base: dict[str, Any]) -> dict[str, Any]:
