@@ -12,15 +12,7 @@ command line onto those configs.
 ```
 """
 
-import os
 from importlib.metadata import PackageNotFoundError, version
-
-# OpenMP's threads spin while they wait for work. On a machine where another program is busy (a browser, a
-# second training), a spinning thread takes the core the working thread needs: one busy neighbour made a
-# 2-thread training about 11 times slower. PASSIVE lets waiting threads sleep. It must be in the environment
-# before torch loads its OpenMP runtime, so it is set here, when digitnet is first imported; a value the user
-# set is kept. (Importing torch before digitnet, as a notebook may, leaves OpenMP's default in force.)
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 try:
     __version__ = version("digitnet")

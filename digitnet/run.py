@@ -57,6 +57,7 @@ from digitnet.runtime import (
     atomic_write_json,
     atomic_write_text,
     check_memory,
+    choose_threads,
     claim_output,
     environment_info,
     json_safe,
@@ -282,7 +283,8 @@ def run_experiment(
         planned_parameters(config.model) * 4 * 5, f"--hidden/--channels: a {describe_model(config.model)}"
     )
     device = resolve_device(config.train.device)
-    with using_threads(config.train.threads):  # environment_info below records the count in force
+    threads, thread_note = (config.train.threads, None) if config.train.threads else choose_threads()
+    with using_threads(threads):  # environment_info below records the count in force
         if split is None:
             split = load_split(config.data)
         tensors = to_tensors(split, config.data, device)
@@ -298,7 +300,7 @@ def run_experiment(
         if on_start is not None:
             on_start(
                 RunStart(
-                    split.notes,
+                    split.notes + ((thread_note,) if thread_note else ()),
                     describe_split(split),
                     parameters,
                     str(device),

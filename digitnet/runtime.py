@@ -24,6 +24,7 @@ import platform
 import random
 import shutil
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
@@ -80,6 +81,50 @@ def configure_threads(threads: int | None) -> int:
             raise ConfigError(f"threads: expected a whole number ≥ 1, got {threads}")
         torch.set_num_threads(threads)
     return torch.get_num_threads()
+
+
+def busy_cores(seconds: float = 0.1) -> float:
+    """How many cores other programs keep busy, sampled from ``/proc/stat`` over ``seconds`` while this
+    process sleeps (Linux; 0 where there is no ``/proc/stat``)."""
+
+    def busy_and_total() -> tuple[int, int]:
+        with Path("/proc/stat").open() as handle:
+            fields = [int(v) for v in handle.readline().split()[1:]]
+        idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+        return sum(fields) - idle, sum(fields)
+
+    try:
+        busy_before, total_before = busy_and_total()
+        time.sleep(seconds)
+        busy_after, total_after = busy_and_total()
+    except (OSError, ValueError, IndexError):
+        return 0.0
+    total = total_after - total_before
+    return (busy_after - busy_before) / total * (os.cpu_count() or 1) if total > 0 else 0.0
+
+
+def choose_threads() -> tuple[int, str | None]:
+    """The thread count for a run that did not set one, and a note when it is fewer than torch's default.
+
+    torch starts one thread per core. On a machine where another program keeps a core busy (a browser, a
+    second training), a thread sharing that core stalls the others at every operation, since each waits for
+    the slowest: measured on 2 cores, a ``--preset fast`` process beside one busy process took about twice
+    its idle time with 2 threads, and barely longer than idle with 1 (``scripts/benchmark.py --busy``). So
+    the cores other programs are using are left to them.
+    ``OMP_NUM_THREADS``, when set, is the user's choice and is kept.
+    """
+    default = torch.get_num_threads()
+    if "OMP_NUM_THREADS" in os.environ or default == 1:
+        return default, None
+    available = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else default
+    busy = round(busy_cores())
+    threads = max(1, min(default, available - busy))
+    if threads == default:
+        return default, None
+    return threads, (
+        f"other programs keep {busy} of {available} cores busy: training with {threads} thread(s) rather "
+        f"than {default}, which would wait on the busy cores (--threads N to choose)"
+    )
 
 
 @contextlib.contextmanager
@@ -142,7 +187,6 @@ def environment_info(device: torch.device) -> dict[str, Any]:
         "device": str(device),
         "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor(),
         "threads": torch.get_num_threads(),
-        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "OpenMP's default"),
         "platform": platform.platform(),
     }
 

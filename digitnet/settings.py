@@ -263,10 +263,11 @@ SETTINGS: dict[str, Setting] = {
     "threads": Setting(
         "train",
         "threads",
-        "CPU threads per run; part of the run's key.",
+        "CPU threads per run; part of the run's key. Set it for bit-identical reruns: the default "
+        "depends on how busy the machine is.",
         int,
         int,
-        default_text="torch's for train, 1 per run for compare",
+        default_text="train: the cores other programs leave free; compare: 1 per run",
     ),
     "eval-batch-size": Setting(
         "train", "eval_batch_size", "Batch size for validation and test (no gradients).", int, int

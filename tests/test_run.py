@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import json
-import os
 import pickle
 import subprocess
 import sys
+import time
 from dataclasses import asdict
 from pathlib import Path
 
@@ -151,17 +151,36 @@ def test_figures_are_values_drawn_from_a_saved_history(finished_run, tmp_path: P
     assert (sorted(p.name for p in finished_run.run_dir.iterdir()), sorted(tmp_path.iterdir())) == before
 
 
-@pytest.mark.parametrize(("given", "expected"), [(None, "PASSIVE"), ("ACTIVE", "ACTIVE")])
-def test_openmp_threads_sleep_while_waiting_unless_the_user_chose(given: str | None, expected: str) -> None:
-    """digitnet sets OMP_WAIT_POLICY before torch loads OpenMP (so a busy neighbour cannot make spinning
-    threads steal its cores), and keeps a value the user set; each run records the policy in force."""
-    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
-    if given is not None:
-        env["OMP_WAIT_POLICY"] = given
-    code = (
-        "import sys, digitnet, os; assert 'torch' not in sys.modules; import torch; "
-        "from digitnet.runtime import environment_info; "
-        "print(os.environ['OMP_WAIT_POLICY'], environment_info(torch.device('cpu'))['omp_wait_policy'])"
-    )
-    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
-    assert result.stdout.split() == [expected, expected]
+def test_busy_cores_sees_a_busy_neighbour() -> None:
+    from digitnet.runtime import busy_cores
+
+    neighbour = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(0.2)
+        assert busy_cores(0.3) >= 0.7  # one process that never sleeps keeps one core busy
+    finally:
+        neighbour.kill()
+        neighbour.wait()
+
+
+@pytest.mark.parametrize(
+    ("busy", "omp", "expected"),
+    [(0.1, None, (2, False)), (1.0, None, (1, True)), (1.9, None, (1, True)), (1.0, "2", (2, False))],
+)
+def test_a_run_leaves_the_cores_other_programs_use_to_them(
+    busy: float, omp: str | None, expected: tuple[int, bool], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without --threads, a run trains with the cores nobody else is using (one at least); a user's
+    OMP_NUM_THREADS is kept; the run says when it chose fewer threads than torch would."""
+    import digitnet.runtime
+
+    monkeypatch.setattr(digitnet.runtime, "busy_cores", lambda seconds=0.1: busy)
+    monkeypatch.setattr(digitnet.runtime.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    if omp is not None:
+        monkeypatch.setenv("OMP_NUM_THREADS", omp)
+    with digitnet.runtime.using_threads(2):
+        threads, note = digitnet.runtime.choose_threads()
+    assert (threads, note is not None) == expected
+    if note:
+        assert "--threads" in note and f"with {threads} thread" in note
