@@ -268,3 +268,29 @@ def test_auto_is_pinned_to_the_concrete_source(tmp_path: Path, monkeypatch: pyte
     assert (pinned.dataset, pinned.data_dir) == ("mnist", str(root.resolve()))
     csv_pinned = resolve_data_config(DataConfig(csv="x.csv"))
     assert csv_pinned.dataset == "csv" and Path(csv_pinned.csv or "").is_absolute()
+
+
+def test_a_split_is_cached_so_later_runs_need_no_scikit_learn(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from digitnet.data.split import split_cache_dir
+
+    labels = torch.arange(300) % 10
+    first = stratified_split(labels, 0.2, seed=5)
+    (cached,) = split_cache_dir().glob("*.npz")
+    again = stratified_split(labels, 0.2, seed=5)
+    assert all(np.array_equal(a, b) for a, b in zip(first, again, strict=True))
+    # The cached indices are scikit-learn's own, and a later process reads them without importing it.
+    code = (
+        "import sys, torch; from digitnet.data import stratified_split; "
+        "keep, hold = stratified_split(torch.arange(300) % 10, 0.2, seed=5); "
+        "print('sklearn' in sys.modules, len(keep), len(hold))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.split() == ["False", "240", "60"]
+    # Another seed is another split; a damaged cache file is ignored and rewritten.
+    assert not np.array_equal(stratified_split(labels, 0.2, seed=6)[1], first[1])
+    cached.write_bytes(b"not numpy")
+    assert np.array_equal(stratified_split(labels, 0.2, seed=5)[1], first[1])
+    assert np.load(cached)["hold"].tolist() == first[1].tolist()

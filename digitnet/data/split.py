@@ -11,6 +11,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import io
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +25,7 @@ from torch import Tensor
 from digitnet.configs import DEFAULT_TEST_FRACTION, DataConfig
 from digitnet.data.sources import IMAGE_SIZE, NUM_CLASSES, Digits, Source, load_source
 from digitnet.errors import DataError
-from digitnet.runtime import atomic_directory, atomic_write_text
+from digitnet.runtime import atomic_directory, atomic_write_bytes, atomic_write_text
 
 
 @dataclass(frozen=True)
@@ -58,14 +61,47 @@ class Split:
 
 
 def stratified_split(labels: Tensor, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Indices (keep, hold-out) with every class in the same proportion in both: scikit-learn's split."""
+    """Indices (keep, hold-out) with every class in the same proportion in both: scikit-learn's split.
+
+    The split depends only on the labels, the fraction, the seed and scikit-learn's version, so it is
+    cached under those (``<user cache>/splits/``): importing scikit-learn costs over a second of every
+    run's start-up, and only the first run on a dataset pays it. A cache file that cannot be read is
+    ignored and rewritten.
+    """
+    from importlib.metadata import version
+
+    key = hashlib.sha256(
+        labels.numpy().astype(np.int64).tobytes()
+        + f"{test_fraction!r} {seed} {version('scikit-learn')}".encode()
+    ).hexdigest()[:24]
+    cached = split_cache_dir() / f"{key}.npz"
+    try:
+        with np.load(cached, allow_pickle=False) as saved:
+            keep, hold = saved["keep"], saved["hold"]
+        if len(keep) + len(hold) == len(labels) and len(np.union1d(keep, hold)) == len(labels):
+            return keep, hold
+    except (OSError, KeyError, ValueError, EOFError):
+        pass
     from sklearn.model_selection import train_test_split
 
     indices = np.arange(len(labels))
     keep, hold = train_test_split(
         indices, test_size=test_fraction, stratify=labels.numpy(), random_state=seed, shuffle=True
     )
-    return np.sort(keep), np.sort(hold)
+    keep, hold = np.sort(keep), np.sort(hold)
+    with contextlib.suppress(OSError):  # a read-only or full cache only costs the next run the import
+        buffer = io.BytesIO()
+        np.savez(buffer, keep=keep, hold=hold)
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(cached, buffer.getvalue())
+    return keep, hold
+
+
+def split_cache_dir() -> Path:
+    """Where split indices are cached: the per-user cache directory, beside downloaded MNIST."""
+    from platformdirs import user_cache_dir
+
+    return Path(user_cache_dir("digitnet")) / "splits"
 
 
 def _stratified_or_error(
