@@ -79,6 +79,11 @@ class DataConfig:
         if self.split and self.test_fraction is not None:
             raise ConfigError("--split PATH was split when it was saved; leave out --test-fraction")
 
+    @property
+    def held_out_fraction(self) -> float:
+        """The share a source without a test set holds out as one: ``test_fraction``, else 1/7."""
+        return DEFAULT_TEST_FRACTION if self.test_fraction is None else self.test_fraction
+
 
 ModelName = Literal["mlp", "nmlp", "bn", "cnn", "cnn-bn", "vgg"]
 MODELS: tuple[ModelName, ...] = ("mlp", "nmlp", "bn", "cnn", "cnn-bn", "vgg")

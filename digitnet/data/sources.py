@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from digitnet.configs import DEFAULT_TEST_FRACTION, DataConfig
+from digitnet.configs import DataConfig
 from digitnet.errors import DataError
 from digitnet.runtime import check_memory
 
@@ -328,9 +328,9 @@ def resolve_data_config(config: DataConfig) -> DataConfig:
     if config.dataset == "csv" or (config.dataset == "auto" and config.csv):
         assert config.csv is not None
         csv = _resolved(config.csv)
-        return replace(config, dataset="csv", csv=csv, data_dir=None, test_fraction=_test_fraction(config))
+        return replace(config, dataset="csv", csv=csv, data_dir=None, test_fraction=config.held_out_fraction)
     if config.dataset == "sample":
-        return replace(config, data_dir=None, csv=None, test_fraction=_test_fraction(config))
+        return replace(config, data_dir=None, csv=None, test_fraction=config.held_out_fraction)
     directory = default_data_dir(config.data_dir)
     if config.dataset == "auto":
         named_by = (
@@ -342,14 +342,9 @@ def resolve_data_config(config: DataConfig) -> DataConfig:
             what = "is a file, not a directory" if directory.exists() else "no such data directory"
             raise DataError(f"{directory}: {what} ({named_by})")
         if not (directory.is_dir() and find_mnist_files(directory) is not None):
-            fraction = _test_fraction(config)
+            fraction = config.held_out_fraction
             return replace(config, dataset="sample", data_dir=None, csv=None, test_fraction=fraction)
     return replace(config, dataset="mnist", data_dir=str(directory.resolve()), csv=None)
-
-
-def _test_fraction(config: DataConfig) -> float:
-    """The test share a source without a test set holds out, pinned so the run's config records it."""
-    return DEFAULT_TEST_FRACTION if config.test_fraction is None else config.test_fraction
 
 
 def _resolved(path: str) -> str:

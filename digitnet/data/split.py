@@ -135,7 +135,7 @@ def split_source(source: Source, config: DataConfig) -> Split:
     if source.test is None:
         if len(pool) < 7 * NUM_CLASSES:
             raise DataError(f"{source.location}: only {len(pool)} digits; need at least 70 to split")
-        fraction = DEFAULT_TEST_FRACTION if config.test_fraction is None else config.test_fraction
+        fraction = config.held_out_fraction
         if fraction == 0:
             test = pool.subset(np.arange(0))
             notes.append(

@@ -42,12 +42,15 @@ MODEL_VARIANTS: dict[str, tuple[str, float | None]] = {
 }
 
 
-def variant_settings(variant: str, base: dict[str, Any]) -> dict[str, Any]:
-    """The settings a grid row of ``variant`` adds to the base: its model, and its dropout."""
+def variant_row(variant: str, base: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """A grid row of ``variant``: its label, and the settings it adds to the base (its model and its
+    dropout). A row whose dropout came from --dropout says so: "bn-dropout 0.5", not the usual 0.2."""
     model, dropout = MODEL_VARIANTS[variant]
     if dropout == 0.0:
-        return {"model": model, "dropout": 0.0}
-    return {"model": model, "dropout": base.get("dropout", dropout)}
+        return variant, {"model": model, "dropout": 0.0}
+    given = base.get("dropout")
+    label = variant if given is None else f"{variant} {given:g}"
+    return label, {"model": model, "dropout": given if given is not None else dropout}
 
 
 NORM_MODELS = {"none": "mlp", "layer": "nmlp", "batch": "bn"}
@@ -133,13 +136,10 @@ def plan_sweep(spec: SweepSpec) -> list[Cell]:
     if not spec.models:
         return cells
     grid = []
-    for model in spec.models:
-        # A row whose dropout came from --dropout says so: "bn-dropout 0.5", not the variant's usual 0.2.
-        given = MODEL_VARIANTS[model][1] != 0.0 and base.get("dropout") is not None
-        group = f"{model} {base['dropout']:g}" if given else model
+    for variant in spec.models:
+        group, settings = variant_row(variant, base)
         grid += [
-            Cell(f"{group} / {cell.label}", cell.value, group, variant_settings(model, base) | cell.overrides)
-            for cell in cells
+            Cell(f"{group} / {cell.label}", cell.value, group, settings | cell.overrides) for cell in cells
         ]
     return grid
 
