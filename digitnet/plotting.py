@@ -428,6 +428,46 @@ def plot_sweep(factor: str, series: Sequence[SweepSeries], data: str = "") -> di
     return figures
 
 
+def plot_heatmap(
+    factor: str,
+    by: str,
+    columns: Sequence[str],
+    rows: Sequence[str],
+    mean: np.ndarray,
+    std: np.ndarray,
+    data: str = "",
+) -> Figure:
+    """Mean validation accuracy (%) of a two-factor grid, ``rows`` (the second factor) × ``columns``
+    (the first), each cell written as "mean ± std" over seeds; a cell with no finished run is blank
+    and says so. One colour per cell makes it plain which of the two factors moves the number: a
+    change along a row is the first factor's doing, along a column the second's.
+    """
+    figure = _figure(1.4 + 1.25 * len(columns), 1.3 + 0.62 * len(rows) + 0.25 * bool(data), constrained=True)
+    axes = figure.subplots()
+    masked = np.ma.masked_invalid(mean)
+    image = axes.imshow(masked, cmap="viridis", aspect="auto")
+    finite = mean[np.isfinite(mean)]
+    middle = (finite.min() + finite.max()) / 2 if finite.size else 0.0
+    for i in range(len(rows)):
+        for j in range(len(columns)):
+            if not np.isfinite(mean[i, j]):
+                axes.text(j, i, "no run\nfinished", ha="center", va="center", fontsize=8, color="black")
+                continue
+            spread = f"\n± {std[i, j]:.2f}" if np.isfinite(std[i, j]) else ""
+            colour = "black" if mean[i, j] > middle else "white"  # viridis is light at the top
+            axes.text(j, i, f"{mean[i, j]:.2f}{spread}", ha="center", va="center", fontsize=8, color=colour)
+    axes.set_xticks(range(len(columns)), list(columns), fontsize=8)
+    axes.set_yticks(range(len(rows)), list(rows), fontsize=8)
+    axes.set_xlabel(factor)
+    axes.set_ylabel(by)
+    colorbar = figure.colorbar(image, ax=axes, shrink=0.9)
+    colorbar.set_label("validation accuracy (%)", fontsize=8)
+    colorbar.ax.tick_params(labelsize=7)
+    title = f"validation accuracy (%), {factor} × {by}: mean ± std over seeds"
+    axes.set_title(title + (f"\n{data}" if data else ""), fontsize=9)
+    return figure
+
+
 def plot_confusion_matrix(matrix: np.ndarray, title: str) -> Figure:
     """Counts of true (rows) × predicted (columns) digits, drawn by scikit-learn's display."""
     from sklearn.metrics import ConfusionMatrixDisplay

@@ -183,7 +183,18 @@ def compare(
         list[str] | None,
         typer.Option(help="With 'variants': paired settings, e.g. 'lr=0.001 dropout=0.2' (repeatable)."),
     ] = None,
-    out: Annotated[Path | None, typer.Option(help="Sweep directory.", show_default="sweeps/<factor>")] = None,
+    by: Annotated[
+        tuple[str, str] | None,
+        typer.Option(
+            help="A second factor and its values: every value × every value, each cell from scratch, and a "
+            "heatmap, e.g. --by epochs 1,3,10 (hidden sizes: --by hidden '100,50 30,5').",
+            metavar="FACTOR VALUES",
+            show_default=False,
+        ),
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="Sweep directory.", show_default="sweeps/<factor>[-<by>]")
+    ] = None,
     backend: Annotated[
         str,
         typer.Option(
@@ -204,10 +215,12 @@ def compare(
     """
     from digitnet.settings import with_conventional_lr
     from digitnet.sweep import RunRecord, SweepSpec, default_jobs, results_table_rows, run_sweep
+    from digitnet.sweep.plan import parse_by_values
 
     base = run_settings(options, preset, context)
+    by_factor, by_text = by or ("", "")
     lr_note = None
-    if factor not in ("lr", "optimizer"):  # those set the rate per value themselves
+    if "lr" not in (factor, by_factor) and factor != "optimizer":  # those set the rate per value
         base, lr_note = with_conventional_lr(base)
     spec = SweepSpec(
         factor=factor,
@@ -216,8 +229,10 @@ def compare(
         seeds=seeds,
         models=tuple(m.strip() for m in models.split(",") if m.strip()) if models else (),
         variants=tuple(variant or ()),
+        by=by_factor,
+        by_values=parse_by_values(by_factor, by_text),
     )
-    sweep_dir = out or Path("sweeps") / factor
+    sweep_dir = out or Path("sweeps") / (f"{factor}-{by_factor}" if by_factor else factor)
     if lr_note:
         print_notes((lr_note,))
     with progress_bar("runs") as progress:
@@ -247,7 +262,8 @@ def compare(
             on_data=on_data,
         )
 
-    table = Table(title=f"compare {factor}: mean ± std over {seeds} seed(s)", show_edge=False)
+    title = f"compare {factor}" + (f" --by {by_factor}" if by_factor else "")
+    table = Table(title=f"{title}: mean ± std over {seeds} seed(s)", show_edge=False)
     columns = ("value", "diverged", "val acc (%)", "test acc (%)", "time (s)")  # all of them: results.md
     for column in columns:
         table.add_column(column, justify="left" if column == "value" else "right", no_wrap=column == "value")

@@ -23,6 +23,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from digitnet.data import describe_split
 from digitnet.runtime import atomic_write_text, claim_output, mark_output, output_marker
 from digitnet.sweep.aggregate import (
@@ -36,6 +38,9 @@ from digitnet.sweep.aggregate import (
     results_table_rows,
     runs_csv,
     sweep_series,
+    verdicts,
+    verdicts_csv,
+    verdicts_markdown,
 )
 from digitnet.sweep.execution import (
     BACKENDS,
@@ -89,7 +94,7 @@ def run_sweep(
     identical runs, since a run's directory is named by its config hash alone. ``on_data`` hears which
     digits the sweep uses (and the notes their loading gave) before anything trains.
     """
-    from digitnet.plotting import plot_sweep, save_figure
+    from digitnet.plotting import plot_heatmap, plot_sweep, save_figure
 
     cells = plan_sweep(spec)
     planned = run_configs(spec, cells)
@@ -111,13 +116,23 @@ def run_sweep(
     records = execute(planned, runs_dir or out_dir / "runs", jobs, on_run, backend, ray_address)
     results = aggregate(cells, records)
     summary = describe_result(spec, results)
-    files = [out_dir / "results.csv", out_dir / "results.md", out_dir / "runs.csv"]
-    atomic_write_text(files[0], results_csv(results))
-    atomic_write_text(files[1], results_markdown(spec, results, summary, data_text))
-    atomic_write_text(files[2], runs_csv(records))
+    found = verdicts(spec, results)
+    tables = {
+        "results.csv": results_csv(results),
+        "results.md": results_markdown(spec, results, summary, data_text),
+        "runs.csv": runs_csv(records),
+        "verdicts.md": verdicts_markdown(found),
+        "verdicts.csv": verdicts_csv(found),
+    }
+    files = []
+    for name, text in tables.items():
+        atomic_write_text(out_dir / name, text)
+        files.append(out_dir / name)
     series = [sweep_series(result) for result in results]
     for name, figure in plot_sweep(spec.factor, series, data_text).items():
         files += save_figure(figure, out_dir / name)
+    if spec.by:
+        files += save_figure(plot_heatmap(*heatmap_grid(spec, results), data=data_text), out_dir / "heatmap")
     trained = sum(1 for r in records if not r.cached)
     return SweepResult(
         spec,
@@ -131,6 +146,22 @@ def run_sweep(
         data_text,
         tuple(notes),
     )
+
+
+def heatmap_grid(
+    spec: SweepSpec, cells: list[CellResult]
+) -> tuple[str, str, list[str], list[str], np.ndarray, np.ndarray]:
+    """A two-factor grid's validation accuracy as matrices (rows: ``by``'s values, columns: the
+    factor's), in points, in the order the values were given."""
+    columns = list(dict.fromkeys(c.cell.value for c in cells))
+    rows = list(dict.fromkeys(c.cell.by_value for c in cells))
+    mean = np.full((len(rows), len(columns)), np.nan)
+    std = np.full_like(mean, np.nan)
+    for result in cells:
+        i, j = rows.index(result.cell.by_value), columns.index(result.cell.value)
+        stat = result.stats["val_accuracy"]
+        mean[i, j], std[i, j] = 100 * stat.mean, 100 * stat.std
+    return spec.factor, spec.by, columns, rows, mean, std
 
 
 __all__ = [
@@ -151,6 +182,7 @@ __all__ = [
     "describe_result",
     "execute",
     "finished_summary",
+    "heatmap_grid",
     "mean_std",
     "plan_sweep",
     "results_csv",
@@ -160,4 +192,5 @@ __all__ = [
     "run_sweep",
     "runs_csv",
     "sweep_series",
+    "verdicts",
 ]

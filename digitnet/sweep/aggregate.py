@@ -84,13 +84,105 @@ def aggregate(cells: Sequence[Cell], records: Sequence[RunRecord]) -> list[CellR
     return results
 
 
-def describe_result(spec: SweepSpec, cells: Sequence[CellResult]) -> str:
-    """One or two sentences: the best cell by mean *validation* accuracy, and whether its lead over the
-    runner-up is larger than the seed-to-seed spread (|Δ| > 2 × the standard error of the difference)."""
-    ranked = sorted(
+CONFIDENCE = 0.95
+
+
+def welch_interval(a: Stat, b: Stat, confidence: float = CONFIDENCE) -> tuple[float, float]:
+    """The ``confidence`` interval of ``a.mean - b.mean`` by Welch's t (unequal variances, Welch–
+    Satterthwaite degrees of freedom): the interval a student can quote instead of two ± figures.
+
+    Computed from the means, standard deviations and seed counts, so a table of mean ± std is enough
+    to check it; scipy.stats gives the t quantile. (NaN, NaN) with fewer than two seeds on a side: one
+    run says nothing about the spread between seeds.
+    """
+    if a.n < 2 or b.n < 2 or math.isnan(a.std) or math.isnan(b.std):
+        return math.nan, math.nan
+    from scipy import stats
+
+    diff = a.mean - b.mean
+    var_a, var_b = a.std**2 / a.n, b.std**2 / b.n
+    standard_error = math.sqrt(var_a + var_b)
+    if standard_error == 0:  # every seed gave the same number on both sides
+        return diff, diff
+    dof = (var_a + var_b) ** 2 / (var_a**2 / (a.n - 1) + var_b**2 / (b.n - 1))
+    half = float(stats.t.ppf(0.5 + confidence / 2, dof)) * standard_error
+    return diff - half, diff + half
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """How far ``ahead`` leads ``behind`` in mean validation accuracy, with its 95% interval, in points."""
+
+    ahead: str
+    behind: str
+    points: float  # difference of means, ≥ 0
+    low: float  # the interval, NaN when untested (one seed)
+    high: float
+    seeds: tuple[int, int]
+
+    @property
+    def tested(self) -> bool:
+        return not math.isnan(self.low)
+
+    @property
+    def clear(self) -> bool:
+        """The interval excludes zero: with these seeds, ``ahead`` really is ahead."""
+        return self.tested and self.low > 0
+
+    @property
+    def interval(self) -> str:
+        return f"{self.low:+.2f} to {self.high:+.2f}" if self.tested else "—"
+
+    def sentence(self) -> str:
+        """One plain sentence, the same everywhere a verdict is printed."""
+        seeds = _seeds_text(self.seeds)
+        if not self.tested:
+            return (
+                f"{self.ahead} is {self.points:.2f} points ahead of {self.behind}, but with {seeds} the "
+                "spread between seeds is unknown, so the difference is not tested"
+            )
+        if self.clear:
+            return (
+                f"{self.ahead} is ahead of {self.behind} by {self.low:.2f} to {self.high:.2f} points "
+                f"(95% interval, Welch, {seeds})"
+            )
+        return (
+            f"{self.ahead} and {self.behind} cannot be told apart with {seeds}: the difference of "
+            f"{self.points:.2f} points has a 95% interval of {self.interval}, which includes zero"
+        )
+
+
+def _seeds_text(seeds: tuple[int, int]) -> str:
+    low, high = sorted(seeds)
+    if high == 1:
+        return "one seed each"
+    return f"{low} seeds" if low == high else f"{low} and {high} seeds"
+
+
+def verdict(ahead: CellResult, behind: CellResult, metric: str = "val_accuracy") -> Verdict:
+    """The verdict of ``ahead`` over ``behind`` on ``metric`` (in points: accuracies × 100)."""
+    a, b = ahead.stats[metric], behind.stats[metric]
+    low, high = welch_interval(a, b)
+    return Verdict(
+        ahead.cell.label, behind.cell.label, 100 * (a.mean - b.mean), 100 * low, 100 * high, (a.n, b.n)
+    )
+
+
+def _ranked(cells: Sequence[CellResult]) -> list[CellResult]:
+    """Cells that finished, best mean validation accuracy first: never ranked on the test set, which
+    is kept for the final report of a choice already made."""
+    return sorted(
         (c for c in cells if c.stats["val_accuracy"].n > 0), key=lambda c: -c.stats["val_accuracy"].mean
     )
+
+
+def describe_result(spec: SweepSpec, cells: Sequence[CellResult]) -> str:
+    """One or two sentences: the best cell by mean *validation* accuracy, and whether the 95% interval
+    of its lead over the runner-up (Welch) excludes zero."""
+    ranked = _ranked(cells)
     name = spec.factor if spec.factor != "variants" else "variant"
+    if spec.by:
+        name = f"{spec.factor} × {spec.by}"
     diverged = [c.cell.label for c in cells if c.diverged]
     failed = [c.cell.label for c in cells if c.failed]
     tail = f" Diverged: {', '.join(diverged)}." if diverged else ""
@@ -103,23 +195,56 @@ def describe_result(spec: SweepSpec, cells: Sequence[CellResult]) -> str:
     tail = edge_of_grid(spec, cells, best) + tail
     if len(ranked) == 1:
         return text + tail
-    second = ranked[1]
-    a, b = best.stats["val_accuracy"], second.stats["val_accuracy"]
-    gap = 100 * (a.mean - b.mean)
-    if round(gap, 2) == 0:
-        verdict = f"{second.cell.label} has the same mean validation accuracy: the two are tied"
-    elif a.n < 2 or b.n < 2:
-        verdict = "with one seed per value the spread between seeds is unknown, so this ranking is not tested"
-    else:
-        standard_error = math.sqrt(a.std**2 / a.n + b.std**2 / b.n)
-        if gap / 100 > 2 * standard_error:
-            verdict = f"its lead of {gap:.2f} points over {second.cell.label} exceeds the seed-to-seed spread"
-        else:
-            verdict = (
-                f"its lead of {gap:.2f} points over {second.cell.label} is within the seed-to-seed "
-                "spread: the two are not distinguishable with these seeds"
-            )
-    return f"{text} {verdict[0].upper()}{verdict[1:]}.{tail}"
+    return f"{text} Against the runner-up: {verdict(best, ranked[1]).sentence()}.{tail}"
+
+
+def verdicts(spec: SweepSpec, cells: Sequence[CellResult]) -> list[Verdict]:
+    """For each comparison the sweep makes, the best cell against every other one.
+
+    A plain sweep is one comparison; a grid (``--models``) compares the values within each model; a
+    two-factor grid (``--by``) compares within each row *and* within each column, which is what takes a
+    confound apart: the effect of one factor with the other held fixed.
+    """
+    groups: dict[str, list[CellResult]] = {}
+    for result in cells:
+        groups.setdefault(result.cell.group, []).append(result)
+        if spec.by:
+            groups.setdefault(f"value {result.cell.value}", []).append(result)
+    found = []
+    for members in groups.values():
+        ranked = _ranked(members)
+        found += [verdict(ranked[0], other) for other in ranked[1:]]
+    return found
+
+
+def verdicts_markdown(found: Sequence[Verdict]) -> str:
+    """The verdicts as a table: difference of means, its 95% interval, and the sentence."""
+    lines = [
+        "| ahead | behind | difference (points) | 95% interval | verdict |",
+        "|---|---|---|---|---|",
+    ]
+    for v in found:
+        word = "ahead" if v.clear else ("not tested" if not v.tested else "cannot tell apart")
+        lines.append(f"| {v.ahead} | {v.behind} | {v.points:.2f} | {v.interval} | {word} |")
+    return (
+        "Validation accuracy: the best against each other in its comparison; the interval is Welch's "
+        '(unequal spreads), and "ahead" means it excludes zero.\n\n' + "\n".join(lines) + "\n"
+    )
+
+
+def verdicts_csv(found: Sequence[Verdict]) -> str:
+    """The verdicts, machine-readable (points; empty interval when untested)."""
+
+    def number(value: float) -> str:
+        return "" if math.isnan(value) else f"{value:.4f}"
+
+    rows = [
+        [v.ahead, v.behind, f"{v.points:.4f}", number(v.low), number(v.high), v.seeds[0], v.seeds[1], v.clear]
+        for v in found
+    ]
+    return _csv_text(
+        ["ahead", "behind", "points", "low", "high", "seeds_ahead", "seeds_behind", "clear"], rows
+    )
 
 
 def edge_of_grid(spec: SweepSpec, cells: Sequence[CellResult], best: CellResult) -> str:

@@ -71,6 +71,8 @@ class SweepSpec:
     seeds: int = 3
     models: tuple[str, ...] = ()  # a grid: each model variant × each value
     variants: tuple[str, ...] = ()  # for factor "variants": "lr=0.001 dropout=0.2", ...
+    by: str = ""  # a second factor: every value of `factor` × every value of `by`, each cell from scratch
+    by_values: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.factor not in FACTORS:
@@ -84,6 +86,18 @@ class SweepSpec:
             raise ConfigError("compare variants needs at least one --variant 'name=value ...'")
         if self.factor != "variants" and self.variants:
             raise ConfigError("--variant goes with the factor 'variants'")
+        if self.by:
+            if self.by not in FACTORS or self.by == "variants":
+                choices = ", ".join(f for f in FACTORS if f != "variants")
+                raise ConfigError(f"--by: expected one of {choices}, got {self.by!r}")
+            if self.by == self.factor:
+                raise ConfigError(f"--by {self.by}: the second factor must differ from the first")
+            if self.factor == "variants" or self.models:
+                raise ConfigError(
+                    "--by makes a two-factor grid; it does not combine with variants or --models"
+                )
+            if not self.by_values:
+                raise ConfigError(f"--by {self.by}: give its values, e.g. --by {self.by} {_example(self.by)}")
 
 
 @dataclass(frozen=True)
@@ -92,8 +106,9 @@ class Cell:
 
     label: str
     value: str
-    group: str  # the model variant in a grid, else ""
+    group: str  # the model variant in a grid, "<by> <value>" in a two-factor grid, else ""
     overrides: dict[str, Any]
+    by_value: str = ""  # the second factor's value in a two-factor grid
 
 
 # ----------------------------------------------------------------------------------------- planning
@@ -127,12 +142,14 @@ def plan_sweep(spec: SweepSpec) -> list[Cell]:
         if same != value:  # 0.01 and 0.010 would train one config twice and report it as two
             raise ConfigError(f"compare {spec.factor}: {same} and {value} are the same value; give each once")
         label = value
-        if spec.factor == "optimizer" and "lr" not in base and value in CONVENTIONAL_LR:
+        if spec.factor == "optimizer" and "lr" not in base and spec.by != "lr" and value in CONVENTIONAL_LR:
             overrides["lr"] = CONVENTIONAL_LR[value]
             label = f"{value} (lr {CONVENTIONAL_LR[value]:g})"
         if spec.factor == "optimizer" and value != "momentum" and "momentum" in base:
             overrides["momentum"] = None  # --momentum is for the momentum row; the others have none
         cells.append(Cell(label, value, "", overrides))
+    if spec.by:
+        return _two_factor_grid(spec, cells, base)
     if not spec.models:
         return cells
     grid = []
@@ -142,6 +159,42 @@ def plan_sweep(spec: SweepSpec) -> list[Cell]:
             Cell(f"{group} / {cell.label}", cell.value, group, settings | cell.overrides) for cell in cells
         ]
     return grid
+
+
+def _two_factor_grid(spec: SweepSpec, cells: Sequence[Cell], base: dict[str, Any]) -> list[Cell]:
+    """Every cell of ``factor`` × every value of ``by``: rows are the second factor's values (a cell's
+    group), so the sweep figures draw one line per row against the first factor."""
+    grid = []
+    seen: dict[str, str] = {}
+    for by_value in spec.by_values:
+        overrides = _factor_overrides(spec.by, by_value, base)
+        same = seen.setdefault(repr(sorted(overrides.items())), by_value)
+        if same != by_value:
+            raise ConfigError(f"--by {spec.by}: {same} and {by_value} are the same value; give each once")
+        for cell in cells:
+            clash = sorted(set(overrides) & set(cell.overrides) - {"dropout"})
+            if clash:
+                raise ConfigError(
+                    f"compare {spec.factor} --by {spec.by}: both set {', '.join(clash)}; pick two factors "
+                    "that change different settings"
+                )
+            group = f"{spec.by} {by_value}"
+            label = f"{spec.factor} {cell.label} / {group}"
+            # norm fills in the dropout (the base's, default 0); a dropout factor beside it must win.
+            merged = overrides | cell.overrides if spec.by == "norm" else cell.overrides | overrides
+            grid.append(Cell(label, cell.value, group, merged, by_value))
+    return grid
+
+
+def parse_by_values(factor: str, text: str) -> tuple[str, ...]:
+    """The values after ``--by FACTOR``: separated by commas or spaces (``1,3,10``), except for
+    ``hidden``, whose sizes already contain commas, so spaces separate them (``"100,50 30,5"``)."""
+    separators = text.split() if factor == "hidden" else text.replace(",", " ").split()
+    return tuple(separators)
+
+
+def _example(factor: str) -> str:
+    return '"100,50 30,5"' if factor == "hidden" else ",".join(FACTORS[factor][:2])
 
 
 def _factor_overrides(factor: str, value: str, base: dict[str, Any]) -> dict[str, Any]:

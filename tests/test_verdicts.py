@@ -1,0 +1,135 @@
+"""Verdicts a student can trust (Welch intervals) and two-factor grids (``compare … --by …``)."""
+
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy import stats
+from typer.testing import CliRunner
+
+from digitnet.cli import app
+from digitnet.errors import ConfigError
+from digitnet.sweep import Cell, CellResult, SweepSpec, mean_std, plan_sweep
+from digitnet.sweep.aggregate import describe_result, verdict, verdicts, welch_interval
+from digitnet.sweep.plan import parse_by_values
+
+
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [
+        ([0.97, 0.975, 0.972], [0.965, 0.968, 0.970]),
+        ([0.91, 0.95, 0.93, 0.92, 0.94], [0.90, 0.905, 0.91]),
+        ([0.5, 0.52], [0.6, 0.61, 0.65, 0.7]),
+    ],
+)
+def test_the_interval_is_welchs_as_scipy_computes_it_from_the_seeds(a: list[float], b: list[float]) -> None:
+    low, high = welch_interval(mean_std(a), mean_std(b))
+    reference = stats.ttest_ind(a, b, equal_var=False).confidence_interval(0.95)
+    assert low == pytest.approx(reference.low, rel=1e-9)
+    assert high == pytest.approx(reference.high, rel=1e-9)
+
+
+def _cell(label: str, values: list[float], group: str = "", value: str = "", by: str = "") -> CellResult:
+    return CellResult(Cell(label, value or label, group, {}, by), [], {"val_accuracy": mean_std(values)})
+
+
+def test_a_clear_lead_and_a_difference_the_seeds_cannot_tell() -> None:
+    clear = verdict(_cell("adam", [0.980, 0.981, 0.982]), _cell("sgd", [0.970, 0.971, 0.972]))
+    assert clear.clear and clear.points == pytest.approx(1.0)
+    assert f"adam is ahead of sgd by {clear.low:.2f} to {clear.high:.2f} points" in clear.sentence()
+    unclear = verdict(_cell("bn/adam", [0.9776, 0.9765, 0.9787]), _cell("bn/sgd", [0.9766, 0.9756, 0.9776]))
+    assert not unclear.clear and unclear.low < 0 < unclear.high
+    assert "cannot be told apart with 3 seeds" in unclear.sentence()
+    one_seed = verdict(_cell("a", [0.9]), _cell("b", [0.8]))
+    assert not one_seed.tested and "not tested" in one_seed.sentence()
+    assert math.isnan(one_seed.low)
+
+
+def test_the_summary_states_the_verdict_against_the_runner_up() -> None:
+    cells = [_cell("0.1", [0.97, 0.971, 0.972]), _cell("0.01", [0.96, 0.961, 0.962])]
+    text = describe_result(SweepSpec("lr", seeds=3), cells)
+    assert "Best lr: 0.1" in text
+    assert verdict(cells[0], cells[1]).sentence() in text
+
+
+def test_a_two_factor_grid_compares_within_rows_and_within_columns() -> None:
+    spec = SweepSpec("lr", ("0.1", "0.01"), by="dropout", by_values=("0", "0.5"))
+    cells = [
+        _cell(c.label, [base + 0.001 * k for k in range(3)], c.group, c.value, c.by_value)
+        for c, base in zip(plan_sweep(spec), (0.97, 0.96, 0.95, 0.94), strict=True)
+    ]
+    pairs = {(v.ahead, v.behind) for v in verdicts(spec, cells)}
+    assert pairs == {
+        ("lr 0.1 / dropout 0", "lr 0.01 / dropout 0"),  # rows: the rate at a fixed dropout
+        ("lr 0.1 / dropout 0.5", "lr 0.01 / dropout 0.5"),
+        ("lr 0.1 / dropout 0", "lr 0.1 / dropout 0.5"),  # columns: the dropout at a fixed rate
+        ("lr 0.01 / dropout 0", "lr 0.01 / dropout 0.5"),
+    }
+
+
+def test_the_grid_is_every_value_times_every_value() -> None:
+    spec = SweepSpec("hidden", ("100,50", "30,5"), by="epochs", by_values=("1", "3", "10"))
+    cells = plan_sweep(spec)
+    assert [(c.overrides["hidden"], c.overrides["epochs"]) for c in cells] == [
+        (h, e) for e in (1, 3, 10) for h in ((100, 50), (30, 5))
+    ]
+    # norm fills in dropout 0; a dropout factor beside it keeps its own value, in either order
+    for spec in (
+        SweepSpec("dropout", ("0.5",), by="norm", by_values=("batch",)),
+        SweepSpec("norm", ("batch",), by="dropout", by_values=("0.5",)),
+    ):
+        assert plan_sweep(spec)[0].overrides == {"model": "bn", "dropout": 0.5}
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        (dict(factor="lr", by="lr", by_values=("0.1",)), "must differ"),
+        (dict(factor="lr", by="colour", by_values=("1",)), "--by: expected one of"),
+        (dict(factor="lr", by="dropout"), "give its values"),
+        (dict(factor="lr", by="dropout", by_values=("0", "0.0")), "same value"),
+        (dict(factor="lr", models=("mlp",), by="dropout", by_values=("0",)), "does not combine"),
+        (dict(factor="model", values=("mlp",), by="norm", by_values=("batch",)), "both set model"),
+    ],
+)
+def test_bad_grids_are_refused_before_anything_trains(spec: dict[str, object], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        plan_sweep(SweepSpec(**spec))  # type: ignore[arg-type]
+
+
+def test_by_values_split_on_commas_except_for_hidden_sizes() -> None:
+    assert parse_by_values("epochs", "1,3, 10") == ("1", "3", "10")
+    assert parse_by_values("hidden", "100,50 30,5") == ("100,50", "30,5")
+
+
+@pytest.mark.slow
+def test_compare_by_writes_a_four_cell_table_a_heatmap_and_verdicts(tmp_path: Path) -> None:
+    out = tmp_path / "grid"
+    argv = ["compare", "hidden", "100,50", "30,5", "--by", "epochs", "1,2", "--dataset", "sample"]
+    result = CliRunner().invoke(app, [*argv, "--seeds", "1", "--out", str(out), "--jobs", "1"])
+    assert result.exit_code == 0, result.output
+    with (out / "results.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert [r["value"] for r in rows] == [
+        "hidden 100,50 / epochs 1",
+        "hidden 30,5 / epochs 1",
+        "hidden 100,50 / epochs 2",
+        "hidden 30,5 / epochs 2",
+    ]
+    assert (out / "heatmap.png").stat().st_size > 0
+    svg = (out / "heatmap.svg").read_text()
+    for row in rows:  # each cell's mean, as results.csv has it, is written in the heatmap
+        assert f"{100 * float(row['val_accuracy_mean']):.2f}" in svg
+    with (out / "verdicts.csv").open() as handle:
+        assert len(list(csv.DictReader(handle))) == 4  # two rows, two columns: one comparison each
+    # each cell trained with the settings of its row and column
+    from digitnet.checkpoint import read_json
+
+    configs = [read_json(p)["config"] for p in sorted((out / "runs").glob("*/config.json"))]
+    combos = {(tuple(c["model"]["hidden_sizes"]), c["train"]["epochs"]) for c in configs}
+    assert combos == {((100, 50), 1), ((30, 5), 1), ((100, 50), 2), ((30, 5), 2)}
+    assert np.isfinite([float(r["val_accuracy_mean"]) for r in rows]).all()
