@@ -356,6 +356,11 @@ def plot_sweep(factor: str, series: Sequence[SweepSeries], data: str = "") -> di
             axes.fill_between(
                 epochs, (mean - std) * scale, (mean + std) * scale, color=style["color"], alpha=0.15
             )
+        if "loss" in metric and _spans_decades(axes):
+            # one overshooting rate's loss can be thousands of times the others': on a linear axis every
+            # other curve would lie flat on zero
+            axes.set_yscale("log")
+            label += " (log scale)"
         axes.set_xlabel("epoch")
         axes.xaxis.set_major_locator(MaxNLocator(integer=True))
         axes.set_ylabel(label)
@@ -426,6 +431,14 @@ def plot_sweep(factor: str, series: Sequence[SweepSeries], data: str = "") -> di
         figure.suptitle(data, fontsize=9)
     figures["final"] = figure
     return figures
+
+
+def _spans_decades(axes: Any, ratio: float = 100.0) -> bool:
+    """Whether the lines drawn on ``axes`` range over more than ``ratio`` (positive values only)."""
+    lines = [np.asarray(line.get_ydata(), dtype=float) for line in axes.get_lines()]
+    values = np.concatenate(lines) if lines else np.zeros(0)
+    values = values[np.isfinite(values) & (values > 0)]
+    return bool(values.size) and float(values.max() / values.min()) > ratio
 
 
 def plot_heatmap(

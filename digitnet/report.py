@@ -41,6 +41,61 @@ class Experiment:
 TRAIN_VAL_TEST = ("value", "train acc (%)", "val acc (%)", "test acc (%)")
 
 
+@dataclass(frozen=True)
+class Claim:
+    """A comparison a page makes in words. The page includes ``results/claims/<name>.md``, the verdict
+    generated from the cells' seeds, so the sentence changes when the numbers do and never outlives
+    them; the prose around it says only what any outcome would leave true."""
+
+    name: str
+    experiment: str
+    first: str  # two cell labels of that experiment's table, in either order
+    second: str
+
+
+CLAIMS = (
+    Claim("lr-top", "lr", "0.1", "0.03"),
+    Claim("lr-overshoot", "lr", "0.3", "0.1"),
+    Claim("batch-16-32", "batch-size", "16", "32"),
+    Claim("sgd-adam-mlp", "optimizer", "mlp / sgd (lr 0.01)", "mlp / adam (lr 0.001)"),
+    Claim("sgd-adam-bn", "optimizer", "bn / sgd (lr 0.01)", "bn / adam (lr 0.001)"),
+    Claim("bn-mlp-sgd", "optimizer", "bn / sgd (lr 0.01)", "mlp / sgd (lr 0.01)"),
+    Claim("bn-mlp-adam", "optimizer", "bn / adam (lr 0.001)", "mlp / adam (lr 0.001)"),
+    Claim("dropout-bn-sgd", "optimizer", "bn / sgd (lr 0.01)", "bn-dropout / sgd (lr 0.01)"),
+    Claim("dropout-bn-adam", "optimizer", "bn / adam (lr 0.001)", "bn-dropout / adam (lr 0.001)"),
+    Claim("nmlp-mlp", "nmlp", "nmlp", "mlp"),
+    Claim("variants-first-two", "variants", "lr=0.001 dropout=0.2", "lr=0.0005 dropout=0.4"),
+    Claim("dropout-at-slow-rate", "lr-dropout", "lr 0.0001 / dropout 0", "lr 0.0001 / dropout 0.6"),
+    Claim("rate-at-heavy-dropout", "lr-dropout", "lr 0.001 / dropout 0.6", "lr 0.0001 / dropout 0.6"),
+    Claim("dropout-0-02", "dropout", "0", "0.2"),
+    Claim("layer-none", "norm", "layer", "none"),
+    Claim("batch-none", "norm", "batch", "none"),
+    Claim("batch-layer", "norm", "batch", "layer"),
+    Claim("epochs-10-3", "epochs", "10", "3"),
+    Claim("hidden-wide", "hidden", "300,100", "100,50"),
+    Claim("bottleneck-10-epochs", "hidden-epochs", "hidden 30,5 / epochs 10", "hidden 100,50 / epochs 1"),
+)
+
+
+def claim_text(claim: Claim, result: SweepResult) -> str:
+    """The claim's verdict: the one ahead on mean validation accuracy first, both means, the interval."""
+    from digitnet.sweep.aggregate import verdict
+
+    cells = {c.cell.label: c for c in result.cells}
+    missing = [label for label in (claim.first, claim.second) if label not in cells]
+    if missing:
+        raise ValueError(f"claim {claim.name}: no cell {', '.join(missing)} in experiment {claim.experiment}")
+    first, second = cells[claim.first], cells[claim.second]
+    if second.stats["val_accuracy"].mean > first.stats["val_accuracy"].mean:
+        first, second = second, first
+    found = verdict(first, second)
+    means = (
+        f"validation {first.stats['val_accuracy'].text()} % for {first.cell.label} against "
+        f"{second.stats['val_accuracy'].text()} % for {second.cell.label}"
+    )
+    return f"**Verdict** ({means}): {found.sentence()}.\n"
+
+
 def experiments(quick: bool, data_dir: str | None) -> list[Experiment]:
     """The report's sweeps. Full: MNIST, 3 seeds, the assignments' epochs; quick: sample, 1 seed, 2 epochs."""
     data: dict[str, Any] = {"dataset": "sample"} if quick else {"dataset": "mnist"}
@@ -49,11 +104,25 @@ def experiments(quick: bool, data_dir: str | None) -> list[Experiment]:
     epochs = 2 if quick else 10
     seeds = 1 if quick else 3
 
-    def spec(factor: str, values: tuple[str, ...] = (), **settings: Any) -> SweepSpec:
+    def spec(
+        factor: str,
+        values: tuple[str, ...] = (),
+        by: tuple[str, tuple[str, ...]] = ("", ()),
+        close_call: bool = False,
+        **settings: Any,
+    ) -> SweepSpec:
+        """``close_call``: five seeds, where three left the verdict hanging on the interval's edge."""
         base = data | {"epochs": epochs} | {k.replace("_", "-"): v for k, v in settings.items()}
         variants = VARIANTS if factor == "variants" else ()
         models = tuple(base.pop("models", ()))
-        return SweepSpec(factor, values, tuple(sorted(base.items())), seeds, models, variants)
+        count = 5 if close_call and not quick else seeds
+        return SweepSpec(factor, values, tuple(sorted(base.items())), count, models, variants, *by)
+
+    # The variants pair a rate with a dropout; the grids below vary each with the other held fixed.
+    # Adam at 0.001 is the fixed optimizer and rate of the one-factor experiments (dropout, norm), so
+    # their cells are cells of the lr × dropout grid too, and are trained once.
+    adam: dict[str, Any] = {"optimizer": "adam", "lr": 0.001}
+    grid_figures = ("heatmap.png", "final.png", "val_accuracy.png")
 
     return [
         Experiment(
@@ -64,15 +133,17 @@ def experiments(quick: bool, data_dir: str | None) -> list[Experiment]:
         ),
         Experiment(
             "lr",
-            spec("lr"),
+            # up to 1: the grid must reach rates where SGD overshoots, not stop where it still learns
+            spec("lr", ("1", "0.3", "0.1", "0.03", "0.01", "0.003", "0.001", "0.0003")),
+            # no time column: the rates above 0.1 were trained later, on a busier machine than the rest
             columns=(
                 "value",
                 "diverged",
+                "train acc (%)",
                 "train loss",
                 "val acc (%)",
                 "test acc (%)",
                 "best epoch",
-                "time (s)",
             ),
         ),
         Experiment("batch-size", spec("batch-size")),
@@ -82,7 +153,9 @@ def experiments(quick: bool, data_dir: str | None) -> list[Experiment]:
             columns=(*TRAIN_VAL_TEST, "time (s)"),
         ),
         Experiment(
-            "nmlp", spec("model", ("mlp", "nmlp")), columns=(*TRAIN_VAL_TEST, "val loss", "best epoch")
+            "nmlp",
+            spec("model", ("mlp", "nmlp"), close_call=True),
+            columns=(*TRAIN_VAL_TEST, "val loss", "best epoch"),
         ),
         # The baseline cell is Adam at 0.01, as published; said explicitly since --lr now defaults to
         # each optimizer's conventional rate (0.001 for Adam).
@@ -92,14 +165,41 @@ def experiments(quick: bool, data_dir: str | None) -> list[Experiment]:
             columns=(*TRAIN_VAL_TEST, "val loss", "best epoch"),
         ),
         Experiment(
+            "dropout",
+            spec("dropout", ("0", "0.2", "0.4", "0.6"), **adam),
+            columns=(*TRAIN_VAL_TEST, "val loss", "best epoch"),
+        ),
+        Experiment(
+            "norm",
+            spec("norm", ("none", "layer", "batch"), close_call=True, **adam),
+            columns=(*TRAIN_VAL_TEST, "val loss"),
+        ),
+        Experiment(
+            "lr-dropout",
+            spec(
+                "lr",
+                ("0.001", "0.0005", "0.0001"),
+                ("dropout", ("0", "0.2", "0.4", "0.6")),
+                optimizer="adam",
+            ),
+            grid_figures,
+            columns=(*TRAIN_VAL_TEST, "val loss"),
+        ),
+        Experiment(
             "epochs",
             spec("epochs", ("1", "3", "10") if not quick else ("1", "2")),
             columns=(*TRAIN_VAL_TEST, "time (s)"),
         ),
         Experiment(
             "hidden",
-            spec("hidden", ("30,5", "100,50", "300,100")),
-            columns=("value", "parameters", "train acc (%)", "val acc (%)", "test acc (%)", "time (s)"),
+            spec("hidden", ("30,5", "100,50", "300,100"), close_call=True),
+            columns=("value", "parameters", "train acc (%)", "val acc (%)", "test acc (%)"),
+        ),
+        Experiment(
+            "hidden-epochs",
+            spec("hidden", ("100,50", "30,5"), ("epochs", ("1", "3", "10") if not quick else ("1", "2"))),
+            grid_figures,
+            columns=TRAIN_VAL_TEST,
         ),
         Experiment(
             "cnn",
@@ -123,6 +223,9 @@ def command_line(spec: SweepSpec) -> str:
         words += ["--models", ",".join(spec.models)]
     for variant in spec.variants:
         words += ["--variant", variant]
+    if spec.by:
+        separator = " " if spec.by == "hidden" else ","
+        words += ["--by", spec.by, separator.join(spec.by_values)]
     return shlex.join(words)
 
 
@@ -159,8 +262,9 @@ def run_report(
         data_config, docs_dir / "figures" / "data", tables_dir=docs_dir / "results" / "data"
     )
     written += data_files
+    results: dict[str, SweepResult] = {}
     for experiment in experiments(quick, data_dir):
-        result = run_sweep(
+        result = results[experiment.name] = run_sweep(
             experiment.spec, cache_dir / experiment.name, jobs=jobs, runs_dir=cache_dir / "runs"
         )
         figures_dir = docs_dir / "figures" / experiment.name
@@ -170,7 +274,9 @@ def run_report(
             # the first seed's own figures: per-iteration loss with its moving average, accuracy per epoch
             first_run = result.cells[0].runs[0].run_dir
             written += _publish(first_run, ("loss.png", "accuracy.png"), figures_dir, prefix="run_")
-        written += _publish(result.out_dir, ("results.md", "results.csv"), results_dir)
+        written += _publish(
+            result.out_dir, ("results.md", "results.csv", "verdicts.md", "verdicts.csv"), results_dir
+        )
         table = results_markdown(
             experiment.spec,
             result.cells,
@@ -189,6 +295,13 @@ def run_report(
             written += _publish(evaluation.files[0].parent, gallery, figures_dir)
         if on_experiment is not None:
             on_experiment(experiment.name, result)
+    claims_dir = docs_dir / "results" / "claims"
+    for claim in CLAIMS:
+        cells = {c.cell.label for c in results[claim.experiment].cells}
+        if quick and not {claim.first, claim.second} <= cells:
+            continue  # the quick grids are smaller (2 epochs): a claim about epoch 10 has no cells there
+        atomic_write_text(claims_dir / f"{claim.name}.md", claim_text(claim, results[claim.experiment]))
+        written.append(claims_dir / f"{claim.name}.md")
     return written
 
 
@@ -232,4 +345,14 @@ def write_cli_reference(docs_dir: Path) -> Path:
     return path
 
 
-__all__ = ["Experiment", "cli_reference", "command_line", "experiments", "run_report", "write_cli_reference"]
+__all__ = [
+    "CLAIMS",
+    "Claim",
+    "Experiment",
+    "claim_text",
+    "cli_reference",
+    "command_line",
+    "experiments",
+    "run_report",
+    "write_cli_reference",
+]

@@ -91,10 +91,19 @@ def test_sweep_writes_tables_figures_and_resumes(tmp_path: Path) -> None:
     first = run_sweep(spec, tmp_path / "sweep")
     assert (first.trained, first.reused) == (6, 0)
     names = {p.name for p in first.files}
-    assert {"results.csv", "results.md", "runs.csv", "val_loss.png", "val_accuracy.png", "final.png"} <= names
+    assert {
+        "results.csv",
+        "results.md",
+        "runs.csv",
+        "verdicts.md",
+        "verdicts.csv",
+        "val_loss.png",
+        "val_accuracy.png",
+        "final.png",
+    } <= names
     by_value = {c.cell.label: c for c in first.cells}
     assert by_value["10000"].diverged == 2  # reported, not crashed
-    assert "Diverged: 10000" in first.summary
+    assert "Diverged: lr 10000 (2 of 2 seeds)" in first.summary
     # The table's mean ± std are the numpy statistics of the per-run summaries.
     accuracies = [
         json.loads((r.run_dir / "summary.json").read_text())["val_accuracy"] for r in by_value["0.1"].runs

@@ -13,10 +13,12 @@ import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 from urllib.parse import urljoin, urlparse
 from urllib.request import urlopen
 
 import pytest
+from typer.testing import CliRunner
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
@@ -90,6 +92,42 @@ def test_report_command_line_reproduces_the_spec() -> None:
     line = command_line(optimizer.spec)
     assert line.startswith("digitnet compare optimizer ") and "--models mlp,bn,bn-dropout" in line
     assert (DOCS / "results" / "optimizer" / "command.md").read_text().count(line) == 1
+
+
+def experiments_of_the_site() -> list[Any]:
+    from digitnet.report import experiments
+
+    return experiments(False, None)
+
+
+@pytest.mark.parametrize("experiment", [e.name for e in experiments_of_the_site()])
+def test_each_pages_command_trains_exactly_the_pages_runs(
+    experiment: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Typed by a student, the command a page shows plans the same runs (same config keys) as the
+    report's own spec: grids, --by and variants included."""
+    import shlex
+
+    import digitnet.sweep
+    from digitnet.cli import app
+    from digitnet.report import command_line
+    from digitnet.sweep import plan_sweep, run_configs
+
+    spec = next(e for e in experiments_of_the_site() if e.name == experiment).spec
+    seen = []
+
+    def capture(spec: object, *args: object, **kwargs: object) -> None:
+        seen.append(spec)
+        raise SystemExit(0)
+
+    monkeypatch.setattr(digitnet.sweep, "run_sweep", capture)
+    CliRunner().invoke(app, shlex.split(command_line(spec))[1:])
+    assert len(seen) == 1
+
+    def keys(planned: object) -> list[str]:
+        return [config.key() for _, _, config in run_configs(planned, plan_sweep(planned))]  # type: ignore[arg-type]
+
+    assert keys(seen[0]) == keys(spec)
 
 
 @pytest.mark.slow

@@ -133,3 +133,30 @@ def test_compare_by_writes_a_four_cell_table_a_heatmap_and_verdicts(tmp_path: Pa
     combos = {(tuple(c["model"]["hidden_sizes"]), c["train"]["epochs"]) for c in configs}
     assert combos == {((100, 50), 1), ((30, 5), 1), ((100, 50), 2), ((30, 5), 2)}
     assert np.isfinite([float(r["val_accuracy_mean"]) for r in rows]).all()
+
+
+def test_a_claim_is_the_verdict_of_its_two_cells_whichever_is_ahead() -> None:
+    from types import SimpleNamespace
+
+    from digitnet.report import Claim, claim_text
+
+    cells = [_cell("0.1", [0.96, 0.961, 0.962]), _cell("0.03", [0.97, 0.971, 0.972])]
+    result = SimpleNamespace(cells=cells)
+    text = claim_text(Claim("c", "lr", "0.1", "0.03"), result)  # type: ignore[arg-type]
+    assert verdict(cells[1], cells[0]).sentence() in text
+    assert "validation 97.10 ± 0.10 % for 0.03 against 96.10 ± 0.10 % for 0.1" in text
+    with pytest.raises(ValueError, match=r"no cell 0\.3"):
+        claim_text(Claim("c", "lr", "0.3", "0.03"), result)  # type: ignore[arg-type]
+
+
+def test_every_claim_is_on_a_page_and_names_cells_of_its_experiment() -> None:
+    from digitnet.report import CLAIMS, experiments
+    from digitnet.sweep import plan_sweep
+
+    docs = Path(__file__).parent.parent / "docs"
+    pages = "\n".join(p.read_text() for p in docs.rglob("*.md"))
+    specs = {e.name: e.spec for e in experiments(False, None)}
+    for claim in CLAIMS:
+        assert f'"results/claims/{claim.name}.md"' in pages, f"claim {claim.name} is on no page"
+        labels = {c.label for c in plan_sweep(specs[claim.experiment])}
+        assert {claim.first, claim.second} <= labels, claim

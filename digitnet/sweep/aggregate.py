@@ -13,7 +13,7 @@ import csv
 import io
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -119,6 +119,7 @@ class Verdict:
     low: float  # the interval, NaN when untested (one seed)
     high: float
     seeds: tuple[int, int]
+    within: str = ""  # what the comparison holds fixed: a model in a grid, a row or column of --by
 
     @property
     def tested(self) -> bool:
@@ -183,8 +184,8 @@ def describe_result(spec: SweepSpec, cells: Sequence[CellResult]) -> str:
     name = spec.factor if spec.factor != "variants" else "variant"
     if spec.by:
         name = f"{spec.factor} × {spec.by}"
-    diverged = [c.cell.label for c in cells if c.diverged]
-    failed = [c.cell.label for c in cells if c.failed]
+    diverged = [f"{name} {c.cell.label} ({c.diverged} of {len(c.runs)} seeds)" for c in cells if c.diverged]
+    failed = [f"{name} {c.cell.label} ({c.failed} of {len(c.runs)} seeds)" for c in cells if c.failed]
     tail = f" Diverged: {', '.join(diverged)}." if diverged else ""
     if failed:
         tail += f" Failed to train (a rerun retries them): {', '.join(failed)}."
@@ -209,26 +210,31 @@ def verdicts(spec: SweepSpec, cells: Sequence[CellResult]) -> list[Verdict]:
     for result in cells:
         groups.setdefault(result.cell.group, []).append(result)
         if spec.by:
-            groups.setdefault(f"value {result.cell.value}", []).append(result)
+            groups.setdefault(f"{spec.factor} {result.cell.value}", []).append(result)
     found = []
-    for members in groups.values():
+    for within, members in groups.items():
         ranked = _ranked(members)
-        found += [verdict(ranked[0], other) for other in ranked[1:]]
+        found += [replace(verdict(ranked[0], other), within=within) for other in ranked[1:]]
     return found
 
 
 def verdicts_markdown(found: Sequence[Verdict]) -> str:
     """The verdicts as a table: difference of means, its 95% interval, and the sentence."""
-    lines = [
-        "| ahead | behind | difference (points) | 95% interval | verdict |",
-        "|---|---|---|---|---|",
-    ]
+    grouped = any(v.within for v in found)
+    header = ["ahead", "behind", "difference (points)", "95% interval", "verdict"]
+    if grouped:
+        header.insert(0, "holding fixed")
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     for v in found:
         word = "ahead" if v.clear else ("not tested" if not v.tested else "cannot tell apart")
-        lines.append(f"| {v.ahead} | {v.behind} | {v.points:.2f} | {v.interval} | {word} |")
+        cells = [v.ahead, v.behind, f"{v.points:.2f}", v.interval, word]
+        lines.append("| " + " | ".join(([v.within] if grouped else []) + cells) + " |")
+    scope = "in each comparison, " if grouped else ""
     return (
-        "Validation accuracy: the best against each other in its comparison; the interval is Welch's "
-        '(unequal spreads), and "ahead" means it excludes zero.\n\n' + "\n".join(lines) + "\n"
+        f"Validation accuracy: {scope}the best setting against each of the others. The interval is Welch's "
+        '95% interval of the difference (it allows unequal spreads); "ahead" means it excludes zero.\n\n'
+        + "\n".join(lines)
+        + "\n"
     )
 
 
@@ -239,12 +245,11 @@ def verdicts_csv(found: Sequence[Verdict]) -> str:
         return "" if math.isnan(value) else f"{value:.4f}"
 
     rows = [
-        [v.ahead, v.behind, f"{v.points:.4f}", number(v.low), number(v.high), v.seeds[0], v.seeds[1], v.clear]
+        [v.within, v.ahead, v.behind, f"{v.points:.4f}", number(v.low), number(v.high), *v.seeds, v.clear]
         for v in found
     ]
-    return _csv_text(
-        ["ahead", "behind", "points", "low", "high", "seeds_ahead", "seeds_behind", "clear"], rows
-    )
+    header = ["within", "ahead", "behind", "points", "low", "high", "seeds_ahead", "seeds_behind", "clear"]
+    return _csv_text(header, rows)
 
 
 def edge_of_grid(spec: SweepSpec, cells: Sequence[CellResult], best: CellResult) -> str:
