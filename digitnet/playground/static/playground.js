@@ -369,25 +369,30 @@
       return gray;
     }
 
+    // One prediction at a time; strokes that arrive meanwhile are read by one more pass when it ends.
     let running = false;
     let again = false;
-    async function update() {
+    let current = Promise.resolve();
+    function update() {
       if (running) {
         again = true;
-        return;
+        return current;
       }
       running = true;
-      try {
-        do {
-          again = false;
-          await predictOnce();
-        } while (again);
-      } catch (error) {
-        status.textContent = "error: " + error.message;
-        throw error;
-      } finally {
-        running = false;
-      }
+      current = (async () => {
+        try {
+          do {
+            again = false;
+            await predictOnce();
+          } while (again);
+        } catch (error) {
+          status.textContent = "error: " + error.message;
+          console.error(error);
+        } finally {
+          running = false;
+        }
+      })();
+      return current;
     }
 
     async function predictOnce() {
@@ -467,6 +472,7 @@
     session().then(
       () => {
         status.textContent = "";
+        root.dataset.readyMs = performance.now().toFixed(0); // since navigation: the page's load time
         root.dataset.ready = "true";
       },
       (error) => {
@@ -474,7 +480,9 @@
         console.error(error);
       },
     );
-    return { grayPixels, update, pad };
+    /** A promise that settles once the drawing as it is now has been read (for tests). */
+    const idle = () => update();
+    return { grayPixels, update, idle, pad, select };
   }
 
   const api = { prepare, roundHalfEven, pages: [] };
