@@ -16,6 +16,7 @@ server.serve_forever()  # http://127.0.0.1:8000/
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import html
 import http.server
@@ -124,7 +125,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(body)))
         self.send_header("Cache-Control", "no-store")  # a retrained model shows up on reload
         self.end_headers()
-        self.wfile.write(body)
+        # The browser may leave (a reload, a closed tab) before a file is through: nothing to report.
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            self.wfile.write(body)
 
     def log_message(self, format: str, *args: object) -> None:
         pass  # the CLI says where the page is; a line per request would bury it
