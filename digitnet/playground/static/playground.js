@@ -19,7 +19,8 @@
   const FRAME_EDGE_SHARE = 0.9; // ... and at least this share of its ink lies along the box's edges
   const LANCZOS_SUPPORT = 3.0;
   const CANVAS_SIZE = 280;
-  const STROKE_WIDTH = 22; // at 280 px a digit drawn to fill the pad ends up ~2 px wide, as MNIST strokes
+  const STROKE_WIDTH = 22;
+  const STEP_SIZE = 84; // CSS pixels: each preparation step is shown 3× its 28-pixel size // at 280 px a digit drawn to fill the pad ends up ~2 px wide, as MNIST strokes
 
   // ------------------------------------------------------------------------------------ preparation
 
@@ -286,6 +287,10 @@
   function paint(canvas, image) {
     canvas.width = image.width;
     canvas.height = image.height;
+    // Shown at STEP_SIZE on its longer side, its own shape kept (a canvas ignores object-fit).
+    const zoom = STEP_SIZE / Math.max(image.width, image.height);
+    canvas.style.width = Math.round(image.width * zoom) + "px";
+    canvas.style.height = Math.round(image.height * zoom) + "px";
     const context = canvas.getContext("2d");
     const rgba = context.createImageData(image.width, image.height);
     for (let i = 0; i < image.data.length; i++) {
@@ -318,7 +323,9 @@
     const prediction = element("span", { id: "prediction", class: "dp-prediction" }, ["–"]);
     const status = element("span", { class: "dp-status" }, ["loading the model…"]);
     const stepNames = ["cropped ink", "fitted into 20×20", "centred by mass in 28×28: what the model sees"];
-    const steps = stepNames.map(() => element("canvas", { class: "dp-step", width: 28, height: 28 }));
+    const steps = stepNames.map(() =>
+      element("div", { class: "dp-frame" }, [element("canvas", { class: "dp-step", width: 28, height: 28 })]),
+    ).map((frame) => frame.firstChild);
     const bars = [];
     const barRows = [];
     for (let digit = 0; digit < 10; digit++) {
@@ -339,7 +346,9 @@
         element("div", { class: "dp-controls" }, [clear, select]),
       ]),
       element("div", { class: "dp-steps" }, [
-        ...steps.map((canvas, i) => element("figure", {}, [canvas, element("figcaption", {}, [stepNames[i]])])),
+        ...steps.map((canvas, i) =>
+          element("figure", {}, [canvas.parentNode, element("figcaption", {}, [stepNames[i]])]),
+        ),
       ]),
       element("div", { class: "dp-result" }, [
         element("p", { class: "dp-top" }, ["prediction: ", prediction, " ", status]),
