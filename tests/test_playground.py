@@ -12,6 +12,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -24,7 +25,9 @@ from urllib.request import urlopen
 
 import numpy as np
 import pytest
+from typer.testing import CliRunner
 
+from digitnet.cli import app
 from digitnet.errors import DataError
 from digitnet.images import to_mnist
 
@@ -297,6 +300,32 @@ def cnn_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
         {"dataset": "sample", "model": "cnn", "optimizer": "adam", "lr": 0.002, "epochs": 2, "batch-size": 64}
     )
     return run_experiment(config, tmp_path_factory.mktemp("cnn") / "run").run_dir
+
+
+def test_playground_command_says_how_to_install_what_is_missing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import digitnet.playground
+
+    monkeypatch.setattr(digitnet.playground, "REPOSITORY", tmp_path)  # a checkout where npm ci never ran
+    result = CliRunner().invoke(app, ["playground", str(tmp_path), "--no-browser", "--port", "0"])
+    assert result.exit_code == 2
+    assert result.output.strip() == (
+        "error: the Playground needs onnxruntime-web (ort.wasm.min.js is missing): "
+        f"run 'npm ci' in {tmp_path}"
+    )
+
+
+@pytest.mark.slow
+def test_playground_command_refuses_a_busy_port(cnn_run: Path) -> None:
+    pytest.importorskip("onnxruntime")
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = CliRunner().invoke(app, ["playground", str(cnn_run), "--no-browser", "--port", str(port)])
+    assert result.exit_code == 2
+    assert result.output.startswith(f"error: port {port} on 127.0.0.1: ") and "--port" in result.output
 
 
 @pytest.mark.slow

@@ -45,11 +45,12 @@ CONTENT_TYPES = {
 }
 
 
-def ort_dist(repository: Path = REPOSITORY) -> Path:
+def ort_dist(repository: Path | None = None) -> Path:
     """The folder holding onnxruntime-web's [ORT_FILES][digitnet.playground.ORT_FILES], as ``npm ci`` left it.
 
     Raises [DigitnetError][digitnet.errors.DigitnetError] naming the command that installs it.
     """
+    repository = REPOSITORY if repository is None else repository
     dist = repository / "node_modules" / "onnxruntime-web" / "dist"
     missing = [name for name in ORT_FILES if not (dist / name).is_file()]
     if missing:
@@ -59,7 +60,7 @@ def ort_dist(repository: Path = REPOSITORY) -> Path:
     return dist
 
 
-def copy_page_files(target: Path, repository: Path = REPOSITORY) -> list[Path]:
+def copy_page_files(target: Path, repository: Path | None = None) -> list[Path]:
     """Copy the page's own files into ``target/static/`` and onnxruntime-web's into ``target/ort/``."""
     dist = ort_dist(repository)
     written = []
@@ -136,7 +137,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 class PlaygroundServer(http.server.ThreadingHTTPServer):
     """The local Playground server; ``url`` is where the page is, ``workdir`` holds the exported model."""
 
-    workdir: tempfile.TemporaryDirectory[str]
+    workdir: tempfile.TemporaryDirectory[str] | None = None  # set once bound (a failed bind closes too)
 
     @property
     def url(self) -> str:
@@ -144,7 +145,8 @@ class PlaygroundServer(http.server.ThreadingHTTPServer):
 
     def server_close(self) -> None:
         super().server_close()
-        self.workdir.cleanup()
+        if self.workdir is not None:
+            self.workdir.cleanup()
 
 
 def playground_server(run_dir: Path, port: int = 8000) -> PlaygroundServer:
