@@ -384,3 +384,17 @@ def test_playground_command_serves_the_students_own_model(cnn_run: Path, tmp_pat
         time.sleep(0.2)
     else:
         pytest.fail(f"{url} still answers after Ctrl-C")
+
+
+def test_the_site_build_stops_with_the_command_to_run_when_npm_ci_has_not(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("mkdocs")
+    from mkdocs.exceptions import PluginError
+
+    import digitnet.playground
+    from digitnet.playground import mkdocs_hook
+
+    monkeypatch.setattr(digitnet.playground, "REPOSITORY", tmp_path)
+    with pytest.raises(PluginError, match=f"run 'npm ci' in {re.escape(str(tmp_path))}$"):
+        mkdocs_hook.on_pre_build({})
