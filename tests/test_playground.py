@@ -95,21 +95,23 @@ def _browser():  # type: ignore[no-untyped-def]
     return webdriver.Chrome(service=Service(executable_path=driver_path), options=options)
 
 
-def _draw(driver: Any, strokes: list[Stroke]) -> None:
-    """Draw with the pointer as a person would: press, move through the points, release."""
-    from selenium.webdriver.common.action_chains import ActionChains
+def _draw(driver: Any, strokes: list[Stroke], pointer: str = "mouse") -> None:
+    """Draw with a pointer (``"mouse"`` or ``"touch"``, a finger) as a person would: press, move through
+    the points, lift; then wait until the page has read the drawing."""
+    from selenium.webdriver.common.actions.action_builder import ActionBuilder
+    from selenium.webdriver.common.actions.pointer_input import PointerInput
 
     pad = driver.find_element("css selector", ".dp-pad")
     driver.find_element("css selector", ".dp-clear").click()
     for stroke in strokes:
-        actions = ActionChains(driver, duration=5)
-        # offsets are from the element's centre
-        actions.move_to_element_with_offset(
-            pad, stroke[0][0] - PAD / 2, stroke[0][1] - PAD / 2
-        ).click_and_hold()
-        for (x0, y0), (x1, y1) in itertools.pairwise(stroke):
-            actions.move_by_offset(round(x1) - round(x0), round(y1) - round(y0))
-        actions.release().perform()
+        builder = ActionBuilder(driver, mouse=PointerInput(pointer, pointer), duration=5)
+        hand = builder.pointer_action
+        # W3C offsets are whole pixels from the element's centre
+        hand.move_to(pad, round(stroke[0][0] - PAD / 2), round(stroke[0][1] - PAD / 2)).pointer_down()
+        for x, y in stroke[1:]:
+            hand.move_to(pad, round(x - PAD / 2), round(y - PAD / 2))
+        hand.pointer_up()
+        builder.perform()
     driver.execute_async_script("digitnetPlayground.pages[0].idle().then(arguments[arguments.length - 1]);")
 
 
@@ -177,6 +179,19 @@ def _assert_same_preparation(python: np.ndarray | None, js: np.ndarray | None, w
     difference = np.abs(python.astype(np.int64) - js)
     assert difference.max() <= 1, f"{what}: differs by up to {difference.max()} grey levels"
     assert (difference == 0).mean() >= 0.99, f"{what}: {(difference != 0).sum()} pixels differ"
+
+
+def _scribble(rng: np.random.Generator) -> np.ndarray:
+    """A random polyline drawn by PIL on a page of random size, anti-aliased by supersampling."""
+    from PIL import Image, ImageDraw
+
+    height, width = (int(v) for v in rng.integers(30, 240, size=2))
+    dark_on_light = bool(rng.integers(2))
+    big = Image.new("L", (width * 4, height * 4), 255 if dark_on_light else 0)
+    points = [(float(x), float(y)) for x, y in rng.uniform(0.15, 0.85, (5, 2)) * (width * 4, height * 4)]
+    pen = int(rng.integers(4, 40))
+    ImageDraw.Draw(big).line(points, fill=0 if dark_on_light else 255, width=pen, joint="curve")
+    return np.asarray(big.resize((width, height), Image.Resampling.BOX), dtype=np.float64)
 
 
 # ------------------------------------------------------------------------------------------ the site
@@ -250,7 +265,7 @@ def test_site_playground_reads_digits_drawn_with_the_pointer(site_url: str) -> N
 def test_the_pages_preparation_is_to_mnist(site_url: str) -> None:
     """The same pixels through the page's JavaScript and through Python's to_mnist: drawn strokes read
     back from the canvas, and synthetic pages the pad cannot make (dark ink on white, a frame around
-    the page, a tall narrow mark, faint ink, nothing at all)."""
+    the page, a tall narrow mark, faint ink, random scribbles)."""
     driver = _browser()
     try:
         _open(driver, site_url)
@@ -278,6 +293,8 @@ def test_the_pages_preparation_is_to_mnist(site_url: str) -> None:
         blobs = rng.uniform(0, 40, (64, 48))
         blobs[15:50, 10:40] += rng.uniform(0, 200, (35, 30))
         pages["noisy blob"] = blobs
+        for index in range(12):  # scribbles of any size and pen, light on dark and dark on light
+            pages[f"scribble {index}"] = _scribble(rng)
         for what, page in pages.items():
             gray = page.reshape(-1).tolist()
             height, width = page.shape
