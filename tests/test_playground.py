@@ -416,3 +416,37 @@ def test_the_site_build_stops_with_the_command_to_run_when_npm_ci_has_not(
     monkeypatch.setattr(digitnet.playground, "REPOSITORY", tmp_path)
     with pytest.raises(PluginError, match=f"run 'npm ci' in {re.escape(str(tmp_path))}$"):
         mkdocs_hook.on_pre_build({})
+
+
+@pytest.mark.parametrize("no_browser", [False, True])
+def test_playground_command_opens_the_browser_unless_told_not_to_and_stops_on_ctrl_c(
+    no_browser: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The command's own wiring, with the server replaced: one whose serve_forever is a Ctrl-C."""
+    import webbrowser
+
+    import digitnet.playground
+
+    calls: dict[str, Any] = {"opened": [], "closed": False}
+
+    class FakeServer:
+        url = "http://127.0.0.1:8123/"
+
+        def serve_forever(self) -> None:
+            raise KeyboardInterrupt
+
+        def server_close(self) -> None:
+            calls["closed"] = True
+
+    def fake_server(run_dir: Path, port: int) -> FakeServer:
+        calls["args"] = (run_dir, port)
+        return FakeServer()
+
+    monkeypatch.setattr(digitnet.playground, "playground_server", fake_server)
+    monkeypatch.setattr(webbrowser, "open", lambda url: calls["opened"].append(url))
+    args = ["playground", str(tmp_path), "--port", "8123", *(["--no-browser"] if no_browser else [])]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert calls["args"] == (tmp_path, 8123) and calls["closed"]
+    assert calls["opened"] == ([] if no_browser else ["http://127.0.0.1:8123/"])
+    assert "http://127.0.0.1:8123/" in result.output and result.output.rstrip().endswith("stopped")
