@@ -25,7 +25,7 @@ def export(
         Path | None, typer.Option(help="The file to write.", show_default="RUN_DIR/model.onnx")
     ] = None,
 ) -> None:
-    """Write the model as ONNX (pixels 0..1 in, logits out, normalisation included), checked by onnxruntime."""
+    """Write the model as ONNX (pixels 0..1 in, logits out, normalisation inside), checked by onnxruntime."""
     from digitnet.export import INPUT_NAME, OPSET, OUTPUT_NAME, TOLERANCE, export_onnx
 
     if format not in FORMATS:
