@@ -257,6 +257,7 @@ def run_report(
     from digitnet.evaluate import evaluate_run
 
     written: list[Path] = []
+    playground_rows: list[str] = []
     data_config = DataConfig(dataset="sample") if quick else DataConfig(dataset="mnist", data_dir=data_dir)
     data_files, _ = draw_data_figures(
         data_config, docs_dir / "figures" / "data", tables_dir=docs_dir / "results" / "data"
@@ -274,6 +275,8 @@ def run_report(
             # the first seed's own figures: per-iteration loss with its moving average, accuracy per epoch
             first_run = result.cells[0].runs[0].run_dir
             written += _publish(first_run, ("loss.png", "accuracy.png"), figures_dir, prefix="run_")
+            playground_rows.append(_export_playground_model(first_run, docs_dir, experiment.name))
+            written.append(docs_dir / "playground" / "models" / f"{PLAYGROUND_MODELS[experiment.name]}.onnx")
         written += _publish(
             result.out_dir, ("results.md", "results.csv", "verdicts.md", "verdicts.csv"), results_dir
         )
@@ -302,7 +305,34 @@ def run_report(
             continue  # the quick grids are smaller (2 epochs): a claim about epoch 10 has no cells there
         atomic_write_text(claims_dir / f"{claim.name}.md", claim_text(claim, results[claim.experiment]))
         written.append(claims_dir / f"{claim.name}.md")
+    table = PLAYGROUND_HEADER + "".join(playground_rows)
+    atomic_write_text(docs_dir / "results" / "playground" / "models.md", table)
+    written.append(docs_dir / "results" / "playground" / "models.md")
     return written
+
+
+# The Playground page's models: the first run (seed 0) of these experiments, exported to ONNX.
+PLAYGROUND_MODELS = {"baseline": "mlp", "cnn": "cnn"}
+PLAYGROUND_HEADER = (
+    "| model | run | ONNX file (KiB) | test acc, PyTorch (%) | test acc, onnxruntime, pixels / 255 (%) |\n"
+    "|---|---|---|---|---|\n"
+)
+
+
+def _export_playground_model(run_dir: Path, docs_dir: Path, experiment: str) -> str:
+    """Export one run for the Playground (``docs/playground/models/``) and return its row of the table:
+    the file's size, and its test accuracy under onnxruntime beside the run's own."""
+    from digitnet.checkpoint import read_json
+    from digitnet.export import export_onnx, onnx_test_accuracy
+
+    name = PLAYGROUND_MODELS[experiment]
+    result = export_onnx(run_dir, docs_dir / "playground" / "models" / f"{name}.onnx")
+    accuracy, _ = onnx_test_accuracy(result.path, run_dir)
+    torch_accuracy = float(read_json(run_dir / "summary.json")["test_accuracy"])
+    return (
+        f"| {name.upper()} | `{run_dir.name}` | {result.size_bytes / 1024:.0f} | "
+        f"{100 * torch_accuracy:.2f} | {100 * accuracy:.2f} |\n"
+    )
 
 
 def cli_reference() -> str:

@@ -17,6 +17,7 @@ from typing import Annotated, Any, NoReturn, ParamSpec, TypeAlias, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from digitnet import __version__
@@ -51,7 +52,8 @@ FLAG = ""  # a flag's metavar: it takes no value, so --help shows none (Typer wo
 
 def fail(message: str, code: int = EXIT_USER_ERROR) -> NoReturn:
     """Print ``error: message`` on stderr and exit with ``code``."""
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    # Escaped: a message naming an extra ("digitnet[onnx]") or a list is text, not rich markup.
+    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 
