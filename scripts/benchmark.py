@@ -347,6 +347,77 @@ def busy_markdown(rows: list[dict[str, object]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+# The imports a `fast` process pays for, by module: "-X importtime" reports each one's cumulative time.
+IMPORTS = {
+    "torch": "import torch",
+    "torch._dynamo": "torch's compiler stack (torch.optim imports it when the optimizer is built)",
+    "matplotlib.pyplot": "matplotlib (the run's figures)",
+    "matplotlib.figure": "matplotlib (the run's figures)",
+    "sklearn": "scikit-learn (only when a split is not cached yet)",
+    "typer": "the command line (typer, rich)",
+}
+
+
+def _import_seconds(stderr: str) -> dict[str, float]:
+    """Cumulative import time of each module in IMPORTS from ``-X importtime`` output (microseconds)."""
+    found: dict[str, float] = {}
+    for line in stderr.splitlines():
+        if not line.startswith("import time:"):
+            continue
+        parts = [part.strip() for part in line[len("import time:") :].split("|")]
+        if len(parts) == 3 and parts[1].isdigit() and parts[2] in IMPORTS:
+            label = IMPORTS[parts[2]]
+            found[label] = max(found.get(label, 0.0), int(parts[1]) / 1e6)
+    return found
+
+
+def startup_run(data_dir: Path, importtime: bool) -> dict[str, float]:
+    """One ``digitnet train --preset fast`` process: wall time, and from its history the training epochs
+    and the per-epoch validation; with ``importtime``, also what each large import cost."""
+    with tempfile.TemporaryDirectory() as out:
+        flags = ["-X", "importtime"] if importtime else []
+        command = [sys.executable, *flags, "-c", "from digitnet.cli import app; app()", "train"]
+        command += ["--preset", "fast", "--data-dir", str(data_dir), "--out", f"{out}/run"]
+        start = time.perf_counter()
+        done = subprocess.run(command, check=True, capture_output=True, text=True)
+        wall = time.perf_counter() - start
+        epochs = json.loads((Path(out) / "run" / "history.json").read_text())["epochs"]
+    row = {
+        "wall": wall,
+        "training epochs": sum(e["train_seconds"] for e in epochs),
+        "validation after each epoch": sum(e["eval_seconds"] for e in epochs),
+    }
+    row["everything else"] = row["wall"] - row["training epochs"] - row["validation after each epoch"]
+    if importtime:
+        row |= {f"of which {name}": t for name, t in _import_seconds(done.stderr).items()}
+    return row
+
+
+def startup_breakdown(data_dir: Path, repeats: int) -> str:
+    """Where a ``fast`` process's time goes, as markdown: medians of ``repeats`` plain processes, and
+    the large imports from one more process run with ``-X importtime`` (which slows it slightly)."""
+    startup_run(data_dir, importtime=False)  # warm the file cache and the split cache first
+    runs = [startup_run(data_dir, importtime=False) for _ in range(repeats)]
+    imports = startup_run(data_dir, importtime=True)
+    walls = " / ".join(f"{r['wall']:.2f}" for r in runs)
+    lines = [
+        f"`digitnet train --preset fast` on full MNIST, whole processes, {os.cpu_count()} cores, idle; "
+        f"medians of {repeats} processes (their wall times: {walls} s).",
+        "",
+        "| part of the process | seconds |",
+        "|---|---:|",
+    ]
+    for name in runs[0]:
+        values = sorted(r[name] for r in runs)
+        lines.append(f"| {name} | {values[len(values) // 2]:.2f} |")
+    for name, seconds in imports.items():
+        if name.startswith("of which"):
+            lines.append(f"| {name} (one `-X importtime` process) | {seconds:.2f} |")
+    for line in lines[4:]:
+        print(line, flush=True)
+    return "\n".join(lines) + "\n"
+
+
 def markdown_table(report: dict[str, object], samples: int, repeats: int) -> str:
     """The benchmark as a markdown table for the docs."""
     cases = report["cases"]
@@ -407,6 +478,11 @@ def main() -> None:
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     parser.add_argument("--markdown", type=Path, help="also write the table as markdown to this file")
     parser.add_argument(
+        "--startup",
+        action="store_true",
+        help="only the start-up breakdown: where a --preset fast process's time goes",
+    )
+    parser.add_argument(
         "--busy",
         action="store_true",
         help="only the busy-machine case: --preset fast processes idle and beside one busy process",
@@ -414,6 +490,13 @@ def main() -> None:
     args = parser.parse_args()
     if args.data_dir is None:
         raise SystemExit("benchmark needs full MNIST: --data-dir or $DIGITNET_DATA")
+    if args.startup:
+        table = startup_breakdown(Path(args.data_dir), args.repeats or 3)
+        if args.markdown:
+            from digitnet.runtime import atomic_write_text
+
+            atomic_write_text(args.markdown, table)
+        return
     if args.busy:
         rows = busy_machine(Path(args.data_dir), args.repeats or 3)
         if args.markdown:
