@@ -35,7 +35,7 @@ import shutil
 import subprocess
 import tempfile
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -361,7 +361,9 @@ def _setting_values(run: RunSource) -> dict[str, str]:
         "test set": summary.test_set or "—",
         "pixel normalisation": data.normalize,
         "augmentation": "yes" if data.augment else "no",
-        "model": describe_model(config.model),
+        # Dropout on its own row: a sweep over it must say "dropout varied", not "model varied".
+        "model": describe_model(replace(config.model, dropout=0.0)),
+        "dropout": f"{config.model.dropout or 0:g}",
         "parameters": f"{summary.parameters:,}" if summary.parameters is not None else "—",
         "optimizer": optim.name,
         "learning rate": f"{optim.lr:g}",
@@ -462,17 +464,17 @@ def _warnings_for_runs(runs: Sequence[RunSummary]) -> list[str]:
     and a sweep or run on the 5,000-digit sample rather than full MNIST."""
     found = []
     for status, what in (
-        ("diverged", "diverged (the loss became NaN or infinite); they are left out of the means"),
-        ("interrupted", "were interrupted before their last epoch"),
-        ("failed", "failed to train; they are left out of the means"),
+        ("diverged", "diverged (the loss became NaN or infinite)"),
+        ("interrupted", "stopped before their last epoch (the same command finishes them)"),
+        ("failed", "failed to train"),
     ):
         count = sum(1 for s in runs if s.status == status)
         if count:
-            found.append(f"{count} run{'s' if count != 1 else ''} {what}.")
+            found.append(f"{count} of {len(runs)} runs {what}; the means leave them out.")
     if any(s.dataset == "sample" for s in runs):
         found.append(
-            "These runs used the bundled 5,000-digit sample, not the full 70,000-digit MNIST: the "
-            "accuracies are not MNIST's."
+            f"{'These runs' if len(runs) > 1 else 'This run'} used the bundled 5,000-digit sample, not the "
+            "full 70,000-digit MNIST: the accuracies are not MNIST's."
         )
     return found
 

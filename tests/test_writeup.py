@@ -23,12 +23,13 @@ from digitnet.cli import app
 from digitnet.sweep.aggregate import mean_std
 from digitnet.writeup import INTERPRETATION, WriteupConfig, mean_interval, write_report
 
+LRS = ("0.01", "0.003", "0.001")
 IMAGE_LINK = re.compile(r"!\[[^\]]*\]\(([^)]+)\)")
 
 
 @pytest.fixture(scope="module")
 def made(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """A sweep (``compare lr 0.1 0.01``, 2 seeds) and a run (``train``), both 1 epoch on the sample."""
+    """A sweep (``compare lr 0.01 0.003 0.001``, 2 seeds) and a run (``train``), 1 epoch on the sample."""
     root = tmp_path_factory.mktemp("writeup")
     with pytest.MonkeyPatch.context() as patch:
         patch.delenv("DIGITNET_DATA", raising=False)
@@ -38,7 +39,7 @@ def made(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         common = ["--dataset", "sample", "--epochs", "1"]
         runner = CliRunner()
         sweep = runner.invoke(
-            app, ["compare", "lr", "0.1", "0.01", "--seeds", "2", "--jobs", "1", *common, "--out", "sweep"]
+            app, ["compare", "lr", *LRS, "--seeds", "2", "--jobs", "1", *common, "--out", "sweep"]
         )
         assert sweep.exit_code == 0, sweep.output
         run = runner.invoke(app, ["train", *common, "--out", "run"])
@@ -63,9 +64,7 @@ def _csv(path: Path) -> list[dict[str, str]]:
 def test_report_quotes_the_sweeps_numbers_and_verdicts(made: Path, report: Path) -> None:
     text = (report / "report.md").read_text()
     runs = _csv(made / "sweep" / "runs.csv")
-    accuracy = {
-        value: [float(r["val_accuracy"]) for r in runs if r["value"] == value] for value in ("0.1", "0.01")
-    }
+    accuracy = {value: [float(r["val_accuracy"]) for r in runs if r["value"] == value] for value in LRS}
     for value, values in accuracy.items():
         # mean ± std over seeds, by numpy, as the row of the report's table shows it
         row = next(line for line in text.splitlines() if line.startswith(f"| {value} |"))
@@ -74,12 +73,21 @@ def test_report_quotes_the_sweeps_numbers_and_verdicts(made: Path, report: Path)
         low, high = stats.t.interval(0.95, len(values) - 1, loc=np.mean(values), scale=stats.sem(values))
         assert f"{max(0, 100 * low):.2f} to {min(100, 100 * high):.2f}" in row
     # The verdict: Welch's interval of the difference, by scipy's own t-test.
-    best, other = sorted(accuracy, key=lambda v: -np.mean(accuracy[v]))
+    best, other, _ = sorted(accuracy, key=lambda v: -np.mean(accuracy[v]))
     welch = stats.ttest_ind(accuracy[best], accuracy[other], equal_var=False).confidence_interval(0.95)
     assert f"| {100 * welch.low:+.2f} to {100 * welch.high:+.2f} |" in text
     # ... and the summary sentence the sweep wrote, word for word.
     summary = (made / "sweep" / "results.md").read_text().strip().split("\n\n")[-1]
     assert summary in text
+
+
+def test_a_best_value_at_the_edge_of_the_grid_is_a_warning(made: Path, report: Path) -> None:
+    runs = _csv(made / "sweep" / "runs.csv")
+    means = {v: np.mean([float(r["val_accuracy"]) for r in runs if r["value"] == v]) for v in LRS}
+    best = max(means, key=lambda v: means[v])
+    warnings = (report / "report.md").read_text().split("### Warnings")[1].split("##")[0]
+    at_edge = best in (max(LRS, key=float), min(LRS, key=float))
+    assert (f"{best} is at the edge of the grid" in warnings) == at_edge, warnings
 
 
 def test_report_states_the_setup_from_the_runs(made: Path, report: Path) -> None:
@@ -88,7 +96,9 @@ def test_report_states_the_setup_from_the_runs(made: Path, report: Path) -> None
     assert f"{sizes['train']:,} train / {sizes['val']:,} validation / {sizes['test']:,} test digits" in text
     parameters = 784 * 100 + 100 + 100 * 50 + 50 + 50 * 10 + 10  # the default MLP 784-100-50-10
     assert f"| parameters | {parameters:,} |" in text
-    assert "| learning rate | **varied:** 0.1 / 0.01 |" in text  # what the sweep varied, and nothing else
+    assert (
+        "| learning rate | **varied:** 0.01 / 0.003 / 0.001 |" in text
+    )  # what the sweep varied, and nothing else
     assert text.count("**varied:**") == 1
     assert "| seeds | 2 (0, 1) |" in text and "| seeds | 1 (0) |" in text
     assert f"torch {torch.__version__}" in text
