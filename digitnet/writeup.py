@@ -644,7 +644,7 @@ def report_markdown(
 
 # -------------------------------------------------------------------------------------------- HTML
 
-STYLESHEET = """
+_STYLESHEET = """
 :root { color-scheme: light; }
 body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, "DejaVu Sans", sans-serif;
        font-size: 15px; line-height: 1.5; color: #1d1d1f; max-width: 52rem; margin: 2rem auto;
@@ -704,7 +704,7 @@ def report_html(markdown_text: str, title: str, figures_dir: Path) -> str:
     return (
         '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
         '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
-        f"<title>{html.escape(title)}</title>\n<style>{STYLESHEET}</style>\n</head>\n<body>\n"
+        f"<title>{html.escape(title)}</title>\n<style>{_STYLESHEET}</style>\n</head>\n<body>\n"
         f"{body}\n</body>\n</html>\n"
     )
 
