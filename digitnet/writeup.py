@@ -62,7 +62,7 @@ class WriteupConfig:
 
 @dataclass(frozen=True)
 class ReportFigure:
-    """A figure a command drew, and a caption saying what it plots (never what it shows to mean)."""
+    """A figure a command drew, and a caption saying what it plots (never what it means)."""
 
     path: Path
     caption: str
@@ -102,7 +102,8 @@ class SweepSource:
     verdicts: tuple[Verdict, ...]
     runs: tuple[RunSource, ...]  # the run directories found under runs/ (for the setup)
     seeds: tuple[int, ...]
-    statuses: dict[str, int]  # runs per status ("completed", "diverged", ...)
+    statuses: dict[str, int]  # runs per status ("completed", "diverged", ...), from runs.csv
+    datasets: tuple[str, ...]  # the data each run trained on ("sample", "mnist", ...), from runs.csv
     missing_runs: int  # runs listed in runs.csv whose directory is not under runs/
     figures: tuple[ReportFigure, ...] = ()
 
@@ -227,6 +228,11 @@ def read_sweep(path: Path) -> SweepSource:
     """A sweep directory's tables (``results.csv``, ``runs.csv``, ``verdicts.csv``, ``results.md``),
     the run directories under ``runs/`` for the setup, and its figures."""
     results_path, runs_path, verdicts_path = path / "results.csv", path / "runs.csv", path / "verdicts.csv"
+    if not results_path.is_file():  # the tables are written once every run has finished
+        raise CheckpointError(
+            f"{path}: this sweep has no results.csv yet (was it stopped?); the same 'digitnet compare' "
+            "command finishes it"
+        )
     run_rows = _read_csv(runs_path)
     completed: dict[str, int] = {}
     statuses: dict[str, int] = {}
@@ -292,6 +298,7 @@ def read_sweep(path: Path) -> SweepSource:
         tuple(runs),
         seeds,
         statuses,
+        tuple(dict.fromkeys(r.get("dataset", "") for r in run_rows)),
         missing,
         _sweep_figures(path, " and ".join(varied) or "the value"),
     )
@@ -459,21 +466,24 @@ class _Writer:
         return "\n".join(self.parts)
 
 
-def _warnings_for_runs(runs: Sequence[RunSummary]) -> list[str]:
-    """Facts a reader must know before trusting the numbers: runs that diverged, stopped or failed,
-    and a sweep or run on the 5,000-digit sample rather than full MNIST."""
+def _warnings_for_runs(statuses: dict[str, int], datasets: Iterable[str]) -> list[str]:
+    """Facts a reader must know before trusting the numbers: runs that diverged, stopped or failed
+    (``statuses``: runs per status), and runs on the 5,000-digit sample rather than full MNIST."""
     found = []
+    total = sum(statuses.values())
     for status, what in (
         ("diverged", "diverged (the loss became NaN or infinite)"),
-        ("interrupted", "stopped before their last epoch (the same command finishes them)"),
+        ("interrupted", "stopped before the last epoch (the same command finishes it)"),
         ("failed", "failed to train"),
     ):
-        count = sum(1 for s in runs if s.status == status)
-        if count:
-            found.append(f"{count} of {len(runs)} runs {what}; the means leave them out.")
-    if any(s.dataset == "sample" for s in runs):
+        count = statuses.get(status, 0)
+        if count and total == 1:
+            found.append(f"This run {what}: its numbers are not a finished model's.")
+        elif count:
+            found.append(f"{count} of {total} runs {what}; the means leave them out.")
+    if "sample" in datasets:
         found.append(
-            f"{'These runs' if len(runs) > 1 else 'This run'} used the bundled 5,000-digit sample, not the "
+            f"{'These runs' if total > 1 else 'This run'} used the bundled 5,000-digit sample, not the "
             "full 70,000-digit MNIST: the accuracies are not MNIST's."
         )
     return found
@@ -539,8 +549,7 @@ def _sweep_section(writer: _Writer, index: int, sweep: SweepSource) -> None:
         writer.add(verdicts_markdown(sweep.verdicts))
     writer.box("what do you conclude, and does it hold for the values you did not try?")
     warnings = _EDGE.findall(sweep.summary)
-    summaries = [run.summary for run in sweep.runs]
-    warnings += _warnings_for_runs(summaries)
+    warnings += _warnings_for_runs(sweep.statuses, sweep.datasets)
     untested = [v for v in sweep.verdicts if not v.tested]
     if untested or (sweep.seeds and len(sweep.seeds) < 2):
         warnings.append(
@@ -597,11 +606,11 @@ def _run_section(writer: _Writer, index: int, run: RunSource) -> None:
     writer.add("### Figures")
     for figure in run.figures:
         writer.figure(figure, f"{index}")
-    warnings = _warnings_for_runs([summary])
-    if summary.status == "diverged" and summary.diverged_at:
+    warnings = _warnings_for_runs({summary.status: 1}, [summary.dataset or ""])
+    if summary.status == "diverged" and summary.diverged_at:  # say where
         warnings[0] = (
             f"This run diverged at epoch {summary.diverged_at.get('epoch')}, step "
-            f"{summary.diverged_at.get('step')}: its last numbers are not a trained model's."
+            f"{summary.diverged_at.get('step')}: its numbers are not a finished model's."
         )
     warnings.append(
         "One run is one seed: how much these numbers move with another seed is unknown, so they cannot "
