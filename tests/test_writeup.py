@@ -228,3 +228,61 @@ def test_report_html_loads_every_image_in_a_browser(report: Path) -> None:
         assert errors == []
     finally:
         driver.quit()
+
+
+def test_generated_sentences_are_only_the_sweeps_own(made: Path, report: Path) -> None:
+    """No prose of the report's own about effects: each verdict bullet is the sweep's summary or one of
+    its verdicts, as ``digitnet compare`` worded them."""
+    from digitnet.sweep.aggregate import Verdict
+
+    verdicts = {
+        Verdict(
+            r["ahead"],
+            r["behind"],
+            float(r["points"]),
+            float(r["low"] or "nan"),
+            float(r["high"] or "nan"),
+            (int(r["seeds_ahead"]), int(r["seeds_behind"])),
+        ).sentence()
+        + "."
+        for r in _csv(made / "sweep" / "verdicts.csv")
+    }
+    summary = (made / "sweep" / "results.md").read_text().strip().split("\n\n")[-1]
+    section = (report / "report.md").read_text().split("### Generated verdicts")[1].split("###")[0]
+    bullets = [line[2:] for line in section.splitlines() if line.startswith("- ")]
+    assert bullets and bullets[0] == summary
+    assert set(bullets[1:]) <= verdicts
+
+
+def test_a_sweep_whose_runs_live_elsewhere_still_reports(made: Path, tmp_path: Path) -> None:
+    moved = tmp_path / "sweep"
+    shutil.copytree(made / "sweep", moved, ignore=shutil.ignore_patterns("runs"))
+    result = write_report([moved], tmp_path / "out", WriteupConfig(pdf=False))
+    text = (tmp_path / "out" / "report.md").read_text()
+    assert "6 of the sweep's runs are not under" in text
+    assert "3,428 train / 857 validation / 715 test digits" in text  # the data line of results.md
+    assert result.interpretation_boxes == text.count(INTERPRETATION) - 1  # the intro names the box
+
+
+def test_a_damaged_run_is_one_line(made: Path, tmp_path: Path) -> None:
+    broken = tmp_path / "run"
+    shutil.copytree(made / "run", broken)
+    (broken / "summary.json").write_text("{not json")
+    result = CliRunner().invoke(app, ["writeup", str(broken), "--out", str(tmp_path / "out"), "--no-pdf"])
+    assert result.exit_code == 2 and "summary.json: not valid JSON" in result.output
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+def test_a_two_factor_grid_leads_with_its_heatmap(tmp_path: Path) -> None:
+    args = ["compare", "hidden", "100,50", "30,5", "--by", "epochs", "1,3", "--dataset", "sample"]
+    made = CliRunner().invoke(app, [*args, "--seeds", "1", "--jobs", "1", "--out", "grid"])
+    assert made.exit_code == 0, made.output
+    write_report([Path("grid")], Path("out"), WriteupConfig(pdf=False))
+    text = Path("out/report.md").read_text()
+    assert IMAGE_LINK.findall(text)[0] == "figures/1-heatmap.png"
+    assert "| epochs | **varied:** 1 / 3 |" in text and "| model | **varied:** " in text
+    results = text.split("### Results")[1].split("###")[0]
+    rows = [line for line in results.splitlines() if line.startswith("| hidden ")]
+    assert len(rows) == 4  # every cell of the grid
+    assert "With one seed per value" in text
