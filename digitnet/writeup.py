@@ -722,11 +722,15 @@ def report_html(markdown_text: str, title: str, figures_dir: Path) -> str:
 
 
 def find_chromium() -> str | None:
-    """A Chromium or Chrome on the PATH, or None."""
+    """A Chromium or Chrome on the PATH (or in macOS's Applications), or None."""
     for name in ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable", "chrome"):
         found = shutil.which(name)
         if found:
             return found
+    for app in ("Google Chrome", "Chromium"):  # macOS installs apps outside the PATH
+        binary = Path("/Applications") / f"{app}.app" / "Contents" / "MacOS" / app
+        if binary.is_file():
+            return str(binary)
     return None
 
 
