@@ -188,7 +188,7 @@ def _whole(row: dict[str, str], column: str, where: Path) -> int:
     return int(value)
 
 
-def _sweep_figures(path: Path, factor: str) -> tuple[ReportFigure, ...]:
+def _sweep_figures(path: Path) -> tuple[ReportFigure, ...]:
     """The figures ``digitnet compare`` drew, in the order a reader needs them."""
     candidates = [
         (
@@ -198,8 +198,8 @@ def _sweep_figures(path: Path, factor: str) -> tuple[ReportFigure, ...]:
         ),
         (
             "final.png",
-            f"Final validation and test accuracy (mean ± std over seeds) and training time per run, against "
-            f"{factor}.",
+            "Final validation and test accuracy (mean ± std over seeds) and training time per run, for "
+            "each value tried.",
         ),
         ("val_accuracy.png", "Validation accuracy per epoch: mean over seeds (line) ± std (band)."),
         ("val_loss.png", "Validation loss per epoch: mean over seeds (line) ± std (band)."),
@@ -288,7 +288,6 @@ def read_sweep(path: Path) -> SweepSource:
         )
     data, summary = _results_md_parts(path)
     seeds = tuple(sorted({int(r["seed"]) for r in run_rows if r.get("seed", "").isdigit()}))
-    varied = _varied_names(runs)
     return SweepSource(
         path,
         data,
@@ -300,7 +299,7 @@ def read_sweep(path: Path) -> SweepSource:
         statuses,
         tuple(dict.fromkeys(r.get("dataset", "") for r in run_rows)),
         missing,
-        _sweep_figures(path, " and ".join(varied) or "the value"),
+        _sweep_figures(path),
     )
 
 
