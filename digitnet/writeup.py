@@ -528,8 +528,8 @@ def _sweep_section(writer: _Writer, index: int, sweep: SweepSource) -> None:
         )
         for c in sweep.cells
     ]
-    header = ["value", "runs", "diverged / failed", "parameters", "train acc", "val acc", "95% interval",
-              "test acc", "val loss"]  # fmt: skip
+    header = ["value", "runs", "diverged / failed", "parameters", "train acc", "val acc",
+              "val acc 95% interval", "test acc", "val loss"]  # fmt: skip
     writer.add(_table(header, rows))
     writer.box("which differences in this table are larger than the spread between seeds?")
     writer.add("### Figures")
