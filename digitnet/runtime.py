@@ -235,7 +235,7 @@ def atomic_write_json(path: Path, value: Any) -> None:
 # at the target (a student's thesis, a run directory of another config, a file) is refused before any work.
 
 OWNER_FILE = ".digitnet"
-OutputKind = Literal["run", "evaluation", "split", "figures", "sweep"]
+OutputKind = Literal["run", "evaluation", "split", "figures", "sweep", "writeup"]
 
 
 def output_marker(directory: Path) -> dict[str, Any] | None:

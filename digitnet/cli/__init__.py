@@ -2,8 +2,8 @@
 
 Only this package knows about Typer and only it prints. ``common`` holds what every
 command shares (errors, signals, the run options); the commands live in ``runs`` (train, compare),
-``results`` (evaluate, predict, report) and ``data``. Importing them registers them, in the order
-``--help`` lists them.
+``results`` (evaluate, predict, report), ``data`` and ``writeup`` (the student's lab report).
+Importing them registers them, in the order ``--help`` lists them.
 """
 
 # ruff: noqa: I001  (the import order is the order of the commands in --help)
@@ -13,6 +13,7 @@ from digitnet.cli import runs
 from digitnet.cli import results
 from digitnet.cli import data
 from digitnet.cli import playground
+from digitnet.cli import writeup
 from digitnet.cli.common import app
 
-__all__ = ["app", "data", "playground", "results", "runs"]
+__all__ = ["app", "data", "playground", "results", "runs", "writeup"]
