@@ -12,6 +12,7 @@ from __future__ import annotations
 from digitnet.cli import runs
 from digitnet.cli import results
 from digitnet.cli import data
+from digitnet.cli import inside
 from digitnet.cli.common import app
 
-__all__ = ["app", "data", "results", "runs"]
+__all__ = ["app", "data", "inside", "results", "runs"]
