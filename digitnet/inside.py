@@ -326,7 +326,7 @@ class RangeTestConfig:
     beta: float = 0.98
     """Smoothing of the per-step loss (see smooth_losses)"""
     stop_factor: float = 4.0
-    """The curve ends where the smoothed loss first exceeds this multiple of its minimum: divergence"""
+    """The curve ends where the smoothed loss first exceeds this multiple of its lowest so far: divergence"""
     region: float = 0.5
     """The steep region: where the smoothed loss falls at least this share as fast as at its steepest"""
 
@@ -363,8 +363,8 @@ def suggest_rates(
     the lowest point, past which the loss rises."""
     losses = np.asarray(smoothed, dtype=np.float64)
     finite = np.isfinite(losses)
-    best = float(np.min(losses[finite])) if finite.any() else math.nan
-    blown = np.nonzero(~finite | (losses > stop_factor * best))[0]
+    best_so_far = np.minimum.accumulate(np.where(finite, losses, np.inf))
+    blown = np.nonzero(~finite | (losses > stop_factor * best_so_far))[0]
     used = int(blown[0]) if len(blown) else len(losses)
     lowest = int(np.argmin(losses[:used]))
     if lowest < 2:
