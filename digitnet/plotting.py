@@ -685,9 +685,52 @@ def plot_lr_find(test: RangeTest, title: str = "") -> Figure:
     axes.set_xlabel("learning rate (rising exponentially over one pass)")
     axes.set_ylabel("training loss")
     axes.set_title(f"learning-rate range test\n{title}", fontsize=9)
-    axes.grid(alpha=0.3, which="both")
+    axes.grid(alpha=0.3)
     axes.legend(fontsize=8, loc="lower left")
     return figure
 
 
 __all__ += ["plot_lr_find"]
+
+
+def plot_diagnostics(history: History, title: str = "") -> Figure:
+    """Training health per layer and epoch (``--diagnostics``): gradient norm, update-to-weight ratio
+    (the dotted line is the 1e-3 rule of thumb) and the share of dead ReLU units."""
+    figure = _figure(13, 4.2, constrained=True)
+    panels = figure.subplots(1, 3)
+    epochs_health = history.diagnostics or []
+    names = [layer.layer for layer in epochs_health[0].layers] if epochs_health else []
+    epochs = [health.epoch for health in epochs_health]
+    colors = matplotlib.colormaps["tab10"]
+    for index, name in enumerate(names):
+        layers = [health.layers[index] for health in epochs_health]
+        style = {"color": colors(index % 10), "marker": "o", "markersize": 3, "label": name}
+        panels[0].plot(epochs, [layer.grad_norm for layer in layers], **style)
+        panels[1].plot(epochs, [layer.update_ratio for layer in layers], **style)
+        if layers[0].dead_fraction is not None:
+            panels[2].plot(epochs, [100 * (layer.dead_fraction or 0.0) for layer in layers], **style)
+    panels[1].axhline(1e-3, color="grey", linestyle=":", linewidth=1)
+    for axes, label in zip(
+        panels,
+        (
+            "gradient norm ‖∂L/∂W‖ (mean per step)",
+            "update / weight ‖ΔW‖/‖W‖ (mean per step)",
+            "dead ReLU units (%)",
+        ),
+        strict=True,
+    ):
+        axes.set_xlabel("epoch")
+        axes.set_title(label, fontsize=9)
+        axes.grid(alpha=0.3)
+        axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+    panels[0].set_yscale("log")
+    panels[1].set_yscale("log")
+    panels[2].set_ylim(bottom=0)
+    handles, labels = panels[0].get_legend_handles_labels()
+    if handles:
+        figure.legend(handles, labels, loc="outside lower center", ncol=min(len(labels), 4), fontsize=8)
+    figure.suptitle(f"training health per layer\n{title}", fontsize=9)
+    return figure
+
+
+__all__ += ["plot_diagnostics"]

@@ -58,6 +58,7 @@ def lr_find(
     from dataclasses import asdict
 
     from digitnet.inside import RangeTestConfig, lr_range_test
+    from digitnet.models import describe_model
     from digitnet.plotting import plot_lr_find, save_figure
     from digitnet.runtime import atomic_directory, atomic_write_json, claim_output
     from digitnet.settings import make_run_config, resolve_run_config
@@ -71,7 +72,8 @@ def lr_find(
         print_notes(("--lr and --epochs are not used: the range test sets the rate itself, over one pass",))
     result = lr_range_test(config, test_config)
     with atomic_directory(out_dir, "figures") as staging:
-        save_figure(plot_lr_find(result, config.title().split(" · lr")[0]), staging / "lr_find")
+        title = f"{describe_model(config.model)} · {config.optim.name} · batch {config.train.batch_size}"
+        save_figure(plot_lr_find(result, title), staging / "lr_find")
         atomic_write_json(
             staging / "lr_find.json", {"config": asdict(config), "test": asdict(test_config)} | asdict(result)
         )
