@@ -111,3 +111,29 @@ def test_train_with_diagnostics_records_every_epoch_and_plots_them(tmp_path: Pat
     assert (out / "diagnostics.png").is_file()
     config = json.loads((out / "config.json").read_text())
     assert config["config"]["train"]["diagnostics"] is True
+
+
+def test_live_curves_redraw_the_epochs_so_far_in_place() -> None:
+    from matplotlib.figure import Figure
+
+    from digitnet.live import LiveCurves
+
+    calls: list[tuple[int, bool]] = []
+
+    def show(figures: list[Figure], handles: list[object] | None) -> list[object]:
+        calls.append((len(figures), handles is None))
+        return ["loss output", "accuracy output"]
+
+    curves = LiveCurves("tiny", show=show)
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(hidden_sizes=(20,)))
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    history = fit(
+        model, optimizer, _tensors(), TrainConfig(epochs=3, batch_size=16), torch.Generator(), None, curves
+    )
+    # shown once as new outputs, then updated in place twice
+    assert calls == [(2, True), (2, False), (2, False)]
+    assert curves.history.epochs == history.epochs
+    accuracy_figure = curves.figures()[1]
+    validation = next(line for line in accuracy_figure.axes[0].lines if "validation" in str(line.get_label()))
+    assert list(validation.get_ydata()) == [100 * r.val_accuracy for r in history.epochs]
