@@ -17,10 +17,12 @@ paths = inspect_run(Path("runs/mlp-sgd-1a2b3c4d5e6f"))   # weights.png, embeddin
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -224,7 +226,8 @@ def inspect_run(
     run_dir: Path, out_dir: Path | None = None, config: InspectConfig | None = None
 ) -> list[Path]:
     """Write the inside views of a trained run into ``out_dir`` (default ``RUN_DIR/inside``): weights,
-    feature maps (CNNs), embedding, saliency and neighbours, PNG and SVG. Returns the files written."""
+    feature maps (CNNs), embedding, saliency and neighbours, PNG and SVG, and ``summary.json`` (the
+    numbers behind them). Returns the files written."""
     from digitnet.plotting import (
         plot_embedding,
         plot_feature_maps,
@@ -233,7 +236,7 @@ def inspect_run(
         plot_saliency,
         save_figure,
     )
-    from digitnet.runtime import atomic_directory, claim_output
+    from digitnet.runtime import atomic_directory, atomic_write_json, claim_output
 
     config = config or InspectConfig()
     out_dir = out_dir or run_dir / "inside"
@@ -263,8 +266,28 @@ def inspect_run(
     train_hidden, _ = hidden_activations(model, tensors.train_x)
     neighbour_ids = nearest(hidden[mistakes].numpy(), train_hidden.numpy(), config.neighbours)
 
+    neighbour_labels = tensors.train_y[torch.from_numpy(neighbour_ids)]
+    summary = {
+        "run": str(run_dir),
+        "title": title,
+        "embedding_digits": len(sample),
+        "embedding_misclassified": int((predicted[sample] != test_y[sample]).sum()),
+        "pca_explained": list(projection.pca_explained),
+        "mistakes": [
+            {
+                "true": int(test_y[i]),
+                "predicted": int(predicted[i]),
+                "confidence": float(probabilities[i].max()),
+                "neighbours_with_predicted_label": int((row == predicted[i]).sum()),
+                "neighbours_with_true_label": int((row == test_y[i]).sum()),
+            }
+            for i, row in zip(mistakes.tolist(), neighbour_labels, strict=True)
+        ],
+    }
     written: list[Path] = []
     with atomic_directory(out_dir, "figures") as staging:
+        atomic_write_json(staging / "summary.json", summary)
+        written.append(staging / "summary.json")
         layer = first_layer(model)
         written += save_figure(plot_first_layer(layer, title), staging / "weights")
         stages = stage_activations(model, test_x[one_per_class(test_y, predicted == test_y)])
@@ -436,6 +459,78 @@ def lr_range_test(config: RunConfig, test: RangeTestConfig | None = None) -> Ran
     )
 
 
+# ----------------------------------------------------------------------------------------- the report
+
+
+def range_test_markdown(test: RangeTest, command: str) -> str:
+    """The range test's reading as the docs include it: the command, then suggestion, range and lowest."""
+    low, high = test.suggested_range
+    return (
+        f"```bash\n{command}\n```\n\n"
+        "| suggested lr (steepest descent) | steep region | lowest smoothed loss at | steps |\n"
+        "|---|---|---|---|\n"
+        f"| {test.suggested_lr:.2g} | {low:.2g} – {high:.2g} | {test.min_loss_lr:.2g} "
+        f"| {len(test.losses):,} |\n"
+    )
+
+
+def inside_row(summary: dict[str, Any]) -> str:
+    """One table row from an inspection's ``summary.json``."""
+    first, second = summary["pca_explained"]
+    mistakes = summary["mistakes"]
+    agree = ", ".join(str(m["neighbours_with_predicted_label"]) for m in mistakes)
+    shown = ", ".join(f"{m['true']}→{m['predicted']} ({m['confidence']:.3f})" for m in mistakes)
+    return (
+        f"| {summary['title']} | {summary['embedding_digits']:,} | {summary['embedding_misclassified']} "
+        f"| {100 * first:.1f}% + {100 * second:.1f}% | {shown} | {agree} |\n"
+    )
+
+
+def draw_inside_figures(
+    docs_dir: Path, cache_dir: Path, runs: dict[str, Path], data: dict[str, str]
+) -> list[Path]:
+    """The site's "Inside the network" figures and the learning-rate page's range test.
+
+    ``runs`` maps a name (``mlp``, ``cnn``) to a trained run; its views go to
+    ``<docs>/figures/inside/<name>/``. The range test runs the baseline (MLP, SGD) on ``data`` and
+    writes ``<docs>/figures/lr/lr_find.png`` and ``<docs>/results/lr/lr_find.md``.
+    """
+    import shlex
+    import shutil
+
+    from digitnet.plotting import IMAGE_FORMATS, plot_lr_find, save_figure
+    from digitnet.runtime import atomic_write_text
+    from digitnet.settings import make_run_config
+
+    written: list[Path] = []
+    rows = []
+    for name, run_dir in runs.items():
+        target = docs_dir / "figures" / "inside" / name
+        target.mkdir(parents=True, exist_ok=True)
+        for path in inspect_run(run_dir, cache_dir / "inside" / name):
+            if path.suffix == ".png":
+                shutil.copyfile(path, target / path.name)
+                written.append(target / path.name)
+        rows.append(inside_row(json.loads((cache_dir / "inside" / name / "summary.json").read_text())))
+    table = (
+        "| run | test digits shown | misclassified | PCA: variance on the two axes | confident mistakes | "
+        "nearest 5 training digits with the predicted label |\n|---|---|---|---|---|---|\n" + "".join(rows)
+    )
+    atomic_write_text(docs_dir / "results" / "inside" / "table.md", table)
+    written.append(docs_dir / "results" / "inside" / "table.md")
+    # one thread, as the report's sweeps: the same bits on every rerun, whatever else the machine runs
+    settings = {"model": "mlp", "optimizer": "sgd", "threads": 1, **data}
+    test = lr_range_test(make_run_config(settings))
+    figure = plot_lr_find(test, "mlp 784-100-50-10 · sgd · batch 32")
+    written += save_figure(figure, docs_dir / "figures" / "lr" / "lr_find", IMAGE_FORMATS)
+    words = ["digitnet", "lr-find", "--model", "mlp", "--optimizer", "sgd", "--threads", "1"]
+    words += ["--dataset", data["dataset"]] if "dataset" in data else []  # the data dir: $DIGITNET_DATA
+    table = range_test_markdown(test, shlex.join(words))
+    atomic_write_text(docs_dir / "results" / "lr" / "lr_find.md", table)
+    written.append(docs_dir / "results" / "lr" / "lr_find.md")
+    return written
+
+
 __all__ = [
     "FirstLayer",
     "InspectConfig",
@@ -443,14 +538,17 @@ __all__ = [
     "RangeTest",
     "RangeTestConfig",
     "confident_mistakes",
+    "draw_inside_figures",
     "first_layer",
     "hidden_activations",
     "input_x_gradient",
+    "inside_row",
     "inspect_run",
     "lr_range_test",
     "nearest",
     "one_per_class",
     "project",
+    "range_test_markdown",
     "smooth_losses",
     "stage_activations",
     "stratified_sample",
