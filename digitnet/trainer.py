@@ -84,7 +84,7 @@ class History:
     test_loss: float | None = None
     test_accuracy: float | None = None
     diagnostics: list[EpochHealth] | None = None
-    """With ``--diagnostics``: per epoch, per layer health (see [digitnet.diagnostics][])"""
+    """With ``--diagnostics``: per epoch, per layer health (see ``digitnet.diagnostics``)"""
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -240,7 +240,7 @@ def fit(
     (``status="interrupted"``, keeping only the epochs that finished). The test set is not touched here:
     it is measured once, by whoever owns the run (see [run_experiment][digitnet.run.run_experiment]).
 
-    With ``config.diagnostics`` a [TrainingMonitor][digitnet.diagnostics.TrainingMonitor] records each
+    With ``config.diagnostics`` a ``digitnet.diagnostics.TrainingMonitor`` records each
     layer's health per epoch into ``history.diagnostics``; without it none is created, and the loop runs
     exactly as it would without this feature.
 
