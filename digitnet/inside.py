@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -226,9 +226,11 @@ def inspect_run(
     run_dir: Path, out_dir: Path | None = None, config: InspectConfig | None = None
 ) -> list[Path]:
     """Write the inside views of a trained run into ``out_dir`` (default ``RUN_DIR/inside``): weights,
-    feature maps (CNNs), embedding, saliency and neighbours, PNG and SVG, and ``summary.json`` (the
-    numbers behind them). Returns the files written."""
+    feature maps (CNNs), embedding, saliency and neighbours as PNG (the embedding also as SVG; an SVG of
+    a grid of bitmaps is larger and no sharper), and ``summary.json`` (the numbers behind them).
+    Returns the files written."""
     from digitnet.plotting import (
+        IMAGE_FORMATS,
         plot_embedding,
         plot_feature_maps,
         plot_first_layer,
@@ -269,6 +271,8 @@ def inspect_run(
     neighbour_labels = tensors.train_y[torch.from_numpy(neighbour_ids)]
     summary = {
         "run": str(run_dir),
+        "key": run.key(),
+        "inspect": asdict(config),
         "title": title,
         "embedding_digits": len(sample),
         "embedding_misclassified": int((predicted[sample] != test_y[sample]).sum()),
@@ -289,12 +293,14 @@ def inspect_run(
         atomic_write_json(staging / "summary.json", summary)
         written.append(staging / "summary.json")
         layer = first_layer(model)
-        written += save_figure(plot_first_layer(layer, title), staging / "weights")
+        written += save_figure(plot_first_layer(layer, title), staging / "weights", IMAGE_FORMATS)
         stages = stage_activations(model, test_x[one_per_class(test_y, predicted == test_y)])
         if stages:
             examples = pixels[one_per_class(test_y, predicted == test_y)].numpy()
             written += save_figure(
-                plot_feature_maps(examples, [s.numpy() for s in stages], title), staging / "feature_maps"
+                plot_feature_maps(examples, [s.numpy() for s in stages], title),
+                staging / "feature_maps",
+                IMAGE_FORMATS,
             )
         written += save_figure(
             plot_embedding(projection, test_y[sample].numpy(), predicted[sample].numpy(), title),
@@ -310,6 +316,7 @@ def inspect_run(
                 title,
             ),
             staging / "saliency",
+            IMAGE_FORMATS,
         )
         written += save_figure(
             plot_neighbours(
@@ -321,6 +328,7 @@ def inspect_run(
                 title,
             ),
             staging / "neighbours",
+            IMAGE_FORMATS,
         )
     return [out_dir / path.name for path in written]
 
@@ -486,8 +494,44 @@ def inside_row(summary: dict[str, Any]) -> str:
     )
 
 
+def _inspected_already(run_dir: Path, inspected: Path, inspect: InspectConfig) -> bool:
+    """Whether ``inspected`` holds the views of this very run (same config key, same InspectConfig)."""
+    try:
+        summary = json.loads((inspected / "summary.json").read_text())
+        key = json.loads((run_dir / "config.json").read_text())["key"]
+    except (OSError, ValueError, KeyError):
+        return False
+    return bool(summary.get("key") == key and summary.get("inspect") == asdict(inspect))
+
+
+def _cached_range_test(config: RunConfig, path: Path) -> RangeTest:
+    """The range test of ``config``, reused from ``path`` when it was run with the same config and test."""
+    from digitnet.runtime import atomic_write_json
+    from digitnet.settings import resolve_run_config
+
+    config = resolve_run_config(config)
+    stamp = {"key": config.key(), "test": asdict(RangeTestConfig())}
+    try:
+        saved = json.loads(path.read_text())
+        if saved.get("cache") == stamp:
+            values = {f.name: saved[f.name] for f in fields(RangeTest)}
+            for name in ("losses", "smoothed"):  # null in JSON is a loss that was not finite
+                values[name] = [math.nan if v is None else float(v) for v in values[name]]
+            return RangeTest(**(values | {"suggested_range": tuple(values["suggested_range"])}))
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    test = lr_range_test(config)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(path, {"cache": stamp} | asdict(test))
+    return test
+
+
 def draw_inside_figures(
-    docs_dir: Path, cache_dir: Path, runs: dict[str, Path], data: dict[str, str]
+    docs_dir: Path,
+    cache_dir: Path,
+    runs: dict[str, Path],
+    data: dict[str, str],
+    inspect: InspectConfig | None = None,
 ) -> list[Path]:
     """The site's "Inside the network" figures and the learning-rate page's range test.
 
@@ -507,11 +551,14 @@ def draw_inside_figures(
     for name, run_dir in runs.items():
         target = docs_dir / "figures" / "inside" / name
         target.mkdir(parents=True, exist_ok=True)
-        for path in inspect_run(run_dir, cache_dir / "inside" / name):
-            if path.suffix == ".png":
-                shutil.copyfile(path, target / path.name)
-                written.append(target / path.name)
-        rows.append(inside_row(json.loads((cache_dir / "inside" / name / "summary.json").read_text())))
+        inspected = cache_dir / "inside" / name
+        inspect = inspect or InspectConfig()
+        if not _inspected_already(run_dir, inspected, inspect):  # t-SNE takes a while: reuse what is current
+            inspect_run(run_dir, inspected, inspect)
+        for path in sorted(inspected.glob("*.png")):
+            shutil.copyfile(path, target / path.name)
+            written.append(target / path.name)
+        rows.append(inside_row(json.loads((inspected / "summary.json").read_text())))
     table = (
         "| run | test digits shown | misclassified | PCA: variance on the two axes | confident mistakes | "
         "nearest 5 training digits with the predicted label |\n|---|---|---|---|---|---|\n" + "".join(rows)
@@ -520,7 +567,7 @@ def draw_inside_figures(
     written.append(docs_dir / "results" / "inside" / "table.md")
     # one thread, as the report's sweeps: the same bits on every rerun, whatever else the machine runs
     settings = {"model": "mlp", "optimizer": "sgd", "threads": 1, **data}
-    test = lr_range_test(make_run_config(settings))
+    test = _cached_range_test(make_run_config(settings), cache_dir / "lr-find" / "lr_find.json")
     figure = plot_lr_find(test, "mlp 784-100-50-10 · sgd · batch 32")
     written += save_figure(figure, docs_dir / "figures" / "lr" / "lr_find", IMAGE_FORMATS)
     words = ["digitnet", "lr-find", "--model", "mlp", "--optimizer", "sgd", "--threads", "1"]

@@ -168,7 +168,7 @@ def test_range_test_rates_rise_exponentially_and_the_suggestion_lies_in_the_stee
     assert result.suggested_lr == result.rates[int(np.argmin(slope))]
 
 
-@pytest.mark.parametrize("model", ["mlp", "cnn"])
+@pytest.mark.parametrize("model", ["mlp", pytest.param("cnn", marks=pytest.mark.slow)])
 def test_inspect_writes_every_view_of_a_sample_run(model: str, tmp_path: Path) -> None:
     run_dir = tmp_path / model
     trained = runner.invoke(
@@ -180,7 +180,7 @@ def test_inspect_writes_every_view_of_a_sample_run(model: str, tmp_path: Path) -
     views = ["weights", "embedding", "saliency", "neighbours"] + (["feature_maps"] if model == "cnn" else [])
     for view in views:
         assert (run_dir / "inside" / f"{view}.png").stat().st_size > 1000
-        assert (run_dir / "inside" / f"{view}.svg").is_file()
+    assert (run_dir / "inside" / "embedding.svg").is_file()  # a scatter; the grids of digits are PNG only
     assert (run_dir / "inside" / "feature_maps.png").exists() == (model == "cnn")
 
 
@@ -199,3 +199,33 @@ def test_lr_find_prints_a_suggestion_and_writes_its_curve(tmp_path: Path) -> Non
     assert (out / "lr_find.png").is_file() and (out / "lr_find.svg").is_file()
     bad = runner.invoke(app, ["lr-find", "--start-lr", "1", "--end-lr", "0.1", "--out", str(out)])
     assert bad.exit_code == 2 and "--start-lr" in bad.output
+
+
+@pytest.mark.slow
+def test_the_report_step_publishes_both_models_views_and_reuses_them(tmp_path: Path) -> None:
+    from digitnet.inside import InspectConfig, draw_inside_figures
+
+    runs = {}
+    for model in ("mlp", "cnn"):
+        run_dir = tmp_path / "runs" / model
+        trained = runner.invoke(
+            app, ["train", "--epochs", "1", "--model", model, "--threads", "1", "--out", str(run_dir)]
+        )
+        assert trained.exit_code == 0, trained.output
+        runs[model] = run_dir
+    docs, cache = tmp_path / "docs", tmp_path / "cache"
+    small = InspectConfig(sample=150)
+    written = draw_inside_figures(docs, cache, runs, {"dataset": "sample"}, small)
+    assert (docs / "figures" / "inside" / "cnn" / "feature_maps.png") in written
+    assert not (docs / "figures" / "inside" / "mlp" / "feature_maps.png").exists()
+    table = (docs / "results" / "inside" / "table.md").read_text()
+    summary = json.loads((cache / "inside" / "mlp" / "summary.json").read_text())
+    assert f"| {summary['embedding_misclassified']} |" in table and len(table.splitlines()) == 4
+    found = json.loads((cache / "lr-find" / "lr_find.json").read_text())
+    assert f"| {found['suggested_lr']:.2g} |" in (docs / "results" / "lr" / "lr_find.md").read_text()
+    # a rerun with the same runs reuses the views and the range test instead of recomputing them
+    stamps = [(cache / p).stat().st_mtime_ns for p in ("inside/mlp/summary.json", "lr-find/lr_find.json")]
+    draw_inside_figures(docs, cache, runs, {"dataset": "sample"}, small)
+    assert stamps == [
+        (cache / p).stat().st_mtime_ns for p in ("inside/mlp/summary.json", "lr-find/lr_find.json")
+    ]
