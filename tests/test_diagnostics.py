@@ -137,3 +137,20 @@ def test_live_curves_redraw_the_epochs_so_far_in_place() -> None:
     accuracy_figure = curves.figures()[1]
     validation = next(line for line in accuracy_figure.axes[0].lines if "validation" in str(line.get_label()))
     assert list(validation.get_ydata()) == [100 * r.val_accuracy for r in history.epochs]
+
+
+def test_compare_passes_diagnostics_to_every_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    from digitnet import sweep
+
+    specs: list[sweep.SweepSpec] = []
+
+    def fake_sweep(spec: sweep.SweepSpec, *args: object, **kwargs: object) -> None:
+        specs.append(spec)
+        raise SystemExit(0)
+
+    monkeypatch.setattr(sweep, "run_sweep", fake_sweep)
+    result = runner.invoke(app, ["compare", "lr", "0.01", "--diagnostics", "--dataset", "sample"])
+    assert result.exit_code == 0, result.output
+    base = dict(specs[0].base)
+    assert base["diagnostics"] is True
+    assert make_run_config(base | {"lr": 0.01}).train.diagnostics is True
