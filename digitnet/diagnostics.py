@@ -8,7 +8,8 @@ no extra device sync.
 
 Three numbers per layer, each a classic warning light:
 
-* **gradient norm** ``‖∂L/∂W‖``, averaged over the epoch's steps: near zero, the layer has stopped
+* **gradient norm** ``‖∂L/∂W‖``, averaged over the epoch's steps (its finite ones, in an epoch that
+  diverged): near zero, the layer has stopped
   learning (vanishing gradients); growing, the run is heading for divergence;
 * **update-to-weight ratio** ``‖ΔW‖ / ‖W‖`` per step: a rule of thumb (Karpathy's CS231n notes) puts a
   healthy value near 1e-3; far below, the rate is too small for that layer; far above, too large;
@@ -26,9 +27,11 @@ monitor.close()
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
+import torch
 from torch import Tensor, nn
 from torch.optim import Optimizer
 from torch.utils.hooks import RemovableHandle
@@ -53,7 +56,19 @@ class EpochHealth:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> EpochHealth:
-        return cls(int(data["epoch"]), [LayerHealth(**layer) for layer in data["layers"]])
+        def number(value: float | None) -> float:
+            return math.nan if value is None else float(value)  # null in JSON: not finite (diverged)
+
+        layers = [
+            LayerHealth(
+                layer=layer["layer"],
+                grad_norm=number(layer["grad_norm"]),
+                update_ratio=number(layer["update_ratio"]),
+                dead_fraction=layer["dead_fraction"],
+            )
+            for layer in data["layers"]
+        ]
+        return cls(int(data["epoch"]), layers)
 
 
 def _label(index: int, module: nn.Module) -> str:
@@ -86,9 +101,12 @@ class TrainingMonitor:
         self._reset()
 
     def _reset(self) -> None:
-        self._steps = 0
+        # Sums and counts of the finite values only: in the epoch that diverges, the steps before the
+        # loss became NaN are the ones that say why.
         self._grad_norms: list[Tensor | float] = [0.0] * len(self.layers)
+        self._grad_steps: list[Tensor | float] = [0.0] * len(self.layers)
         self._ratios: list[Tensor | float] = [0.0] * len(self.layers)
+        self._ratio_steps: list[Tensor | float] = [0.0] * len(self.layers)
         self._before: list[Tensor | None] = [None] * len(self.layers)
         self._active: list[Tensor | None] = [None] * len(self.relus)
 
@@ -96,7 +114,10 @@ class TrainingMonitor:
         for i, layer in enumerate(self.layers):
             weight = layer.weight
             if weight.grad is not None:
-                self._grad_norms[i] = self._grad_norms[i] + weight.grad.detach().float().norm()
+                norm = weight.grad.detach().float().norm()
+                finite = torch.isfinite(norm)
+                self._grad_norms[i] = self._grad_norms[i] + torch.where(finite, norm, 0.0)
+                self._grad_steps[i] = self._grad_steps[i] + finite.float()
             self._before[i] = weight.detach().clone()
 
     def _after_step(self, _optimizer: Optimizer, _args: Any, _kwargs: Any) -> None:
@@ -105,9 +126,10 @@ class TrainingMonitor:
             if before is not None:
                 weight = layer.weight.detach()
                 ratio = (weight - before).float().norm() / weight.float().norm().clamp_min(1e-12)
-                self._ratios[i] = self._ratios[i] + ratio
+                finite = torch.isfinite(ratio)
+                self._ratios[i] = self._ratios[i] + torch.where(finite, ratio, 0.0)
+                self._ratio_steps[i] = self._ratio_steps[i] + finite.float()
                 self._before[i] = None
-        self._steps += 1
 
     def _watch(self, index: int) -> Any:
         def hook(module: nn.Module, _inputs: Any, output: Tensor) -> None:
@@ -122,8 +144,12 @@ class TrainingMonitor:
         return hook
 
     def epoch_end(self, epoch: int) -> EpochHealth:
-        """The epoch's means per layer, then a fresh start for the next epoch."""
-        steps = max(self._steps, 1)
+        """The epoch's means per layer (over its steps with finite values; NaN if none had one), then a
+        fresh start for the next epoch."""
+
+        def mean(total: Tensor | float, count: Tensor | float) -> float:
+            return float(total) / float(count) if float(count) > 0 else math.nan
+
         layers = []
         for i, name in enumerate(self.names):
             active = self._active[i] if i < len(self._active) else None
@@ -131,8 +157,8 @@ class TrainingMonitor:
             layers.append(
                 LayerHealth(
                     layer=name,
-                    grad_norm=float(self._grad_norms[i]) / steps,
-                    update_ratio=float(self._ratios[i]) / steps,
+                    grad_norm=mean(self._grad_norms[i], self._grad_steps[i]),
+                    update_ratio=mean(self._ratios[i], self._ratio_steps[i]),
                     dead_fraction=dead,
                 )
             )

@@ -263,6 +263,8 @@ def fit(
         for epoch in range(len(history.epochs) + 1, config.epochs + 1):
             stats = train_one_epoch(model, batches, optimizer, scheduler)
             if stats.diverged_step is not None:
+                if monitor is not None:  # the diverging epoch is the one whose health explains it
+                    history.diagnostics = [*(history.diagnostics or []), monitor.epoch_end(epoch)]
                 history.diverged_at = {
                     "epoch": epoch,
                     "step": len(history.iteration_loss) + stats.diverged_step,

@@ -154,3 +154,16 @@ def test_compare_passes_diagnostics_to_every_run(monkeypatch: pytest.MonkeyPatch
     base = dict(specs[0].base)
     assert base["diagnostics"] is True
     assert make_run_config(base | {"lr": 0.01}).train.diagnostics is True
+
+
+def test_a_diverged_run_keeps_the_health_of_the_epoch_that_diverged(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    args = ["train", "--lr", "10000", "--epochs", "2", "--threads", "1", "--diagnostics", "--out", str(out)]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 1, result.output  # diverged
+    history = History.from_dict(json.loads((out / "history.json").read_text()))
+    assert history.status == "diverged" and history.diagnostics is not None
+    assert [health.epoch for health in history.diagnostics] == [1]
+    # the steps before the loss became NaN still count: each update was far larger than the weights' 1e-3
+    assert all(layer.update_ratio > 1e-2 for layer in history.diagnostics[0].layers)
+    assert (out / "diagnostics.png").is_file()
