@@ -14,8 +14,8 @@ Three numbers per layer, each a classic warning light:
 * **update-to-weight ratio** ``‖ΔW‖ / ‖W‖`` per step: a rule of thumb (Karpathy's CS231n notes) puts a
   healthy value near 1e-3; far below, the rate is too small for that layer; far above, too large;
 * **dead ReLUs**: the share of units after the layer that output zero for every training digit of the
-  epoch (for convolutions, channels zero at every position). A dead unit gets no gradient and never
-  recovers.
+  epoch (for convolutions, channels zero at every position). A dead unit's own weights get no gradient;
+  it only comes back if the layers below it change what it receives.
 
 ```python
 monitor = TrainingMonitor(model, optimizer)

@@ -532,12 +532,15 @@ def draw_inside_figures(
     runs: dict[str, Path],
     data: dict[str, str],
     inspect: InspectConfig | None = None,
+    epochs: int = 10,
 ) -> list[Path]:
     """The site's "Inside the network" figures and the learning-rate page's range test.
 
     ``runs`` maps a name (``mlp``, ``cnn``) to a trained run; its views go to
     ``<docs>/figures/inside/<name>/``. The range test runs the baseline (MLP, SGD) on ``data`` and
-    writes ``<docs>/figures/lr/lr_find.png`` and ``<docs>/results/lr/lr_find.md``.
+    writes ``<docs>/figures/lr/lr_find.png`` and ``<docs>/results/lr/lr_find.md``. The baseline is also
+    trained with ``--diagnostics`` at three rates (cached like every sweep run), for the training-health
+    figures ``<docs>/figures/inside/diagnostics_lr<rate>.png`` and ``<docs>/results/inside/health.md``.
     """
     import shlex
     import shutil
@@ -575,6 +578,52 @@ def draw_inside_figures(
     table = range_test_markdown(test, shlex.join(words))
     atomic_write_text(docs_dir / "results" / "lr" / "lr_find.md", table)
     written.append(docs_dir / "results" / "lr" / "lr_find.md")
+    written += _health_figures(docs_dir, cache_dir, data, epochs)
+    return written
+
+
+HEALTH_RATES = ("0.001", "0.01", "0.1")
+
+
+def _health_figures(docs_dir: Path, cache_dir: Path, data: dict[str, str], epochs: int) -> list[Path]:
+    """The baseline MLP with ``--diagnostics`` at a slow, the usual and a large rate: each run's
+    ``diagnostics.png`` and a table of the last epoch's numbers per layer."""
+    import shutil
+
+    from digitnet.checkpoint import read_json
+    from digitnet.runtime import atomic_write_text
+    from digitnet.sweep import SweepSpec, run_sweep
+    from digitnet.trainer import History
+
+    base = {**data, "epochs": epochs, "diagnostics": True}
+    spec = SweepSpec("lr", HEALTH_RATES, tuple(sorted(base.items())), seeds=1)
+    result = run_sweep(spec, cache_dir / "health", jobs=1, runs_dir=cache_dir / "runs")
+    target = docs_dir / "figures" / "inside"
+    written: list[Path] = []
+    rows = []
+    for cell in result.cells:
+        run_dir = cell.runs[0].run_dir
+        name = f"diagnostics_lr{cell.cell.value}.png"
+        shutil.copyfile(run_dir / "diagnostics.png", target / name)
+        written.append(target / name)
+        history = History.from_dict(read_json(run_dir / "history.json"))
+        last = (history.diagnostics or [])[-1]
+        for layer in last.layers:
+            dead = "—" if layer.dead_fraction is None else f"{100 * layer.dead_fraction:.1f}%"
+            rows.append(
+                f"| {cell.cell.value} | {layer.layer} | {layer.grad_norm:.3g} | {layer.update_ratio:.2e} "
+                f"| {dead} |\n"
+            )
+    words = ["digitnet", "compare", "lr", *HEALTH_RATES, "--dataset", data["dataset"]]
+    command = " ".join([*words, "--epochs", str(epochs), "--diagnostics", "--seeds", "1"])
+    table = (
+        f"```bash\n{command}\n```\n\n"
+        f"Last epoch ({epochs}) of each run, seed 0: the mean over the epoch's steps.\n\n"
+        "| lr | layer | gradient norm | update / weight | dead ReLUs |\n|---|---|---|---|---|\n"
+        + "".join(rows)
+    )
+    atomic_write_text(docs_dir / "results" / "inside" / "health.md", table)
+    written.append(docs_dir / "results" / "inside" / "health.md")
     return written
 
 

@@ -199,7 +199,7 @@ def run_report(
         if quick
         else {"dataset": "mnist", **({"data-dir": data_dir} if data_dir else {})}
     )
-    written += draw_inside_figures(docs_dir, cache_dir, first_runs, data)
+    written += draw_inside_figures(docs_dir, cache_dir, first_runs, data, epochs=2 if quick else 10)
     return written
 
 

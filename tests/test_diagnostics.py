@@ -167,3 +167,15 @@ def test_a_diverged_run_keeps_the_health_of_the_epoch_that_diverged(tmp_path: Pa
     # the steps before the loss became NaN still count: each update was far larger than the weights' 1e-3
     assert all(layer.update_ratio > 1e-2 for layer in history.diagnostics[0].layers)
     assert (out / "diagnostics.png").is_file()
+
+
+def test_the_hooks_only_read_training_is_bit_identical_with_and_without_them() -> None:
+    losses = []
+    for diagnostics in (False, True):
+        torch.manual_seed(0)
+        model = build_model(ModelConfig(hidden_sizes=(30, 20)))
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+        config = TrainConfig(epochs=2, batch_size=16, diagnostics=diagnostics)
+        history = fit(model, optimizer, _tensors(64), config, torch.Generator().manual_seed(0))
+        losses.append((history.iteration_loss, [r.val_loss for r in history.epochs]))
+    assert losses[0] == losses[1]

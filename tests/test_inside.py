@@ -218,17 +218,22 @@ def test_the_report_step_publishes_both_models_views_and_reuses_them(tmp_path: P
         runs[model] = run_dir
     docs, cache = tmp_path / "docs", tmp_path / "cache"
     small = InspectConfig(sample=150)
-    written = draw_inside_figures(docs, cache, runs, {"dataset": "sample"}, small)
+    written = draw_inside_figures(docs, cache, runs, {"dataset": "sample"}, small, epochs=1)
     assert (docs / "figures" / "inside" / "cnn" / "feature_maps.png") in written
     assert not (docs / "figures" / "inside" / "mlp" / "feature_maps.png").exists()
     table = (docs / "results" / "inside" / "table.md").read_text()
     summary = json.loads((cache / "inside" / "mlp" / "summary.json").read_text())
     assert f"| {summary['embedding_misclassified']} |" in table and len(table.splitlines()) == 4
+    # training health: the baseline at three rates, each run's figure and its last epoch per layer
+    health = (docs / "results" / "inside" / "health.md").read_text()
+    for rate in ("0.001", "0.01", "0.1"):
+        assert (docs / "figures" / "inside" / f"diagnostics_lr{rate}.png") in written
+        assert health.count(f"| {rate} |") == 3  # three layers of the 784-100-50-10 MLP
     found = json.loads((cache / "lr-find" / "lr_find.json").read_text())
     assert f"| {found['suggested_lr']:.2g} |" in (docs / "results" / "lr" / "lr_find.md").read_text()
     # a rerun with the same runs reuses the views and the range test instead of recomputing them
     stamps = [(cache / p).stat().st_mtime_ns for p in ("inside/mlp/summary.json", "lr-find/lr_find.json")]
-    draw_inside_figures(docs, cache, runs, {"dataset": "sample"}, small)
+    draw_inside_figures(docs, cache, runs, {"dataset": "sample"}, small, epochs=1)
     assert stamps == [
         (cache / p).stat().st_mtime_ns for p in ("inside/mlp/summary.json", "lr-find/lr_find.json")
     ]
