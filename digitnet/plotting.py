@@ -511,8 +511,8 @@ def plot_first_layer(layer: FirstLayer, title: str = "", columns: int = 9) -> Fi
 def plot_feature_maps(
     digits: np.ndarray, stages: Sequence[np.ndarray], title: str = "", channels: int = 6
 ) -> Figure:
-    """One digit per row, then the first ``channels`` feature maps of each convolution stage
-    (``stages[s]`` is (rows, C, H, W), after the stage's ReLU: bright = active, black = zero)."""
+    """One digit per row, then the first ``channels`` feature maps after each convolution's ReLU
+    (``stages[s]`` is (rows, C, H, W); bright = active, black = zero)."""
     rows = len(digits)
     shown = [min(channels, stage.shape[1]) for stage in stages]
     columns = 1 + sum(shown)
@@ -528,13 +528,13 @@ def plot_feature_maps(
                     stage[row, channel], cmap="magma", vmin=0, vmax=max(float(stage[:, channel].max()), 1e-6)
                 )
                 if row == 0:
-                    axes.set_title(f"stage {number}\nch {channel}", fontsize=7)
+                    axes.set_title(f"conv {number}\nch {channel}", fontsize=7)
                 column += 1
     for axes in axes_grid.flat:
         axes.set_xticks([])
         axes.set_yticks([])
     axes_grid[0, 0].set_title("digit", fontsize=7)
-    figure.suptitle(f"feature maps after each convolution stage's ReLU\n{title}", fontsize=9)
+    figure.suptitle(f"feature maps after each convolution's ReLU\n{title}", fontsize=9)
     return figure
 
 
