@@ -236,6 +236,9 @@ class TrainConfig:
     eval_train: bool = False
     """Also measure the whole training split in eval mode after each epoch (the running train accuracy
     is taken while the weights change, with dropout on)"""
+    diagnostics: bool = False
+    """Record per-layer gradient norms, update/weight ratios and dead ReLUs each epoch (hooks: slower).
+    Left out of the run's key when off, so runs made before it existed keep their keys"""
 
     def __post_init__(self) -> None:
         if self.epochs < 1:

@@ -23,7 +23,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import matplotlib
 import numpy as np
@@ -32,6 +32,9 @@ from matplotlib.ticker import MaxNLocator, NullLocator
 
 from digitnet.runtime import atomic_write_bytes
 from digitnet.trainer import History
+
+if TYPE_CHECKING:
+    from digitnet.inside import FirstLayer, Projection, RangeTest
 
 FORMATS = ("png", "svg")
 IMAGE_FORMATS = ("png",)  # grids of digits: an SVG of hundreds of bitmaps is larger and no sharper
@@ -519,3 +522,268 @@ def plot_normalization(train_images: Any) -> Figure:
     axes[3].set_ylabel("pixels (log scale)")
     axes[3].set_title("training pixels after standard\n(mean 0, std 1; most are background)", fontsize=9)
     return figure
+
+
+# ------------------------------------------------------------------------------- inside the network
+# The views of digitnet.inside: each takes the arrays that module returns.
+
+DIVERGING = "RdBu_r"  # red = pushes up, blue = pushes down, white = zero (every panel centred on zero)
+CLASS_COLORS = "tab10"
+
+
+def _symmetric(values: np.ndarray) -> float:
+    """The colour limit that centres a diverging map on zero: the largest magnitude (1 for all zeros)."""
+    limit = float(np.abs(values).max()) if values.size else 0.0
+    return limit if limit > 0 else 1.0
+
+
+def plot_first_layer(layer: FirstLayer, title: str = "", columns: int = 9) -> Figure:
+    """The first layer's weights, one image per unit (MLP) or filter (CNN), each on its own symmetric
+    colour scale: red pixels raise the unit's activation, blue ones lower it."""
+    count = len(layer.units)
+    rows = max(1, math.ceil(count / columns))
+    size = 1.2 if layer.kind == "unit" else 1.0
+    figure = _figure(columns * size, rows * size + 0.6, constrained=True)
+    axes_grid = figure.subplots(rows, columns, squeeze=False)
+    for index, axes in enumerate(axes_grid.flat):
+        axes.axis("off")
+        if index < count:
+            image = layer.images[index]
+            limit = _symmetric(image)
+            axes.imshow(image, cmap=DIVERGING, vmin=-limit, vmax=limit)
+            axes.set_title(f"{layer.kind} {layer.units[index]}", fontsize=7)
+    what = (
+        "first layer: each hidden unit's 784 weights as a 28×28 image"
+        if layer.kind == "unit"
+        else "first convolution's filters"
+    )
+    figure.suptitle(f"{what} (red +, blue −, white 0)\n{title}", fontsize=9)
+    return figure
+
+
+def plot_feature_maps(
+    digits: np.ndarray, stages: Sequence[np.ndarray], title: str = "", channels: int = 6
+) -> Figure:
+    """One digit per row, then the first ``channels`` feature maps after each convolution's ReLU
+    (``stages[s]`` is (rows, C, H, W); bright = active, black = zero)."""
+    rows = len(digits)
+    shown = [min(channels, stage.shape[1]) for stage in stages]
+    columns = 1 + sum(shown)
+    figure = _figure(columns * 0.75 + 0.4, rows * 0.75 + 0.7, constrained=True)
+    axes_grid = figure.subplots(rows, columns, squeeze=False)
+    for row in range(rows):
+        axes_grid[row, 0].imshow(digits[row], cmap="gray_r", vmin=0, vmax=255)
+        column = 1
+        for number, (stage, count) in enumerate(zip(stages, shown, strict=True), start=1):
+            for channel in range(count):
+                axes = axes_grid[row, column]
+                axes.imshow(
+                    stage[row, channel], cmap="magma", vmin=0, vmax=max(float(stage[:, channel].max()), 1e-6)
+                )
+                if row == 0:
+                    axes.set_title(f"conv {number}\nch {channel}", fontsize=7)
+                column += 1
+    for axes in axes_grid.flat:
+        axes.set_xticks([])
+        axes.set_yticks([])
+    axes_grid[0, 0].set_title("digit", fontsize=7)
+    figure.suptitle(f"feature maps after each convolution's ReLU\n{title}", fontsize=9)
+    return figure
+
+
+def plot_embedding(
+    projection: Projection, labels: np.ndarray, predicted: np.ndarray, title: str = ""
+) -> Figure:
+    """The last hidden layer's activations in 2-D, PCA beside t-SNE, one colour per true class; black
+    crosses mark the misclassified digits. The class digits are written at each cluster's median."""
+    figure = _figure(12, 5.6, constrained=True)
+    panels = figure.subplots(1, 2)
+    colors = matplotlib.colormaps[CLASS_COLORS]
+    wrong = labels != predicted
+    ratio = projection.pca_explained
+    for axes, points, name in (
+        (panels[0], projection.pca, f"PCA ({100 * ratio[0]:.0f}% + {100 * ratio[1]:.0f}% of the variance)"),
+        (panels[1], projection.tsne, "t-SNE (neighbourhoods kept; distances between clusters are not)"),
+    ):
+        for digit in range(10):
+            members = labels == digit
+            axes.scatter(
+                points[members, 0], points[members, 1], s=4, color=colors(digit), alpha=0.6, label=str(digit)
+            )
+        axes.scatter(
+            points[wrong, 0], points[wrong, 1], s=18, marker="x", color="black", linewidths=0.8,
+            label=f"misclassified ({int(wrong.sum())})",
+        )  # fmt: skip
+        for digit in range(10):
+            members = labels == digit
+            if members.any():
+                x, y = np.median(points[members], axis=0)
+                box = {"boxstyle": "round", "fc": "white", "alpha": 0.7}
+                axes.text(x, y, str(digit), fontsize=13, weight="bold", ha="center", va="center",
+                          color=colors(digit), bbox=box)  # fmt: skip
+        axes.set_title(name, fontsize=9)
+        axes.set_xticks([])
+        axes.set_yticks([])
+    panels[1].legend(fontsize=7, markerscale=2, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    figure.suptitle(f"last hidden layer, {len(labels):,} test digits\n{title}", fontsize=9)
+    return figure
+
+
+def plot_saliency(
+    pixels: np.ndarray,
+    attributions: np.ndarray,
+    labels: np.ndarray,
+    top_classes: np.ndarray,
+    top_probabilities: np.ndarray,
+    title: str = "",
+) -> Figure:
+    """One digit per row: the digit, its input × gradient attribution for the predicted class (red
+    pixels raised that class's logit, blue ones lowered it), and the top-3 probabilities."""
+    rows = len(pixels)
+    figure = _figure(6.4, rows * 1.25 + 0.7, constrained=True)
+    axes_grid = figure.subplots(rows, 3, squeeze=False, width_ratios=[1, 1, 1.6])
+    for row in range(rows):
+        predicted = int(top_classes[row, 0])
+        right = predicted == int(labels[row])
+        digit_axes, map_axes, bar_axes = axes_grid[row]
+        digit_axes.imshow(pixels[row], cmap="gray_r", vmin=0, vmax=255)
+        digit_axes.set_ylabel(f"true {int(labels[row])}", fontsize=8, color="black")
+        limit = _symmetric(attributions[row])
+        map_axes.imshow(attributions[row], cmap=DIVERGING, vmin=-limit, vmax=limit)
+        map_axes.contour(pixels[row], levels=[128], colors="grey", linewidths=0.4)
+        for axes in (digit_axes, map_axes):
+            axes.set_xticks([])
+            axes.set_yticks([])
+        bar_axes.barh(
+            range(3),
+            top_probabilities[row],
+            color=["tab:green" if right else "tab:red", "tab:grey", "tab:grey"],
+        )
+        bar_axes.set_yticks(range(3), [str(int(c)) for c in top_classes[row]], fontsize=8)
+        bar_axes.invert_yaxis()
+        bar_axes.set_xlim(0, 1)
+        bar_axes.tick_params(axis="x", labelsize=7)
+        for rank in range(3):
+            probability = float(top_probabilities[row, rank])
+            bar_axes.text(min(probability + 0.02, 0.85), rank, f"{probability:.2f}", va="center", fontsize=7)
+        if row == 0:
+            digit_axes.set_title("digit", fontsize=8)
+            map_axes.set_title("pixel × gradient\nfor the prediction", fontsize=8)
+            bar_axes.set_title("top-3 probabilities", fontsize=8)
+    figure.suptitle(f"what drove the decision (red: for, blue: against)\n{title}", fontsize=9)
+    return figure
+
+
+def plot_neighbours(
+    queries: np.ndarray,
+    labels: np.ndarray,
+    predicted: np.ndarray,
+    neighbours: np.ndarray,
+    neighbour_labels: np.ndarray,
+    title: str = "",
+) -> Figure:
+    """Each mistake (first column, ``true → predicted``) beside its nearest training digits in the last
+    hidden layer (their training labels above them): the digits the model thinks it looks like."""
+    rows, k = neighbour_labels.shape
+    figure = _figure((k + 1) * 1.05 + 0.3, rows * 1.15 + 0.7, constrained=True)
+    axes_grid = figure.subplots(rows, k + 1, squeeze=False)
+    for row in range(rows):
+        axes = axes_grid[row, 0]
+        axes.imshow(queries[row], cmap="gray_r", vmin=0, vmax=255)
+        axes.set_title(f"{int(labels[row])} → {int(predicted[row])}", fontsize=8, color="tab:red")
+        for column in range(k):
+            axes = axes_grid[row, column + 1]
+            axes.imshow(neighbours[row, column], cmap="gray_r", vmin=0, vmax=255)
+            axes.set_title(f"train: {int(neighbour_labels[row, column])}", fontsize=7)
+    for axes in axes_grid.flat:
+        axes.set_xticks([])
+        axes.set_yticks([])
+    figure.suptitle(
+        f"confident mistakes (true → predicted) and their nearest training digits\n{title}", fontsize=9
+    )
+    return figure
+
+
+__all__ += [
+    "plot_embedding",
+    "plot_feature_maps",
+    "plot_first_layer",
+    "plot_neighbours",
+    "plot_saliency",
+]
+
+
+def plot_lr_find(test: RangeTest, title: str = "") -> Figure:
+    """The range test's loss against the learning rate (log scale): every step faint, the smoothed curve
+    solid, the steep region shaded and the suggested rate marked. The curve ends where the loss blew up."""
+    figure = _figure(7.5, 4.4)
+    axes = figure.subplots()
+    used = test.used
+    rates = np.asarray(test.rates[:used])
+    axes.plot(rates, test.losses[:used], color="tab:blue", alpha=0.25, linewidth=0.6, label="loss per step")
+    axes.plot(rates, test.smoothed[:used], color="tab:blue", linewidth=1.5, label="smoothed")
+    low, high = test.suggested_range
+    axes.axvspan(low, high, color="tab:green", alpha=0.15, label=f"steepest descent: {low:.2g} – {high:.2g}")
+    axes.axvline(
+        test.suggested_lr, color="tab:green", linestyle="--", label=f"suggested lr {test.suggested_lr:.2g}"
+    )
+    axes.axvline(
+        test.min_loss_lr, color="tab:red", linestyle=":", label=f"lowest loss at {test.min_loss_lr:.2g}"
+    )
+    axes.set_xscale("log")
+    finite = np.asarray(test.smoothed[:used])
+    finite = finite[np.isfinite(finite)]
+    if finite.size:
+        axes.set_ylim(0, float(finite.max()) * 1.15)
+    axes.set_xlabel("learning rate (rising exponentially over one pass)")
+    axes.set_ylabel("training loss")
+    axes.set_title(f"learning-rate range test\n{title}", fontsize=9)
+    axes.grid(alpha=0.3)
+    axes.legend(fontsize=8, loc="lower left")
+    return figure
+
+
+__all__ += ["plot_lr_find"]
+
+
+def plot_diagnostics(history: History, title: str = "") -> Figure:
+    """Training health per layer and epoch (``--diagnostics``): gradient norm, update-to-weight ratio
+    (the dotted line is the 1e-3 rule of thumb) and the share of dead ReLU units."""
+    figure = _figure(13, 4.2, constrained=True)
+    panels = figure.subplots(1, 3)
+    epochs_health = history.diagnostics or []
+    names = [layer.layer for layer in epochs_health[0].layers] if epochs_health else []
+    epochs = [health.epoch for health in epochs_health]
+    colors = matplotlib.colormaps["tab10"]
+    for index, name in enumerate(names):
+        layers = [health.layers[index] for health in epochs_health]
+        style = {"color": colors(index % 10), "marker": "o", "markersize": 3, "label": name}
+        panels[0].plot(epochs, [layer.grad_norm for layer in layers], **style)
+        panels[1].plot(epochs, [layer.update_ratio for layer in layers], **style)
+        if layers[0].dead_fraction is not None:
+            panels[2].plot(epochs, [100 * (layer.dead_fraction or 0.0) for layer in layers], **style)
+    panels[1].axhline(1e-3, color="grey", linestyle=":", linewidth=1)
+    for axes, label in zip(
+        panels,
+        (
+            "gradient norm ‖∂L/∂W‖ (mean per step)",
+            "update / weight ‖ΔW‖/‖W‖ (mean per step)",
+            "dead ReLU units (%)",
+        ),
+        strict=True,
+    ):
+        axes.set_xlabel("epoch")
+        axes.set_title(label, fontsize=9)
+        axes.grid(alpha=0.3)
+        axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+    panels[0].set_yscale("log")
+    panels[1].set_yscale("log")
+    panels[2].set_ylim(bottom=0)
+    handles, labels = panels[0].get_legend_handles_labels()
+    if handles:
+        figure.legend(handles, labels, loc="outside lower center", ncol=min(len(labels), 4), fontsize=8)
+    figure.suptitle(f"training health per layer\n{title}", fontsize=9)
+    return figure
+
+
+__all__ += ["plot_diagnostics"]

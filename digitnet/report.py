@@ -255,6 +255,7 @@ def run_report(
     from digitnet.analysis import draw_data_figures
     from digitnet.configs import DataConfig
     from digitnet.evaluate import evaluate_run
+    from digitnet.inside import draw_inside_figures
 
     written: list[Path] = []
     playground_rows: list[str] = []
@@ -264,6 +265,7 @@ def run_report(
     )
     written += data_files
     results: dict[str, SweepResult] = {}
+    first_runs: dict[str, Path] = {}
     for experiment in experiments(quick, data_dir):
         result = results[experiment.name] = run_sweep(
             experiment.spec, cache_dir / experiment.name, jobs=jobs, runs_dir=cache_dir / "runs"
@@ -296,6 +298,8 @@ def run_report(
             evaluation = evaluate_run(result.cells[0].runs[0].run_dir, cache_dir / "cnn-evaluation")
             gallery = ("confusion_matrix.png", "misclassified.png", "confident_mistakes.png", "correct.png")
             written += _publish(evaluation.files[0].parent, gallery, figures_dir)
+        if experiment.name in ("baseline", "cnn"):
+            first_runs["mlp" if experiment.name == "baseline" else "cnn"] = result.cells[0].runs[0].run_dir
         if on_experiment is not None:
             on_experiment(experiment.name, result)
     claims_dir = docs_dir / "results" / "claims"
@@ -308,6 +312,13 @@ def run_report(
     table = PLAYGROUND_HEADER + "".join(playground_rows)
     atomic_write_text(docs_dir / "results" / "playground" / "models.md", table)
     written.append(docs_dir / "results" / "playground" / "models.md")
+    # "Inside the network": the baseline MLP's and the CNN's views, and the lr page's range test
+    data = (
+        {"dataset": "sample"}
+        if quick
+        else {"dataset": "mnist", **({"data-dir": data_dir} if data_dir else {})}
+    )
+    written += draw_inside_figures(docs_dir, cache_dir, first_runs, data, epochs=2 if quick else 10)
     return written
 
 

@@ -9,6 +9,7 @@ once, and writes a run directory atomically::
     summary.json   final train/val/test accuracy and loss, status, parameters, time
     model.pt       {"config": ..., "state_dict": ...}: loadable with torch.load(weights_only=True)
     loss.png/.svg, accuracy.png/.svg
+    diagnostics.png/.svg  with --diagnostics: per-layer gradient norms, update ratios, dead ReLUs
 
 The directory appears whole or not at all, so an interrupted write never leaves a half-run behind, and it
 replaces only a run directory of the same config (anything else at ``--out`` is refused before training).
@@ -50,7 +51,7 @@ from digitnet.data import Split, describe_split, load_split, to_tensors
 from digitnet.errors import CheckpointError, DigitnetError
 from digitnet.models import build_model, count_parameters, describe_model, planned_parameters
 from digitnet.optim import build_optimizer, build_scheduler
-from digitnet.plotting import plot_accuracy, plot_loss, save_figure
+from digitnet.plotting import plot_accuracy, plot_diagnostics, plot_loss, save_figure
 from digitnet.runtime import (
     atomic_directory,
     atomic_write_bytes,
@@ -251,6 +252,8 @@ def write_run_dir(
         title = config.title()
         save_figure(plot_loss(history, title), staging / "loss")
         save_figure(plot_accuracy(history, title), staging / "accuracy")
+        if history.diagnostics:  # --diagnostics
+            save_figure(plot_diagnostics(history, title), staging / "diagnostics")
 
 
 def run_experiment(

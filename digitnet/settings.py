@@ -61,8 +61,14 @@ class RunConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
 
     def key(self) -> str:
-        """A stable 12-hex-digit hash of the full config: equal configs, equal keys, across processes."""
-        text = json.dumps(asdict(self), sort_keys=True, separators=(",", ":"))
+        """A stable 12-hex-digit hash of the full config: equal configs, equal keys, across processes.
+
+        ``train.diagnostics`` counts only when on: a run without it keeps the key it had before the
+        setting existed, so cached runs stay valid."""
+        data = asdict(self)
+        if not self.train.diagnostics:
+            del data["train"]["diagnostics"]
+        text = json.dumps(data, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(text.encode()).hexdigest()[:12]
 
     def title(self) -> str:
@@ -277,6 +283,14 @@ SETTINGS: dict[str, Setting] = {
         "eval_train",
         "Also measure the whole training split in eval mode after each epoch (slower; the running "
         "train accuracy is taken while the model changes, dropout on).",
+        _parse_bool,
+        bool,
+    ),
+    "diagnostics": Setting(
+        "train",
+        "diagnostics",
+        "Record each layer's gradient norm, update/weight ratio and dead ReLUs per epoch "
+        "(history.json, diagnostics.png); off, training runs without any hook.",
         _parse_bool,
         bool,
     ),

@@ -33,6 +33,7 @@ from torch.optim.lr_scheduler import LRScheduler
 
 from digitnet.configs import TrainConfig
 from digitnet.data import NUM_CLASSES, TensorSplit, batch_loader
+from digitnet.diagnostics import EpochHealth, TrainingMonitor
 
 RunStatus = Literal["completed", "diverged", "interrupted"]
 DIVERGENCE_CHECK_EVERY = 25  # steps between finiteness checks: each check is a device sync
@@ -82,9 +83,14 @@ class History:
     """{"epoch": E, "step": S}, S counted from 1 over the run"""
     test_loss: float | None = None
     test_accuracy: float | None = None
+    diagnostics: list[EpochHealth] | None = None
+    """With ``--diagnostics``: per epoch, per layer health (see ``digitnet.diagnostics``)"""
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        if self.diagnostics is None:  # a run without --diagnostics writes the history.json it always did
+            del data["diagnostics"]
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> History:
@@ -96,6 +102,11 @@ class History:
             diverged_at=data.get("diverged_at"),
             test_loss=data.get("test_loss"),
             test_accuracy=data.get("test_accuracy"),
+            diagnostics=(
+                [EpochHealth.from_dict(epoch) for epoch in data["diagnostics"]]
+                if data.get("diagnostics") is not None
+                else None
+            ),
         )
 
     @property
@@ -229,6 +240,10 @@ def fit(
     (``status="interrupted"``, keeping only the epochs that finished). The test set is not touched here:
     it is measured once, by whoever owns the run (see [run_experiment][digitnet.run.run_experiment]).
 
+    With ``config.diagnostics`` a ``digitnet.diagnostics.TrainingMonitor`` records each
+    layer's health per epoch into ``history.diagnostics``; without it none is created, and the loop runs
+    exactly as it would without this feature.
+
     To resume, pass the ``history`` of the finished epochs with the model, optimizer, scheduler and
     random states restored as they were at the end of the last one: training continues with the next
     epoch, and the result is the same, bit for bit, as a run that was never stopped.
@@ -243,10 +258,13 @@ def fit(
         augment=data.augment,
         background=data.background,
     )
+    monitor = TrainingMonitor(model, optimizer) if config.diagnostics else None
     try:
         for epoch in range(len(history.epochs) + 1, config.epochs + 1):
             stats = train_one_epoch(model, batches, optimizer, scheduler)
             if stats.diverged_step is not None:
+                if monitor is not None:  # the diverging epoch is the one whose health explains it
+                    history.diagnostics = [*(history.diagnostics or []), monitor.epoch_end(epoch)]
                 history.diverged_at = {
                     "epoch": epoch,
                     "step": len(history.iteration_loss) + stats.diverged_step,
@@ -278,11 +296,16 @@ def fit(
             )
             history.iteration_loss.extend(stats.step_losses)
             history.epochs.append(record)
+            if monitor is not None:
+                history.diagnostics = [*(history.diagnostics or []), monitor.epoch_end(epoch)]
             if on_epoch is not None:
                 on_epoch(record)
     except KeyboardInterrupt:
         history.status = "interrupted"
         history.iteration_loss = history.iteration_loss[: len(history.epochs) * len(batches)]
+    finally:
+        if monitor is not None:
+            monitor.close()
     return history
 
 

@@ -107,6 +107,37 @@ sweep = run_sweep(spec, Path(tempfile.mkdtemp()) / "lr", jobs=1)
 print(sweep.summary)
 plot_sweep("lr", [sweep_series(cell) for cell in sweep.cells])["val_accuracy"]""",
     ),
+    (
+        "markdown",
+        """## 7. Watch it learn: live curves
+
+`digitnet.live.LiveCurves` is an `on_epoch` callback (for `fit` and `run_experiment`) that redraws the loss
+and accuracy figures in place after every epoch, so in Jupyter the curves grow while the model trains.""",
+    ),
+    (
+        "code",
+        """from digitnet.live import LiveCurves
+
+curves = LiveCurves("mlp · sgd lr 0.05 · batch 64")
+generator = seed_everything(0)
+small = build_model(ModelConfig(name="mlp", hidden_sizes=(100, 50)))
+optimizer = build_optimizer(small.parameters(), OptimConfig(name="sgd", lr=0.05))
+history = fit(small, optimizer, tensors, TrainConfig(epochs=4, batch_size=64), generator, on_epoch=curves)""",
+    ),
+    (
+        "markdown",
+        """## 8. Look inside: what the first layer learned
+
+`digitnet.inside` returns the arrays behind `digitnet inspect`'s figures: here each hidden unit's 784
+weights as a 28×28 image (red raises the unit's activation, blue lowers it).""",
+    ),
+    (
+        "code",
+        """from digitnet.inside import first_layer
+from digitnet.plotting import plot_first_layer
+
+plot_first_layer(first_layer(small, count=18), "mlp 784-100-50-10 after 4 epochs on the sample")""",
+    ),
 ]
 
 

@@ -2,7 +2,8 @@
 
 Only this package knows about Typer and only it prints. ``common`` holds what every
 command shares (errors, signals, the run options); the commands live in ``runs`` (train, compare),
-``results`` (evaluate, predict, report), ``data`` and ``writeup`` (the student's lab report).
+``results`` (evaluate, predict, report), ``inside`` (inspect, lr-find), ``writeup`` (the student's lab
+report), ``playground`` (export, playground) and ``data``.
 Importing them registers them, in the order ``--help`` lists them.
 """
 
@@ -11,9 +12,10 @@ from __future__ import annotations
 
 from digitnet.cli import runs
 from digitnet.cli import results
-from digitnet.cli import data
-from digitnet.cli import playground
+from digitnet.cli import inside
 from digitnet.cli import writeup
+from digitnet.cli import playground
+from digitnet.cli import data
 from digitnet.cli.common import app
 
-__all__ = ["app", "data", "playground", "results", "runs", "writeup"]
+__all__ = ["app", "data", "inside", "playground", "results", "runs", "writeup"]

@@ -1,0 +1,89 @@
+"""``digitnet inspect`` and ``digitnet lr-find``: look inside a trained run; choose a learning rate."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from digitnet.cli.common import Preset, app, console, friendly, print_notes, run_settings, with_run_options
+
+
+@app.command()
+@friendly
+def inspect(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory written by 'digitnet train'.")],
+    *,
+    out: Annotated[
+        Path | None, typer.Option(help="Figures directory.", show_default="RUN_DIR/inside")
+    ] = None,
+    sample: Annotated[
+        int, typer.Option(help="Test digits in the embedding view (stratified; t-SNE slows with more).")
+    ] = 2000,
+) -> None:
+    """Draw what a trained model learned: first-layer weights, feature maps (CNNs), the hidden layer in
+    2-D (PCA, t-SNE), which pixels drove its most confident mistakes, and their nearest training digits."""
+    from digitnet.errors import ConfigError
+    from digitnet.inside import InspectConfig, inspect_run
+
+    if sample < 10:
+        raise ConfigError(f"--sample: expected at least 10 digits, got {sample}")
+    written = inspect_run(run_dir, out, InspectConfig(sample=sample))
+    for path in written:
+        console.print(f"wrote {path}", highlight=False, soft_wrap=True)
+
+
+@app.command("lr-find")
+@with_run_options()
+@friendly
+def lr_find(
+    context: typer.Context,
+    *,
+    preset: Preset = None,
+    start_lr: Annotated[float, typer.Option(help="The first step's learning rate.")] = 1e-5,
+    end_lr: Annotated[
+        float, typer.Option(help="The last step's, if the loss has not blown up first.")
+    ] = 10.0,
+    out: Annotated[
+        Path | None, typer.Option(help="Figure directory.", show_default="runs/lr-find-<config hash>")
+    ] = None,
+    **options: Any,
+) -> None:
+    """The learning-rate range test: one pass with the rate rising exponentially, the loss at every step.
+
+    Writes lr_find.png/.svg and lr_find.json and prints a suggested rate and range: a starting point
+    for 'digitnet compare lr', not a measured result. --lr and --epochs are not used.
+    """
+    from dataclasses import asdict
+
+    from digitnet.inside import RangeTestConfig, lr_range_test
+    from digitnet.models import describe_model
+    from digitnet.plotting import plot_lr_find, save_figure
+    from digitnet.runtime import atomic_directory, atomic_write_json, claim_output
+    from digitnet.settings import make_run_config, resolve_run_config
+
+    settings = run_settings(options, preset, context)
+    config = resolve_run_config(make_run_config(settings))
+    test_config = RangeTestConfig(start_lr=start_lr, end_lr=end_lr)
+    out_dir = out or Path("runs") / f"lr-find-{config.key()}"
+    claim_output(out_dir, "figures")
+    if "lr" in settings or "epochs" in settings:
+        print_notes(("--lr and --epochs are not used: the range test sets the rate itself, over one pass",))
+    result = lr_range_test(config, test_config)
+    with atomic_directory(out_dir, "figures") as staging:
+        title = f"{describe_model(config.model)} · {config.optim.name} · batch {config.train.batch_size}"
+        save_figure(plot_lr_find(result, title), staging / "lr_find")
+        atomic_write_json(
+            staging / "lr_find.json", {"config": asdict(config), "test": asdict(test_config)} | asdict(result)
+        )
+    low, high = result.suggested_range
+    console.print(
+        f"suggested learning rate: {result.suggested_lr:.2g} (where the loss fell fastest)\n"
+        f"suggested range: {low:.2g} – {high:.2g}; the loss was lowest at {result.min_loss_lr:.2g}\n"
+        "a starting point, not a result: confirm with "
+        f"'digitnet compare lr {low:.2g} {result.suggested_lr:.2g} {high:.2g}'\n"
+        f"written to {out_dir}",
+        highlight=False,
+        soft_wrap=True,
+    )

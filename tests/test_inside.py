@@ -1,0 +1,254 @@
+"""The inside views check against references computed here: the model's own weights, torch's layers run
+by hand, scikit-learn's PCA and neighbours, pandas' moving average, numpy's gradient."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import torch.nn.functional as F
+from sklearn.decomposition import PCA
+from torch import nn
+from typer.testing import CliRunner
+
+from digitnet.cli import app
+from digitnet.configs import ModelConfig
+from digitnet.data import NormStats, load_split
+from digitnet.inside import (
+    confident_mistakes,
+    first_layer,
+    hidden_activations,
+    input_x_gradient,
+    lr_range_test,
+    nearest,
+    one_per_class,
+    project,
+    smooth_losses,
+    stage_activations,
+    stratified_sample,
+    suggest_rates,
+)
+from digitnet.models import build_model
+from digitnet.plotting import plot_embedding, plot_first_layer, plot_lr_find
+from digitnet.settings import make_run_config
+
+runner = CliRunner()
+
+
+def _digits(count: int, seed: int = 0) -> torch.Tensor:
+    return torch.randn(count, 1, 28, 28, generator=torch.Generator().manual_seed(seed))
+
+
+def test_mlp_weights_panel_k_is_that_units_weight_row() -> None:
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(name="mlp", hidden_sizes=(50, 20)))
+    layer = first_layer(model, count=12)
+    weights = model[1].weight.detach().numpy()  # Flatten, then the first Linear: (50, 784)
+    assert layer.kind == "unit" and len(layer.units) == 12 and layer.units[-1] == 49
+    figure = plot_first_layer(layer)
+    shown = [axes.images[0].get_array() for axes in figure.axes if axes.images]
+    assert len(shown) == 12
+    for panel, unit in zip(shown, layer.units, strict=True):
+        np.testing.assert_array_equal(np.asarray(panel), weights[unit].reshape(28, 28))
+    # centred on zero: white is a weight of exactly 0
+    clim = figure.axes[0].images[0].get_clim()
+    assert clim[0] == -clim[1]
+
+
+def test_cnn_panels_are_the_first_convolutions_filters() -> None:
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(name="cnn", channels=(6, 8)))
+    layer = first_layer(model)
+    assert layer.kind == "filter" and list(layer.units) == list(range(6))
+    np.testing.assert_array_equal(layer.images, model.features[0].weight.detach()[:, 0].numpy())
+
+
+def test_stage_activations_are_the_convolutions_run_by_hand() -> None:
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(name="cnn", channels=(4, 6))).eval()
+    x = _digits(5)
+    stages = stage_activations(model, x)
+    conv1, conv2 = model.features[0], model.features[3]
+    first = F.relu(F.max_pool2d(F.conv2d(x, conv1.weight, conv1.bias, padding=2), 2))
+    second = F.relu(F.max_pool2d(F.conv2d(first, conv2.weight, conv2.bias), 2))
+    assert [tuple(s.shape) for s in stages] == [(5, 4, 14, 14), (5, 6, 5, 5)]
+    torch.testing.assert_close(stages[0], first.detach(), rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(stages[1], second.detach(), rtol=1e-4, atol=1e-5)
+    assert stage_activations(build_model(ModelConfig(name="mlp")), x) == []
+
+
+def test_hidden_activations_and_pca_match_scikit_learn() -> None:
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(name="mlp", hidden_sizes=(40, 16))).eval()
+    x = _digits(120)
+    hidden, logits = hidden_activations(model, x, batch_size=50)
+    with torch.no_grad():
+        reference = nn.Sequential(*list(model)[:-1])(x)  # everything before the last Linear
+        torch.testing.assert_close(logits, model(x))
+    torch.testing.assert_close(hidden, reference)
+    projection = project(hidden.numpy())
+    np.testing.assert_allclose(
+        projection.pca, PCA(n_components=2).fit_transform(reference.numpy()), atol=1e-4
+    )
+    assert projection.tsne.shape == (120, 2)
+    # the figure draws exactly those points: the first ten scatters are the classes, in order
+    labels = np.arange(120) % 10
+    figure = plot_embedding(projection, labels, labels, "")
+    pca_axes = figure.axes[0]
+    for digit in range(10):
+        offsets = pca_axes.collections[digit].get_offsets()
+        np.testing.assert_allclose(offsets, projection.pca[labels == digit], rtol=1e-6)
+
+
+def test_saliency_of_a_linear_model_is_weight_times_input() -> None:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(784, 10))
+    stats = NormStats(mean=33.3, std=78.6)
+    pixels = torch.rand(4, 28, 28) * 255
+    pixels[:, :6] = 0  # blank rows: no ink, no credit
+    classes = torch.tensor([3, 0, 9, 3])
+    attributions = input_x_gradient(model, pixels, stats, classes)
+    weights = model[1].weight.detach().numpy().reshape(10, 28, 28)
+    # logit_c = Σ w_c · (p - mean) / std, so ∂logit_c/∂p = w_c / std, and the attribution is p · w_c / std
+    expected = pixels.numpy() * weights[classes.numpy()] / stats.std
+    np.testing.assert_allclose(attributions.numpy(), expected, rtol=1e-5, atol=1e-6)
+    assert bool((attributions[:, :6] == 0).all())
+
+
+def test_nearest_and_stratified_sample_match_brute_force() -> None:
+    rng = np.random.default_rng(0)
+    references, queries = rng.normal(size=(200, 5)), rng.normal(size=(7, 5))
+    distances = ((queries[:, None, :] - references[None, :, :]) ** 2).sum(-1)
+    np.testing.assert_array_equal(nearest(queries, references, 4), np.argsort(distances, axis=1)[:, :4])
+    labels = torch.tensor(np.repeat(np.arange(10), [50, 60, 70, 80, 90, 100, 110, 120, 130, 190]))
+    picked = stratified_sample(labels, 100)
+    counts = np.bincount(labels[picked].numpy(), minlength=10)
+    share = np.bincount(labels.numpy()) / len(labels) * 100
+    assert len(picked) == 100 and np.all(np.abs(counts - share) <= 1)
+
+
+def test_smoothing_is_the_bias_corrected_exponential_average() -> None:
+    losses = list(np.random.default_rng(0).normal(2.0, 0.5, size=300))
+    expected = pd.Series(losses).ewm(alpha=1 - 0.98, adjust=True).mean().to_numpy()
+    np.testing.assert_allclose(smooth_losses(losses, 0.98), expected, rtol=1e-10)
+
+
+def test_the_suggestion_is_the_steepest_point_of_a_known_curve() -> None:
+    rates = np.geomspace(1e-5, 10, 400)
+    logs = np.log10(rates)
+    # a loss that falls fastest at lr 1e-2 (a logistic step in log10 rate), then blows up beyond 1
+    curve = 2.3 - 2.0 / (1 + np.exp(-3 * (logs + 2))) + np.where(logs > 0, 40 * logs**2, 0.0)
+    used, steepest, (first, last), lowest = suggest_rates(rates.tolist(), curve.tolist())
+    assert math.isclose(rates[steepest], 1e-2, rel_tol=0.05)
+    assert first < steepest < last < lowest < used <= len(rates)
+    slope = np.gradient(curve[: lowest + 1], logs[: lowest + 1])
+    assert np.all(slope[first : last + 1] <= 0.5 * slope.min())
+    assert slope[first - 1] > 0.5 * slope.min() and slope[last + 1] > 0.5 * slope.min()
+
+
+def test_range_test_rates_rise_exponentially_and_the_suggestion_lies_in_the_steep_region() -> None:
+    config = make_run_config({"dataset": "sample", "batch-size": 64, "threads": 1})
+    result = lr_range_test(config)
+    steps = len(result.losses)
+    per_pass = math.ceil(len(load_split(config.data).train) / 64)
+    assert steps <= per_pass  # one pass (fewer steps only if the loss became NaN)
+    # rate k is start · q^k with q fixed so that the pass's last step reaches end_lr
+    full = np.geomspace(1e-5, 10.0, per_pass)
+    np.testing.assert_allclose(result.rates, full[:steps], rtol=1e-9)
+    low, high = result.suggested_range
+    assert low <= result.suggested_lr <= high <= result.min_loss_lr
+    figure = plot_lr_find(result)
+    shaded = figure.axes[0].patches[0]
+    assert math.isclose(shaded.get_x(), low) and math.isclose(shaded.get_x() + shaded.get_width(), high)
+    # the suggestion is where the smoothed loss falls fastest per decade of rate, before its lowest point
+    lowest = int(np.argmin(result.smoothed[: result.used]))
+    slope = np.gradient(np.asarray(result.smoothed[: lowest + 1]), np.log10(result.rates[: lowest + 1]))
+    assert result.suggested_lr == result.rates[int(np.argmin(slope))]
+
+
+@pytest.mark.parametrize("model", ["mlp", pytest.param("cnn", marks=pytest.mark.slow)])
+def test_inspect_writes_every_view_of_a_sample_run(model: str, tmp_path: Path) -> None:
+    run_dir = tmp_path / model
+    trained = runner.invoke(
+        app, ["train", "--epochs", "1", "--model", model, "--threads", "1", "--out", str(run_dir)]
+    )
+    assert trained.exit_code == 0, trained.output
+    result = runner.invoke(app, ["inspect", str(run_dir), "--sample", "200"])
+    assert result.exit_code == 0, result.output
+    views = ["weights", "embedding", "saliency", "neighbours"] + (["feature_maps"] if model == "cnn" else [])
+    for view in views:
+        assert (run_dir / "inside" / f"{view}.png").stat().st_size > 1000
+    assert (run_dir / "inside" / "embedding.svg").is_file()  # a scatter; the grids of digits are PNG only
+    assert (run_dir / "inside" / "feature_maps.png").exists() == (model == "cnn")
+
+
+def test_inspect_refuses_what_is_not_a_run(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["inspect", str(tmp_path / "nowhere")])
+    assert result.exit_code == 2 and "error:" in result.output and "Traceback" not in result.output
+
+
+def test_lr_find_prints_a_suggestion_and_writes_its_curve(tmp_path: Path) -> None:
+    out = tmp_path / "find"
+    result = runner.invoke(app, ["lr-find", "--batch-size", "64", "--threads", "1", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    saved = json.loads((out / "lr_find.json").read_text())
+    assert f"suggested learning rate: {saved['suggested_lr']:.2g}" in result.output
+    assert "starting point" in result.output
+    assert (out / "lr_find.png").is_file() and (out / "lr_find.svg").is_file()
+    bad = runner.invoke(app, ["lr-find", "--start-lr", "1", "--end-lr", "0.1", "--out", str(out)])
+    assert bad.exit_code == 2 and "--start-lr" in bad.output
+
+
+@pytest.mark.slow
+def test_the_report_step_publishes_both_models_views_and_reuses_them(tmp_path: Path) -> None:
+    from digitnet.inside import InspectConfig, draw_inside_figures
+
+    runs = {}
+    for model in ("mlp", "cnn"):
+        run_dir = tmp_path / "runs" / model
+        trained = runner.invoke(
+            app, ["train", "--epochs", "1", "--model", model, "--threads", "1", "--out", str(run_dir)]
+        )
+        assert trained.exit_code == 0, trained.output
+        runs[model] = run_dir
+    docs, cache = tmp_path / "docs", tmp_path / "cache"
+    small = InspectConfig(sample=150)
+    written = draw_inside_figures(docs, cache, runs, {"dataset": "sample"}, small, epochs=1)
+    assert (docs / "figures" / "inside" / "cnn" / "feature_maps.png") in written
+    assert not (docs / "figures" / "inside" / "mlp" / "feature_maps.png").exists()
+    table = (docs / "results" / "inside" / "table.md").read_text()
+    summary = json.loads((cache / "inside" / "mlp" / "summary.json").read_text())
+    assert f"| {summary['embedding_misclassified']} |" in table and len(table.splitlines()) == 4
+    # training health: the baseline at three rates, each run's figure and its last epoch per layer
+    health = (docs / "results" / "inside" / "health.md").read_text()
+    for rate in ("0.001", "0.01", "0.1"):
+        assert (docs / "figures" / "inside" / f"diagnostics_lr{rate}.png") in written
+        assert health.count(f"| {rate} |") == 3  # three layers of the 784-100-50-10 MLP
+    found = json.loads((cache / "lr-find" / "lr_find.json").read_text())
+    assert f"| {found['suggested_lr']:.2g} |" in (docs / "results" / "lr" / "lr_find.md").read_text()
+    # a rerun with the same runs reuses the views and the range test instead of recomputing them
+    stamps = [(cache / p).stat().st_mtime_ns for p in ("inside/mlp/summary.json", "lr-find/lr_find.json")]
+    draw_inside_figures(docs, cache, runs, {"dataset": "sample"}, small, epochs=1)
+    assert stamps == [
+        (cache / p).stat().st_mtime_ns for p in ("inside/mlp/summary.json", "lr-find/lr_find.json")
+    ]
+
+
+def test_confident_mistakes_and_one_per_class_match_numpy() -> None:
+    rng = np.random.default_rng(0)
+    probabilities = torch.softmax(torch.tensor(rng.normal(size=(300, 10)) * 3), dim=1)
+    labels = torch.tensor(rng.integers(0, 10, size=300))
+    picked = confident_mistakes(probabilities, labels, 5)
+    p, y = probabilities.numpy(), labels.numpy()
+    wrong = np.nonzero(p.argmax(1) != y)[0]
+    expected = wrong[np.argsort(-p.max(1)[wrong], kind="stable")][:5]
+    np.testing.assert_array_equal(picked.numpy(), expected)
+    correct = torch.from_numpy(p.argmax(1) == y)
+    for digit, index in enumerate(one_per_class(labels, correct)):
+        members = np.nonzero((y == digit) & correct.numpy())[0]
+        assert index == (members[0] if len(members) else np.nonzero(y == digit)[0][0])
