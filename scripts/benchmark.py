@@ -349,12 +349,11 @@ def busy_markdown(rows: list[dict[str, object]]) -> str:
 
 # The imports a `fast` process pays for, by module: "-X importtime" reports each one's cumulative time.
 IMPORTS = {
-    "torch": "import torch",
-    "torch._dynamo": "torch's compiler stack (torch.optim imports it when the optimizer is built)",
-    "matplotlib.pyplot": "matplotlib (the run's figures)",
-    "matplotlib.figure": "matplotlib (the run's figures)",
-    "sklearn": "scikit-learn (only when a split is not cached yet)",
-    "typer": "the command line (typer, rich)",
+    "torch": "… importing torch",
+    "torch._dynamo": "… torch.optim importing torch's compiler stack",
+    "matplotlib.pyplot": "… importing matplotlib (the run's figures)",
+    "matplotlib.figure": "… importing matplotlib (the run's figures)",
+    "sklearn": "… importing scikit-learn (only before a split is cached)",
 }
 
 
@@ -382,14 +381,16 @@ def startup_run(data_dir: Path, importtime: bool) -> dict[str, float]:
         done = subprocess.run(command, check=True, capture_output=True, text=True)
         wall = time.perf_counter() - start
         epochs = json.loads((Path(out) / "run" / "history.json").read_text())["epochs"]
+    train = sum(e["train_seconds"] for e in epochs)
+    validation = sum(e["eval_seconds"] for e in epochs)
     row = {
-        "wall": wall,
-        "training epochs": sum(e["train_seconds"] for e in epochs),
-        "validation after each epoch": sum(e["eval_seconds"] for e in epochs),
+        "the whole process": wall,
+        "training epochs": train,
+        "validation after each epoch": validation,
+        "everything else (start-up, data, test set, writing the run)": wall - train - validation,
     }
-    row["everything else"] = row["wall"] - row["training epochs"] - row["validation after each epoch"]
     if importtime:
-        row |= {f"of which {name}": t for name, t in _import_seconds(done.stderr).items()}
+        row |= _import_seconds(done.stderr)
     return row
 
 
@@ -399,10 +400,11 @@ def startup_breakdown(data_dir: Path, repeats: int) -> str:
     startup_run(data_dir, importtime=False)  # warm the file cache and the split cache first
     runs = [startup_run(data_dir, importtime=False) for _ in range(repeats)]
     imports = startup_run(data_dir, importtime=True)
-    walls = " / ".join(f"{r['wall']:.2f}" for r in runs)
+    walls = " / ".join(f"{r['the whole process']:.2f}" for r in runs)
     lines = [
         f"`digitnet train --preset fast` on full MNIST, whole processes, {os.cpu_count()} cores, idle; "
-        f"medians of {repeats} processes (their wall times: {walls} s).",
+        f"medians of {repeats} processes (their wall times: {walls} s); the rows starting … are parts of "
+        "everything else, from one more process run with `python -X importtime`.",
         "",
         "| part of the process | seconds |",
         "|---|---:|",
@@ -411,8 +413,8 @@ def startup_breakdown(data_dir: Path, repeats: int) -> str:
         values = sorted(r[name] for r in runs)
         lines.append(f"| {name} | {values[len(values) // 2]:.2f} |")
     for name, seconds in imports.items():
-        if name.startswith("of which"):
-            lines.append(f"| {name} (one `-X importtime` process) | {seconds:.2f} |")
+        if name.startswith("…"):
+            lines.append(f"| {name} | {seconds:.2f} |")
     for line in lines[4:]:
         print(line, flush=True)
     return "\n".join(lines) + "\n"
