@@ -209,7 +209,7 @@ def compare(
     preset: Preset = None,
     **options: Any,
 ) -> None:
-    """Train every value of one factor from scratch over several seeds; tables, overlays, error bars.
+    """Train each value of a factor (or each pair, with --by) from scratch over several seeds: tables, verdicts.
 
     Finished runs are cached by their config hash, so a rerun trains only what is missing.
     """
