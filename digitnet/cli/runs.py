@@ -209,7 +209,7 @@ def compare(
     preset: Preset = None,
     **options: Any,
 ) -> None:
-    """Train each value of a factor (or each pair, with --by) from scratch over several seeds: tables, verdicts.
+    """Train each value of a factor (or each pair, with --by) from scratch over seeds: tables, verdicts.
 
     Finished runs are cached by their config hash, so a rerun trains only what is missing.
     """
