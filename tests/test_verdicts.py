@@ -160,3 +160,8 @@ def test_every_claim_is_on_a_page_and_names_cells_of_its_experiment() -> None:
         assert f'"results/claims/{claim.name}.md"' in pages, f"claim {claim.name} is on no page"
         labels = {c.label for c in plan_sweep(specs[claim.experiment])}
         assert {claim.first, claim.second} <= labels, claim
+
+
+def test_equal_means_are_called_a_tie_not_a_lead() -> None:
+    tie = verdict(_cell("a", [0.9]), _cell("b", [0.9]))
+    assert "a tie" in tie.sentence() and "ahead" not in tie.sentence()

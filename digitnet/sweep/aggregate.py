@@ -137,6 +137,10 @@ class Verdict:
     def sentence(self) -> str:
         """One plain sentence, the same everywhere a verdict is printed."""
         seeds = _seeds_text(self.seeds)
+        if round(self.points, 2) == 0 and not self.clear:
+            spread = f" (95% interval of the difference {self.interval})" if self.tested else ""
+            same = "have the same mean to the hundredth of a point"
+            return f"{self.ahead} and {self.behind} {same}{spread}: a tie"
         if not self.tested:
             return (
                 f"{self.ahead} is {self.points:.2f} points ahead of {self.behind}, but with {seeds} the "
