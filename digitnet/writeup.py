@@ -813,7 +813,8 @@ def check_paths(sources: Sequence[Path], out_dir: Path) -> None:
     if marker and marker.get("kind") == "writeup" and edited:
         raise ConfigError(
             f"--out {out_dir}: report.md there has been edited since digitnet wrote it; writing again "
-            "would lose your text, so choose a new --out (or move report.md away)"
+            f"would lose your text. To turn it into report.html and report.pdf: digitnet writeup --render "
+            f"--out {out_dir}"
         )
 
 
@@ -853,6 +854,33 @@ def write_report(
     return WriteupResult(out_dir, files, pdf if pdf_note is None else None, pdf_note, boxes, list(read))
 
 
+def render_report(out_dir: Path, config: WriteupConfig = WriteupConfig()) -> tuple[list[Path], str | None]:
+    """Turn the report.md a student has filled in back into report.html and report.pdf, so the boxes
+    they wrote reach the files they hand in. Only a folder ``digitnet writeup`` made is touched; report.md
+    itself is only read, and its marker is kept, so a later ``writeup`` into the folder still refuses to
+    overwrite it. Returns the files written and, when no PDF was printed, the line saying why."""
+    marker = output_marker(out_dir) if out_dir.is_dir() else None
+    report = out_dir / "report.md"
+    if not marker or marker.get("kind") != "writeup" or not report.is_file():
+        raise ConfigError(
+            f"--out {out_dir}: no report that 'digitnet writeup' wrote is there; write one first "
+            "(digitnet writeup RUN_OR_SWEEP_DIR… --out DIR)"
+        )
+    text = report.read_text("utf-8")
+    heading = next((line[2:].strip() for line in text.splitlines() if line.startswith("# ")), config.title)
+    atomic_write_text(out_dir / "report.html", report_html(text, heading, out_dir / "figures"))
+    files = [out_dir / "report.html"]
+    if not config.pdf:
+        return files, "not asked for (--no-pdf)"
+    with tempfile.TemporaryDirectory(dir=out_dir, prefix=".pdf-") as staging:
+        printed = Path(staging) / "report.pdf"
+        note = print_pdf(out_dir / "report.html", printed, config.pdf_timeout)
+        if note is None:
+            printed.replace(out_dir / "report.pdf")  # whole or not at all, like every output
+            files.append(out_dir / "report.pdf")
+    return files, note
+
+
 __all__ = [
     "INTERPRETATION",
     "CellRow",
@@ -864,6 +892,7 @@ __all__ = [
     "mean_interval",
     "print_pdf",
     "read_source",
+    "render_report",
     "report_html",
     "report_markdown",
     "setup_rows",

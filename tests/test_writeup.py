@@ -203,8 +203,29 @@ def test_rewriting_keeps_the_students_edits_safe(made: Path, tmp_path: Path) -> 
     )
     (out / "report.md").write_text(edited)
     result = CliRunner().invoke(app, ["writeup", str(made / "run"), "--out", str(out), "--no-pdf"])
-    assert result.exit_code == 2 and "edited" in result.output
+    assert result.exit_code == 2 and "edited" in result.output and "--render" in result.output
     assert (out / "report.md").read_text() == edited
+
+
+def test_render_turns_the_filled_in_report_into_html(made: Path, tmp_path: Path) -> None:
+    """What the student wrote in report.md reaches report.html (and the PDF) they hand in."""
+    out = tmp_path / "report"
+    write_report([made / "run"], out, WriteupConfig(pdf=False))
+    answer = "My answer: the loss falls every epoch."
+    text = (out / "report.md").read_text().replace("*what did you want", f"{answer} *what did you want", 1)
+    (out / "report.md").write_text(text)
+    result = CliRunner().invoke(app, ["writeup", "--render", "--out", str(out), "--no-pdf"])
+    assert result.exit_code == 0, result.output
+    assert answer in (out / "report.html").read_text()
+    assert (out / "report.md").read_text() == text  # read, never rewritten
+    again = CliRunner().invoke(app, ["writeup", str(made / "run"), "--out", str(out), "--no-pdf"])
+    assert again.exit_code == 2  # the edited report is still protected
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "report.md").write_text("# my own notes\n")
+    refused = CliRunner().invoke(app, ["writeup", "--render", "--out", str(mine)])
+    assert refused.exit_code == 2 and "no report that 'digitnet writeup' wrote" in refused.output
+    assert not (mine / "report.html").exists()
 
 
 @pytest.mark.slow

@@ -7,20 +7,20 @@ from typing import Annotated
 
 import typer
 
-from digitnet.cli.common import FLAG, app, console, friendly, print_notes
+from digitnet.cli.common import FLAG, app, console, fail, friendly, print_notes
 
 
 @app.command()
 @friendly
 def writeup(
     sources: Annotated[
-        list[Path],
+        list[Path] | None,
         typer.Argument(
             help="Run directories ('digitnet train') and sweep directories ('digitnet compare'), in the "
             "order the report shows them.",
             show_default=False,
         ),
-    ],
+    ] = None,
     *,
     out: Annotated[
         Path, typer.Option(help="Directory for report.md, report.html, report.pdf and figures/.")
@@ -32,11 +32,31 @@ def writeup(
             "--pdf/--no-pdf", help="Print report.pdf with headless Chromium, when installed.", metavar=FLAG
         ),
     ] = True,
+    render: Annotated[
+        bool,
+        typer.Option(
+            "--render",
+            help="Turn the report.md you filled in (in --out) into report.html and report.pdf again.",
+            metavar=FLAG,
+        ),
+    ] = False,
 ) -> None:
     """Write a lab report (Markdown, HTML, PDF): setup, figures, results with 95% intervals, the generated
     verdicts and warnings, and a marked box for your own interpretation beside each."""
-    from digitnet.writeup import WriteupConfig, write_report
+    from digitnet.writeup import WriteupConfig, render_report, write_report
 
+    if render:
+        if sources:
+            fail("--render reads the report.md in --out; give no run or sweep directories with it")
+        files, note = render_report(out, WriteupConfig(title=title, pdf=pdf))
+        if note is not None and pdf:
+            print_notes((note,))
+        console.print(
+            f"{', '.join(p.name for p in files)} rewritten from {out / 'report.md'}", highlight=False
+        )
+        return
+    if not sources:
+        fail("give the run and sweep directories to report on (or --render to re-render an edited report)")
     result = write_report(sources, out, WriteupConfig(title=title, pdf=pdf))
     if result.pdf_note is not None and pdf:
         print_notes((result.pdf_note,))
