@@ -44,6 +44,9 @@ def test_a_clear_lead_and_a_difference_the_seeds_cannot_tell() -> None:
     unclear = verdict(_cell("bn/adam", [0.9776, 0.9765, 0.9787]), _cell("bn/sgd", [0.9766, 0.9756, 0.9776]))
     assert not unclear.clear and unclear.low < 0 < unclear.high
     assert "cannot be told apart with 3 seeds" in unclear.sentence()
+    assert "more seeds" not in unclear.sentence()
+    two_seeds = verdict(_cell("a", [0.90, 0.95]), _cell("b", [0.89, 0.93]))
+    assert not two_seeds.clear and "more seeds, e.g. --seeds 5" in two_seeds.sentence()
     one_seed = verdict(_cell("a", [0.9]), _cell("b", [0.8]))
     assert not one_seed.tested and "not tested" in one_seed.sentence()
     assert math.isnan(one_seed.low)
@@ -79,8 +82,8 @@ def test_the_grid_is_every_value_times_every_value() -> None:
     ]
     # norm fills in dropout 0; a dropout factor beside it keeps its own value, in either order
     for spec in (
-        SweepSpec("dropout", ("0.5",), by="norm", by_values=("batch",)),
-        SweepSpec("norm", ("batch",), by="dropout", by_values=("0.5",)),
+        SweepSpec("dropout", ("0.5",), by="norm", by_values=("batch", "none")),
+        SweepSpec("norm", ("batch",), by="dropout", by_values=("0.5", "0")),
     ):
         assert plan_sweep(spec)[0].overrides == {"model": "bn", "dropout": 0.5}
 
@@ -88,12 +91,13 @@ def test_the_grid_is_every_value_times_every_value() -> None:
 @pytest.mark.parametrize(
     ("spec", "message"),
     [
-        (dict(factor="lr", by="lr", by_values=("0.1",)), "must differ"),
-        (dict(factor="lr", by="colour", by_values=("1",)), "--by: expected one of"),
-        (dict(factor="lr", by="dropout"), "give its values"),
+        (dict(factor="lr", by="lr", by_values=("0.1", "0.2")), "must differ"),
+        (dict(factor="lr", by="colour", by_values=("1", "2")), "--by: expected one of"),
+        (dict(factor="lr", by="dropout"), "at least two values"),
+        (dict(factor="epochs", by="hidden", by_values=("100,50,30,5",)), "at least two values"),
         (dict(factor="lr", by="dropout", by_values=("0", "0.0")), "same value"),
-        (dict(factor="lr", models=("mlp",), by="dropout", by_values=("0",)), "does not combine"),
-        (dict(factor="model", values=("mlp",), by="norm", by_values=("batch",)), "both set model"),
+        (dict(factor="lr", models=("mlp",), by="dropout", by_values=("0", "0.5")), "does not combine"),
+        (dict(factor="model", values=("mlp",), by="norm", by_values=("none", "batch")), "both set model"),
     ],
 )
 def test_bad_grids_are_refused_before_anything_trains(spec: dict[str, object], message: str) -> None:
@@ -165,3 +169,11 @@ def test_every_claim_is_on_a_page_and_names_cells_of_its_experiment() -> None:
 def test_equal_means_are_called_a_tie_not_a_lead() -> None:
     tie = verdict(_cell("a", [0.9]), _cell("b", [0.9]))
     assert "a tie" in tie.sentence() and "ahead" not in tie.sentence()
+
+
+def test_by_without_its_values_is_one_line_not_a_misread_option(tmp_path: Path) -> None:
+    argv = ["compare", "lr", "0.1", "0.01", "--by", "epochs", "--seeds", "1", "--out", str(tmp_path / "x")]
+    result = CliRunner().invoke(app, argv)
+    assert result.exit_code == 2
+    assert "its values come right after it" in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "x").exists()

@@ -219,6 +219,8 @@ def compare(
 
     base = run_settings(options, preset, context)
     by_factor, by_text = by or ("", "")
+    if by_text.startswith("-"):  # Typer took the next option's name as the values
+        fail(f"--by {by_factor}: its values come right after it, e.g. --by {by_factor} 1,3 (got {by_text!r})")
     lr_note = None
     if "lr" not in (factor, by_factor) and factor != "optimizer":  # those set the rate per value
         base, lr_note = with_conventional_lr(base)

@@ -151,9 +151,15 @@ class Verdict:
                 f"{self.ahead} is ahead of {self.behind} by {self.low:.2f} to {self.high:.2f} points "
                 f"(95% interval, Welch, {seeds})"
             )
+        few = (
+            " (two seeds leave only one degree of freedom, so the interval is very wide: more seeds, "
+            "e.g. --seeds 5, narrow it)"
+            if min(self.seeds) == 2
+            else ""
+        )
         return (
             f"{self.ahead} and {self.behind} cannot be told apart with {seeds}: the difference of "
-            f"{self.points:.2f} points has a 95% interval of {self.interval}, which includes zero"
+            f"{self.points:.2f} points has a 95% interval of {self.interval}, which includes zero{few}"
         )
 
 

@@ -96,8 +96,10 @@ class SweepSpec:
                 raise ConfigError(
                     "--by makes a two-factor grid; it does not combine with variants or --models"
                 )
-            if not self.by_values:
-                raise ConfigError(f"--by {self.by}: give its values, e.g. --by {self.by} {_example(self.by)}")
+            if len(self.by_values) < 2:  # one value is a setting, not a factor (often a typo)
+                given = f" (got {' '.join(self.by_values)})" if self.by_values else ""
+                example = f"--by {self.by} {_example(self.by)}"
+                raise ConfigError(f"--by {self.by}: give at least two values{given}, e.g. {example}")
 
 
 @dataclass(frozen=True)
