@@ -355,7 +355,11 @@ def plot_sweep(factor: str, series: Sequence[SweepSeries], data: str = "") -> di
             if epochs.size == 0:
                 axes.plot([], [], **style, label=_legend_label(s))
                 continue
-            axes.plot(epochs, mean * scale, markersize=3.5, **style, label=_legend_label(s))
+            # a one-epoch run is one point, often exactly under the first point of a longer run with the
+            # same seed: an open ring around it keeps it visible
+            ring = {"markersize": 9, "fillstyle": "none", "markeredgewidth": 1.5}
+            sized = {"markersize": 3.5} | style | (ring if epochs.size == 1 else {})
+            axes.plot(epochs, mean * scale, **sized, label=_legend_label(s))
             axes.fill_between(
                 epochs, (mean - std) * scale, (mean + std) * scale, color=style["color"], alpha=0.15
             )
@@ -591,6 +595,30 @@ def plot_feature_maps(
     return figure
 
 
+def _spread_labels(centres: np.ndarray, points: np.ndarray, gap: float = 0.07) -> np.ndarray:
+    """Class labels at their clusters' medians, pushed apart until no two are closer than ``gap`` of
+    the plot's extent: two clusters with nearby centres must not hide one label under the other."""
+    span = np.ptp(points, axis=0)
+    span[span == 0] = 1.0
+    placed = centres / span  # work in units of the extent, so both axes count alike
+    for _ in range(100):
+        moved = False
+        for i in range(len(placed)):
+            for j in range(i + 1, len(placed)):
+                offset = placed[j] - placed[i]
+                distance = float(np.hypot(*offset))
+                if distance < gap:
+                    direction = offset / distance if distance > 0 else np.array([1.0, 0.0])
+                    push = (gap - distance) / 2 * direction
+                    placed[i] -= push
+                    placed[j] += push
+                    moved = True
+        if not moved:
+            break
+    spread: np.ndarray = placed * span
+    return spread
+
+
 def plot_embedding(
     projection: Projection, labels: np.ndarray, predicted: np.ndarray, title: str = ""
 ) -> Figure:
@@ -614,13 +642,12 @@ def plot_embedding(
             points[wrong, 0], points[wrong, 1], s=18, marker="x", color="black", linewidths=0.8,
             label=f"misclassified ({int(wrong.sum())})",
         )  # fmt: skip
-        for digit in range(10):
-            members = labels == digit
-            if members.any():
-                x, y = np.median(points[members], axis=0)
-                box = {"boxstyle": "round", "fc": "white", "alpha": 0.7}
-                axes.text(x, y, str(digit), fontsize=13, weight="bold", ha="center", va="center",
-                          color=colors(digit), bbox=box)  # fmt: skip
+        present = [digit for digit in range(10) if (labels == digit).any()]
+        centres = np.array([np.median(points[labels == digit], axis=0) for digit in present])
+        box = {"boxstyle": "round,pad=0.2", "fc": "white", "alpha": 0.75}
+        for digit, (x, y) in zip(present, _spread_labels(centres, points), strict=True):
+            axes.text(x, y, str(digit), fontsize=10, weight="bold", ha="center", va="center",
+                      color=colors(digit), bbox=box)  # fmt: skip
         axes.set_title(name, fontsize=9)
         axes.set_xticks([])
         axes.set_yticks([])

@@ -113,6 +113,8 @@ def experiments(quick: bool, data_dir: str | None) -> list[Experiment]:
     ) -> SweepSpec:
         """``close_call``: five seeds, where three left the verdict hanging on the interval's edge."""
         base = data | {"epochs": epochs} | {k.replace("_", "-"): v for k, v in settings.items()}
+        for swept in (factor, by[0]):  # the sweep sets these itself: "--epochs 10 --by epochs 1,3" misleads
+            base.pop(swept, None)
         variants = VARIANTS if factor == "variants" else ()
         models = tuple(base.pop("models", ()))
         count = 5 if close_call and not quick else seeds

@@ -252,3 +252,15 @@ def test_confident_mistakes_and_one_per_class_match_numpy() -> None:
     for digit, index in enumerate(one_per_class(labels, correct)):
         members = np.nonzero((y == digit) & correct.numpy())[0]
         assert index == (members[0] if len(members) else np.nonzero(y == digit)[0][0])
+
+
+def test_class_labels_are_pushed_apart_and_far_ones_stay_put() -> None:
+    from digitnet.plotting import _spread_labels
+
+    centres = np.array([[0.0, 0.0], [0.1, 0.0], [0.0, 0.2], [8.0, 8.0]])
+    points = np.array([[0.0, 0.0], [10.0, 10.0]])
+    placed = _spread_labels(centres, points, gap=0.07)
+    scaled = placed / 10.0
+    distances = [np.hypot(*(scaled[i] - scaled[j])) for i in range(4) for j in range(i + 1, 4)]
+    assert min(distances) >= 0.07 - 1e-9
+    assert np.allclose(placed[3], centres[3])

@@ -218,6 +218,8 @@ def compare(
     from digitnet.sweep.plan import parse_by_values
 
     base = run_settings(options, preset, context)
+    if jobs is not None and jobs < 1:
+        fail(f"--jobs: expected a whole number ≥ 1, got {jobs}")
     by_factor, by_text = by or ("", "")
     if by_text.startswith("-"):  # Typer took the next option's name as the values
         fail(f"--by {by_factor}: its values come right after it, e.g. --by {by_factor} 1,3 (got {by_text!r})")
@@ -273,6 +275,13 @@ def compare(
         table.add_row(*(row[c] for c in columns))
     console.print(table)
     console.print(result.summary, highlight=False, soft_wrap=True)
+    if by_factor:
+        console.print(
+            f"Each row and each column compared: {sweep_dir / 'verdicts.md'}; "
+            f"the grid: {sweep_dir / 'heatmap.png'}",
+            highlight=False,
+            soft_wrap=True,
+        )
     if result.replaced_other:
         print_notes(
             (

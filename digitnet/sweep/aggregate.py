@@ -204,6 +204,9 @@ def describe_result(spec: SweepSpec, cells: Sequence[CellResult]) -> str:
     best = ranked[0]
     text = f"Best {name}: {best.cell.label} (validation {best.stats['val_accuracy'].text()}%)."
     tail = edge_of_grid(spec, cells, best) + tail
+    if len(cells) == 1:  # nothing to compare with: no "best"
+        accuracy = best.stats["val_accuracy"].text()
+        return f"One {name} only, {best.cell.label}: validation {accuracy}%.{tail}"
     if len(ranked) == 1:
         return text + tail
     return f"{text} Against the runner-up: {verdict(best, ranked[1]).sentence()}.{tail}"
@@ -217,9 +220,10 @@ def verdicts(spec: SweepSpec, cells: Sequence[CellResult]) -> list[Verdict]:
     confound apart: the effect of one factor with the other held fixed.
     """
     groups: dict[str, list[CellResult]] = {}
-    for result in cells:
+    for result in cells:  # rows first (a model, or a value of --by) ...
         groups.setdefault(result.cell.group, []).append(result)
-        if spec.by:
+    if spec.by:  # ... then the columns: each value of the first factor
+        for result in cells:
             groups.setdefault(f"{spec.factor} {result.cell.value}", []).append(result)
     found = []
     for within, members in groups.items():
