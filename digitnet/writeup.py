@@ -138,6 +138,11 @@ def _run_figures(path: Path) -> tuple[ReportFigure, ...]:
             "epoch.",
         ),
         (
+            path / "diagnostics.png",
+            "Training health per layer and epoch, from '--diagnostics': gradient norm, update-to-weight "
+            "ratio per step, and the fraction of ReLUs that gave zero for every digit of the epoch.",
+        ),
+        (
             path / "evaluation" / "confusion_matrix.png",
             "Confusion matrix on the test set, from 'digitnet evaluate': true digit (rows) × predicted "
             "digit (columns), in counts.",

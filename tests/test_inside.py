@@ -264,3 +264,15 @@ def test_class_labels_are_pushed_apart_and_far_ones_stay_put() -> None:
     distances = [np.hypot(*(scaled[i] - scaled[j])) for i in range(4) for j in range(i + 1, 4)]
     assert min(distances) >= 0.07 - 1e-9
     assert np.allclose(placed[3], centres[3])
+
+
+def test_lr_find_says_when_its_curve_has_few_steps(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from digitnet.cli import app
+
+    monkeypatch.delenv("DIGITNET_DATA", raising=False)
+    out = tmp_path / "lr"
+    result = CliRunner().invoke(app, ["lr-find", "--dataset", "sample", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "curve is coarse" in " ".join(result.output.split())

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
 from digitnet.cli.common import Preset, app, console, friendly, print_notes, run_settings, with_run_options
+
+FEW_STEPS = 500  # fewer steps than this over the range make the suggestion a rough one
 
 
 @app.command()
@@ -78,6 +81,14 @@ def lr_find(
             staging / "lr_find.json", {"config": asdict(config), "test": asdict(test_config)} | asdict(result)
         )
     low, high = result.suggested_range
+    if len(result.rates) < FEW_STEPS:
+        print_notes(
+            (
+                f"only {len(result.rates)} steps for {math.log10(end_lr / start_lr):.0f} decades of rate: "
+                "the curve is coarse and the suggestion rough; more training digits (full MNIST: --data-dir "
+                "or 'digitnet data download') or a smaller --batch-size give more steps",
+            )
+        )
     console.print(
         f"suggested learning rate: {result.suggested_lr:.2g} (where the loss fell fastest)\n"
         f"suggested range: {low:.2g} – {high:.2g}; the loss was lowest at {result.min_loss_lr:.2g}\n"
