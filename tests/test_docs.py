@@ -181,8 +181,9 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
         pass
 
 
-def _browser():  # type: ignore[no-untyped-def]
-    """Headless Debian chromium through chromedriver; never a downloaded browser."""
+def _browser(*extra_flags: str, window: str = "1280,900"):  # type: ignore[no-untyped-def]
+    """Headless Debian chromium through chromedriver; never a downloaded browser. ``extra_flags`` go to
+    chromium as they are (the Playground's test makes every host but 127.0.0.1 unresolvable)."""
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     driver_path = shutil.which("chromedriver")
     try:
@@ -206,7 +207,8 @@ def _browser():  # type: ignore[no-untyped-def]
         "--disable-component-update",
         "--disable-sync",
         "--no-first-run",
-        "--window-size=1280,900",
+        f"--window-size={window}",
+        *extra_flags,
     ):
         options.add_argument(flag)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})

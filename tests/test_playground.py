@@ -10,7 +10,6 @@ import itertools
 import math
 import os
 import re
-import shutil
 import signal
 import socket
 import subprocess
@@ -64,35 +63,11 @@ DIGITS: dict[str, list[Stroke]] = {
 
 
 def _browser():  # type: ignore[no-untyped-def]
-    """Headless Debian chromium, with every host but 127.0.0.1 unresolvable: the page must not need one."""
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    driver_path = shutil.which("chromedriver")
-    try:
-        from selenium import webdriver
-        from selenium.webdriver.chrome.service import Service
-    except ImportError:
-        webdriver = None  # type: ignore[assignment]
-    if not chromium or not driver_path or webdriver is None:
-        if os.environ.get("DIGITNET_REQUIRE_BROWSER"):
-            pytest.fail("chromium, chromedriver and selenium are required (DIGITNET_REQUIRE_BROWSER is set)")
-        pytest.skip("no chromium/chromedriver/selenium on this machine")
-    options = webdriver.ChromeOptions()
-    options.binary_location = chromium
-    for flag in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--no-first-run",
-        "--window-size=1280,1000",
-        "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
-    ):
-        options.add_argument(flag)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    return webdriver.Chrome(service=Service(executable_path=driver_path), options=options)
+    """The docs' headless Debian chromium, with every host but 127.0.0.1 unresolvable: the page must not
+    need one."""
+    from test_docs import _browser as docs_browser
+
+    return docs_browser("--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1", window="1280,1000")
 
 
 def _draw(driver: Any, strokes: list[Stroke], pointer: str = "mouse") -> None:
