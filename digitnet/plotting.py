@@ -697,7 +697,11 @@ def plot_saliency(
             digit_axes.set_title("digit", fontsize=8)
             map_axes.set_title("pixel × gradient\nfor the prediction", fontsize=8)
             bar_axes.set_title("top-3 probabilities", fontsize=8)
-    figure.suptitle(f"what drove the decision (red: for, blue: against)\n{title}", fontsize=9)
+    figure.suptitle(
+        "what drove the decision (maps: red for the predicted class, blue against; bars: the top class "
+        f"green when right, red when wrong)\n{title}",
+        fontsize=9,
+    )
     return figure
 
 
@@ -790,12 +794,16 @@ def plot_diagnostics(history: History, title: str = "") -> Figure:
         if layers[0].dead_fraction is not None:
             panels[2].plot(epochs, [100 * (layer.dead_fraction or 0.0) for layer in layers], **style)
     panels[1].axhline(1e-3, color="grey", linestyle=":", linewidth=1)
+    panels[1].annotate(
+        "1e-3: rule of thumb", (0.02, 1e-3), xycoords=("axes fraction", "data"), xytext=(0, 3),
+        textcoords="offset points", fontsize=7, color="grey",
+    )  # fmt: skip
     for axes, label in zip(
         panels,
         (
             "gradient norm ‖∂L/∂W‖ (mean per step)",
             "update / weight ‖ΔW‖/‖W‖ (mean per step)",
-            "dead ReLU units (%)",
+            "dead ReLU units (%), hidden layers",
         ),
         strict=True,
     ):
@@ -805,7 +813,8 @@ def plot_diagnostics(history: History, title: str = "") -> Figure:
         axes.xaxis.set_major_locator(MaxNLocator(integer=True))
     panels[0].set_yscale("log")
     panels[1].set_yscale("log")
-    panels[2].set_ylim(bottom=0)
+    top = panels[2].get_ylim()[1]
+    panels[2].set_ylim(-0.05 * max(top, 5.0), max(top, 5.0))  # a layer at 0% stays visible above the axis
     handles, labels = panels[0].get_legend_handles_labels()
     if handles:
         figure.legend(handles, labels, loc="outside lower center", ncol=min(len(labels), 4), fontsize=8)
