@@ -588,10 +588,10 @@ HEALTH_RATES = ("0.001", "0.01", "0.1")
 def _health_figures(docs_dir: Path, cache_dir: Path, data: dict[str, str], epochs: int) -> list[Path]:
     """The baseline MLP with ``--diagnostics`` at a slow, the usual and a large rate: each run's
     ``diagnostics.png`` and a table of the last epoch's numbers per layer."""
-    import shutil
-
     from digitnet.checkpoint import read_json
+    from digitnet.plotting import IMAGE_FORMATS, plot_diagnostics, save_figure
     from digitnet.runtime import atomic_write_text
+    from digitnet.settings import run_config_from_dict
     from digitnet.sweep import SweepSpec, run_sweep
     from digitnet.trainer import History
 
@@ -603,10 +603,12 @@ def _health_figures(docs_dir: Path, cache_dir: Path, data: dict[str, str], epoch
     rows = []
     for cell in result.cells:
         run_dir = cell.runs[0].run_dir
-        name = f"diagnostics_lr{cell.cell.value}.png"
-        shutil.copyfile(run_dir / "diagnostics.png", target / name)
-        written.append(target / name)
         history = History.from_dict(read_json(run_dir / "history.json"))
+        # drawn again from the run's history, not copied: the site's figure is the current code's
+        title = run_config_from_dict(read_json(run_dir / "config.json")["config"]).title()
+        # the full name as the stem: save_figure swaps the suffix, and "0.001" has a dot of its own
+        name = target / f"diagnostics_lr{cell.cell.value}.png"
+        written += save_figure(plot_diagnostics(history, title), name, IMAGE_FORMATS)
         last = (history.diagnostics or [])[-1]
         for layer in last.layers:
             dead = "—" if layer.dead_fraction is None else f"{100 * layer.dead_fraction:.1f}%"
