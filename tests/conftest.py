@@ -5,13 +5,17 @@ No test touches the network or the user's home: the data directory and caches po
 
 from __future__ import annotations
 
+import functools
 import gzip
+import http.server
 import os
 import struct
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import pytest
@@ -107,3 +111,46 @@ def full_mnist(monkeypatch: pytest.MonkeyPatch) -> Path:
         pytest.skip(f"full MNIST not available (set {DATA_ENV_VAR})")
     monkeypatch.setenv(DATA_ENV_VAR, FULL_MNIST_DIR)
     return Path(FULL_MNIST_DIR)
+
+
+# ---------------------------------------------------------------------------------------------- the site
+
+
+class QuietHandler(http.server.SimpleHTTPRequestHandler):
+    """Serves the built site without logging every request; .wasm as application/wasm, which
+    onnxruntime-web needs to compile the Playground's runtime."""
+
+    extensions_map: ClassVar[dict[str, str]] = {
+        **http.server.SimpleHTTPRequestHandler.extensions_map,
+        ".wasm": "application/wasm",
+    }
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture(scope="session")
+def built_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The docs site, built once per session with --strict (its hook copies onnxruntime-web in)."""
+    pytest.importorskip("mkdocs")
+    site = tmp_path_factory.mktemp("site")
+    result = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(site)],
+        cwd=Path(__file__).parent.parent,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return site
+
+
+@pytest.fixture(scope="session")
+def served_site(built_site: Path) -> Iterator[str]:
+    """The built site on 127.0.0.1, as its root URL."""
+    handler = functools.partial(QuietHandler, directory=str(built_site))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/"
+    server.shutdown()
+    server.server_close()

@@ -3,15 +3,11 @@ current, the site builds strict, and every page works in a real headless browser
 
 from __future__ import annotations
 
-import functools
-import http.server
 import os
 import re
 import shutil
 import subprocess
 import sys
-import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urljoin, urlparse
@@ -146,39 +142,10 @@ def test_walkthrough_notebook_executes(tmp_path: Path) -> None:
     assert not errors
 
 
-@pytest.fixture(scope="module")
-def built_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    pytest.importorskip("mkdocs")
-    site = tmp_path_factory.mktemp("site")
-    result = subprocess.run(
-        [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(site)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    return site
-
-
-@pytest.mark.slow
 def test_site_builds_strict(built_site: Path) -> None:
     assert (built_site / "index.html").is_file()
     assert (built_site / "learning-rate" / "index.html").is_file()
     assert (built_site / "notebooks" / "walkthrough" / "index.html").is_file()
-
-
-@pytest.fixture(scope="module")
-def served_site(built_site: Path) -> Iterator[str]:
-    handler = functools.partial(_QuietHandler, directory=str(built_site))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/"
-    server.shutdown()
-
-
-class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, *args: object) -> None:
-        pass
 
 
 def _browser(*extra_flags: str, window: str = "1280,900"):  # type: ignore[no-untyped-def]

@@ -4,8 +4,6 @@ loads with no console errors and no request leaving 127.0.0.1 (every other host 
 
 from __future__ import annotations
 
-import functools
-import http.server
 import itertools
 import math
 import os
@@ -14,11 +12,9 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 from urllib.parse import urlparse
 from urllib.request import urlopen
 
@@ -174,37 +170,11 @@ def _scribble(rng: np.random.Generator) -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def site_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """The docs site, built strict (the hook copies onnxruntime-web in), served on 127.0.0.1."""
-    pytest.importorskip("mkdocs")
-    site = tmp_path_factory.mktemp("site")
-    result = subprocess.run(
-        [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(site)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    handler = functools.partial(_QuietHandler, directory=str(site))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/playground/"
-    server.shutdown()
-    server.server_close()
+def site_url(served_site: str) -> str:
+    """The Playground page of the docs site the docs' tests build and serve (see conftest.py)."""
+    return served_site + "playground/"
 
 
-class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    extensions_map: ClassVar[dict[str, str]] = {
-        **http.server.SimpleHTTPRequestHandler.extensions_map,
-        ".wasm": "application/wasm",
-    }
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-
-@pytest.mark.slow
 def test_site_playground_reads_digits_drawn_with_the_pointer(site_url: str) -> None:
     driver = _browser()
     try:
