@@ -216,6 +216,8 @@ class OptimConfig:
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 MAX_SEED = 2**32
+Precision = Literal["float32", "bfloat16"]
+PRECISIONS: tuple[Precision, ...] = ("float32", "bfloat16")
 
 
 @dataclass(frozen=True)
@@ -239,6 +241,11 @@ class TrainConfig:
     diagnostics: bool = False
     """Record per-layer gradient norms, update/weight ratios and dead ReLUs each epoch (hooks: slower).
     Left out of the run's key when off, so runs made before it existed keep their keys"""
+    precision: Precision = "float32"
+    """``bfloat16``: matrix products and convolutions (forward and backward, validation and test) run in
+    bfloat16 under autocast while weights, optimizer state and the loss stay float32. Faster where the
+    processor has bfloat16 instructions (AVX512-BF16 or AMX; recent GPUs), slower where it has not. Left out
+    of the run's key at float32, so runs made before it existed keep their keys"""
 
     def __post_init__(self) -> None:
         if self.epochs < 1:
@@ -252,6 +259,8 @@ class TrainConfig:
             raise ConfigError(f"--threads: expected a whole number ≥ 1, got {self.threads}")
         if self.eval_batch_size < 1:
             raise ConfigError(f"eval_batch_size: expected a whole number ≥ 1, got {self.eval_batch_size}")
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"--precision: expected one of {', '.join(PRECISIONS)}, got {self.precision!r}")
 
 
 __all__ = [
@@ -269,6 +278,7 @@ __all__ = [
     "MODELS",
     "NORMALIZATIONS",
     "OPTIMIZERS",
+    "PRECISIONS",
     "SCHEDULES",
     "DataConfig",
     "DatasetName",
@@ -277,6 +287,7 @@ __all__ = [
     "Normalization",
     "OptimConfig",
     "OptimizerName",
+    "Precision",
     "ScheduleName",
     "TrainConfig",
     "parse_hidden",

@@ -70,7 +70,7 @@ def evaluate_run(run_dir: Path, out_dir: Path | None = None, gallery_size: int =
     else:  # --test-fraction 0: the validation set is the only held-out one
         test_set, digits = "the validation set (this run's split keeps no test set)", split.val
         inputs, truth = tensors.val_x, tensors.val_y
-    logits = predict_logits(checkpoint.model, inputs, config.train.eval_batch_size)
+    logits = predict_logits(checkpoint.model, inputs, config.train.eval_batch_size, config.train.precision)
     probabilities = torch.softmax(logits.float(), dim=1)
     confidence, predicted = probabilities.max(dim=1)
     score = score_logits(logits, truth)

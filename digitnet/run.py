@@ -331,7 +331,9 @@ def run_experiment(
             model, optimizer, tensors, config.train, generator, scheduler, checkpoint_then_report, history
         )
         if history.status != "interrupted" and len(split.test):  # measured once, after training
-            test = evaluate(model, tensors.test_x, tensors.test_y, config.train.eval_batch_size)
+            test = evaluate(
+                model, tensors.test_x, tensors.test_y, config.train.eval_batch_size, config.train.precision
+            )
             history.test_loss, history.test_accuracy = test.loss, test.accuracy
         summary = summarize(config, history, split, parameters, time.perf_counter() - started)
         environment = environment_info(device)

@@ -32,7 +32,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from digitnet.configs import DEVICES
+from digitnet.configs import DEVICES, Precision
 from digitnet.errors import ConfigError
 
 
@@ -54,6 +54,15 @@ def resolve_device(name: str = "auto") -> torch.device:
     if name == "mps" and not torch.backends.mps.is_available():
         raise ConfigError("--device mps: no MPS device is available on this machine")
     return torch.device(name)
+
+
+def autocast(precision: Precision, device: torch.device) -> contextlib.AbstractContextManager[object]:
+    """The context a forward pass runs in: nothing at ``float32``; at ``bfloat16``, torch's autocast, which
+    runs matrix products and convolutions in bfloat16 and keeps precision-sensitive operations (softmax,
+    the loss, BatchNorm's statistics) and the weights in float32."""
+    if precision == "float32":
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=torch.bfloat16)
 
 
 def seed_everything(seed: int) -> torch.Generator:

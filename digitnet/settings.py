@@ -33,6 +33,7 @@ from digitnet.configs import (
     MODELS,
     NORMALIZATIONS,
     OPTIMIZERS,
+    PRECISIONS,
     SCHEDULES,
     DataConfig,
     ModelConfig,
@@ -63,11 +64,12 @@ class RunConfig:
     def key(self) -> str:
         """A stable 12-hex-digit hash of the full config: equal configs, equal keys, across processes.
 
-        ``train.diagnostics`` counts only when on: a run without it keeps the key it had before the
-        setting existed, so cached runs stay valid."""
+        Settings added after runs were cached (``KEYED_WHEN_SET``) count only away from their default: a
+        run without them keeps the key it had before they existed, so cached runs stay valid."""
         data = asdict(self)
-        if not self.train.diagnostics:
-            del data["train"]["diagnostics"]
+        for name, default in KEYED_WHEN_SET.items():
+            if data["train"][name] == default:
+                del data["train"][name]
         text = json.dumps(data, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(text.encode()).hexdigest()[:12]
 
@@ -91,6 +93,11 @@ def _describe_model(config: ModelConfig) -> str:
     from digitnet.models import describe_model  # torch is imported only when a run needs it
 
     return describe_model(config)
+
+
+# Training settings that joined the config after the docs' runs were cached, each with the default at which
+# it is left out of RunConfig.key().
+KEYED_WHEN_SET: dict[str, object] = {"diagnostics": False, "precision": "float32"}
 
 
 # ----------------------------------------------------------------------------------- config <-> JSON
@@ -274,6 +281,13 @@ SETTINGS: dict[str, Setting] = {
         int,
         int,
         default_text="train: the cores other programs leave free; compare: 1 per run",
+    ),
+    "precision": Setting(
+        "train",
+        "precision",
+        "float32; bfloat16 = matrix products and convolutions in bfloat16 (weights stay float32): "
+        "faster on processors with bfloat16 instructions (AVX512-BF16, AMX; recent GPUs), slower elsewhere.",
+        choices=PRECISIONS,
     ),
     "eval-batch-size": Setting(
         "train", "eval_batch_size", "Batch size for validation and test (no gradients).", int, int

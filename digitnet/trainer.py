@@ -31,9 +31,10 @@ from torch import Tensor, nn
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 
-from digitnet.configs import TrainConfig
+from digitnet.configs import Precision, TrainConfig
 from digitnet.data import NUM_CLASSES, TensorSplit, batch_loader
 from digitnet.diagnostics import EpochHealth, TrainingMonitor
+from digitnet.runtime import autocast
 
 RunStatus = Literal["completed", "diverged", "interrupted"]
 DIVERGENCE_CHECK_EVERY = 25  # steps between finiteness checks: each check is a device sync
@@ -123,12 +124,15 @@ class History:
 EpochCallback = Callable[[EpochRecord], None]
 
 
-def predict_logits(model: nn.Module, images: Tensor, batch_size: int = 2048) -> Tensor:
-    """(N, 10) logits for ``images`` in eval mode, in order, with no autograd bookkeeping."""
+def predict_logits(
+    model: nn.Module, images: Tensor, batch_size: int = 2048, precision: Precision = "float32"
+) -> Tensor:
+    """(N, 10) logits for ``images`` in eval mode, in order, with no autograd bookkeeping; at the
+    ``precision`` the model was trained at (see [autocast][digitnet.runtime.autocast])."""
     was_training = model.training
     model.eval()
     try:
-        with torch.inference_mode():
+        with torch.inference_mode(), autocast(precision, images.device):
             chunks = [model(batch) for batch in torch.split(images, batch_size)]
     finally:
         model.train(was_training)
@@ -137,9 +141,15 @@ def predict_logits(model: nn.Module, images: Tensor, batch_size: int = 2048) -> 
     return torch.cat(chunks)
 
 
-def evaluate(model: nn.Module, images: Tensor, labels: Tensor, batch_size: int = 2048) -> EvalResult:
+def evaluate(
+    model: nn.Module,
+    images: Tensor,
+    labels: Tensor,
+    batch_size: int = 2048,
+    precision: Precision = "float32",
+) -> EvalResult:
     """Mean cross-entropy and accuracy of ``model`` on ``images``; never shuffles, never updates."""
-    return score_logits(predict_logits(model, images, batch_size), labels)
+    return score_logits(predict_logits(model, images, batch_size, precision), labels)
 
 
 def score_logits(logits: Tensor, labels: Tensor) -> EvalResult:
@@ -187,8 +197,13 @@ def train_one_epoch(
     batches: Iterable[tuple[Tensor, Tensor]],
     optimizer: Optimizer,
     scheduler: LRScheduler | None = None,
+    precision: Precision = "float32",
 ) -> EpochStats:
     """One pass over ``batches``: forward, loss, backward, step, the loop every tutorial writes.
+
+    At ``precision="bfloat16"`` the forward pass and the loss run under autocast (see
+    [autocast][digitnet.runtime.autocast]); backward follows the forward's types, and the step updates
+    float32 weights.
 
     The running sums (loss × batch size, correct predictions) stay tensors and are read once at the
     end: reading a number each step would make the CPU wait for the GPU every step. A loss that is
@@ -200,8 +215,9 @@ def train_one_epoch(
     correct: list[Tensor] = []
     sizes: list[int] = []
     for x, y in batches:
-        logits = model(x)
-        loss = F.cross_entropy(logits, y)
+        with autocast(precision, x.device):
+            logits = model(x)
+            loss = F.cross_entropy(logits, y)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()  # type: ignore[no-untyped-call]
         optimizer.step()
@@ -261,7 +277,7 @@ def fit(
     monitor = TrainingMonitor(model, optimizer) if config.diagnostics else None
     try:
         for epoch in range(len(history.epochs) + 1, config.epochs + 1):
-            stats = train_one_epoch(model, batches, optimizer, scheduler)
+            stats = train_one_epoch(model, batches, optimizer, scheduler, config.precision)
             if stats.diverged_step is not None:
                 if monitor is not None:  # the diverging epoch is the one whose health explains it
                     history.diagnostics = [*(history.diagnostics or []), monitor.epoch_end(epoch)]
@@ -273,11 +289,11 @@ def fit(
                 history.status = "diverged"
                 break
             eval_started = time.perf_counter()
-            val = evaluate(model, data.val_x, data.val_y, config.eval_batch_size)
+            val = evaluate(model, data.val_x, data.val_y, config.eval_batch_size, config.precision)
             # The running train accuracy mixes every weight of the epoch, with dropout on; measured
             # after the epoch in eval mode, train and validation are compared like for like.
             train = (
-                evaluate(model, data.train_x, data.train_y, config.eval_batch_size)
+                evaluate(model, data.train_x, data.train_y, config.eval_batch_size, config.precision)
                 if config.eval_train
                 else None
             )

@@ -37,7 +37,12 @@ class NormStats:
     def apply(self, pixels: Tensor) -> Tensor:
         """``pixels`` (0–255, any shape, floating point) as the model sees them: the one place the map is
         written, for training, the figures and ``predict`` alike."""
-        return (pixels - self.mean) / self.std
+        return self.apply_(pixels.clone())
+
+    def apply_(self, pixels: Tensor) -> Tensor:
+        """[apply][digitnet.data.NormStats.apply] in place, for a tensor made to be normalised: a whole
+        split is then normalised without another copy of it."""
+        return pixels.sub_(self.mean).div_(self.std)
 
 
 @dataclass(frozen=True)
@@ -81,14 +86,24 @@ def normalization_stats(train_images: Tensor, mode: Normalization) -> NormStats:
         return NormStats(0.0, 1.0)
     if mode == "unit":
         return NormStats(0.0, 255.0)
-    pixels = train_images.to(torch.float64)
-    std = float(pixels.std())
-    if not std > 0:  # every pixel the same (or one pixel): dividing by 0 would make every input NaN
+    if train_images.dtype == torch.uint8 and train_images.numel() > 1:
+        # From the 256-bin histogram: the same mean and (unbiased) std as over a float64 copy of every
+        # pixel, exact up to the last bits, without making that copy (300 MB for MNIST's training split).
+        counts = torch.bincount(train_images.flatten(), minlength=256).to(torch.float64)
+        values = torch.arange(256, dtype=torch.float64)
+        total = counts.sum()
+        mean = (counts * values).sum() / total
+        std = float(((counts * (values - mean) ** 2).sum() / (total - 1)).sqrt())
+        stats = NormStats(float(mean), std)
+    else:
+        pixels = train_images.to(torch.float64)
+        stats = NormStats(float(pixels.mean()), float(pixels.std()))
+    if not stats.std > 0:  # every pixel the same (or one pixel): dividing by 0 would make every input NaN
         raise DataError(
             "the training digits have no contrast (every pixel has the same value); "
             "nothing can be learned from them"
         )
-    return NormStats(float(pixels.mean()), std)
+    return stats
 
 
 def to_tensors(split: Split, config: DataConfig, device: torch.device) -> TensorSplit:
@@ -96,8 +111,8 @@ def to_tensors(split: Split, config: DataConfig, device: torch.device) -> Tensor
     stats = normalization_stats(split.train.images, config.normalize)
 
     def prepare(digits: Digits) -> tuple[Tensor, Tensor]:
-        x = stats.apply(digits.images.to(torch.float32).unsqueeze(1))  # (N, 1, 28, 28)
-        return x.to(device).contiguous(), digits.labels.to(device)
+        x = digits.images.to(device, torch.float32).unsqueeze(1)  # (N, 1, 28, 28)
+        return stats.apply_(x).contiguous(), digits.labels.to(device)
 
     train_x, train_y = prepare(split.train)
     val_x, val_y = prepare(split.val)
