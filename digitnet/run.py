@@ -62,6 +62,7 @@ from digitnet.runtime import (
     claim_output,
     environment_info,
     json_safe,
+    precision_note,
     resolve_device,
     seed_everything,
     using_threads,
@@ -287,6 +288,7 @@ def run_experiment(
     )
     device = resolve_device(config.train.device)
     threads, thread_note = (config.train.threads, None) if config.train.threads else choose_threads()
+    notes = tuple(note for note in (thread_note, precision_note(config.train.precision, device)) if note)
     with using_threads(threads):  # environment_info below records the count in force
         if split is None:
             split = load_split(config.data)
@@ -303,7 +305,7 @@ def run_experiment(
         if on_start is not None:
             on_start(
                 RunStart(
-                    split.notes + ((thread_note,) if thread_note else ()),
+                    split.notes + notes,
                     describe_split(split),
                     parameters,
                     str(device),
@@ -331,10 +333,12 @@ def run_experiment(
             model, optimizer, tensors, config.train, generator, scheduler, checkpoint_then_report, history
         )
         if history.status != "interrupted" and len(split.test):  # measured once, after training
+            test_started = time.perf_counter()
             test = evaluate(
                 model, tensors.test_x, tensors.test_y, config.train.eval_batch_size, config.train.precision
             )
             history.test_loss, history.test_accuracy = test.loss, test.accuracy
+            history.test_seconds = time.perf_counter() - test_started
         summary = summarize(config, history, split, parameters, time.perf_counter() - started)
         environment = environment_info(device)
         # An interrupted run keeps the weights of its last finished epoch, which its history describes.

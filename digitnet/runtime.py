@@ -65,6 +65,24 @@ def autocast(precision: Precision, device: torch.device) -> contextlib.AbstractC
     return torch.autocast(device.type, dtype=torch.bfloat16)
 
 
+def precision_note(precision: Precision, device: torch.device) -> str | None:
+    """A note when ``precision`` will be slow on ``device``: bfloat16 on a CPU without bfloat16
+    instructions, which PyTorch then emulates (None where the processor has them, or this torch cannot
+    tell). Presets choose bfloat16 where it was measured to pay; on another processor it may not."""
+    if precision != "bfloat16" or device.type != "cpu":
+        return None
+    capabilities = getattr(torch.cpu, "get_capabilities", None)  # torch ≥ 2.9
+    if capabilities is None:
+        return None
+    found = capabilities()
+    if any(found.get(name) for name in ("avx512_bf16", "amx_bf16", "bf16", "sve_bf16")):
+        return None
+    return (
+        "--precision bfloat16: this processor has no bfloat16 instructions, so PyTorch emulates them and "
+        "training is likely slower than at float32 (--precision float32)"
+    )
+
+
 def seed_everything(seed: int) -> torch.Generator:
     """Seed Python, NumPy and torch, and return a fresh CPU generator for data order.
 

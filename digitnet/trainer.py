@@ -84,6 +84,8 @@ class History:
     """{"epoch": E, "step": S}, S counted from 1 over the run"""
     test_loss: float | None = None
     test_accuracy: float | None = None
+    test_seconds: float | None = None
+    """How long measuring the test set took (the run's last step before writing)"""
     diagnostics: list[EpochHealth] | None = None
     """With ``--diagnostics``: per epoch, per layer health (see ``digitnet.diagnostics``)"""
 
@@ -103,6 +105,7 @@ class History:
             diverged_at=data.get("diverged_at"),
             test_loss=data.get("test_loss"),
             test_accuracy=data.get("test_accuracy"),
+            test_seconds=data.get("test_seconds"),
             diagnostics=(
                 [EpochHealth.from_dict(epoch) for epoch in data["diagnostics"]]
                 if data.get("diagnostics") is not None

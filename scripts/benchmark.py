@@ -20,6 +20,7 @@ import math
 import os
 import resource
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -27,6 +28,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -300,16 +302,22 @@ def train_process_seconds(arm: list[str], data_dir: Path, busy: bool) -> float:
 
 
 def busy_machine(data_dir: Path, repeats: int) -> list[dict[str, object]]:
-    """Median process time of ``--preset fast`` idle and beside one busy process, for each arm."""
+    """Process times of ``--preset fast`` idle and beside one busy process, for each arm. The arms and
+    the two conditions take turns within each repeat, so a drift in the machine's speed reaches all four
+    alike instead of whichever was measured last."""
+    measured = {name: {"idle_seconds": [], "busy_seconds": []} for name in ARMS}
+    for _ in range(repeats):
+        for name, arm in ARMS.items():
+            measured[name]["idle_seconds"].append(train_process_seconds(arm, data_dir, busy=False))
+            measured[name]["busy_seconds"].append(train_process_seconds(arm, data_dir, busy=True))
     rows: list[dict[str, object]] = []
-    for name, arm in ARMS.items():
-        idle = [train_process_seconds(arm, data_dir, busy=False) for _ in range(repeats)]
-        busy = [train_process_seconds(arm, data_dir, busy=True) for _ in range(repeats)]
+    for name, times in measured.items():
+        idle, busy = times["idle_seconds"], times["busy_seconds"]
         rows.append({"arm": name, "idle_seconds": idle, "busy_seconds": busy})
-        median_idle, median_busy = sorted(idle)[len(idle) // 2], sorted(busy)[len(busy) // 2]
         print(
             f"{name}: idle {' / '.join(f'{t:.1f}' for t in idle)} s · beside one busy process "
-            f"{' / '.join(f'{t:.1f}' for t in busy)} s · busy/idle (medians) {median_busy / median_idle:.2f}",
+            f"{' / '.join(f'{t:.1f}' for t in busy)} s · busy/idle (medians) "
+            f"{statistics.median(busy) / statistics.median(idle):.2f}",
             flush=True,
         )
     return rows
@@ -370,28 +378,155 @@ def _import_seconds(stderr: str) -> dict[str, float]:
     return found
 
 
-def startup_run(data_dir: Path, importtime: bool) -> dict[str, float]:
-    """One ``digitnet train --preset fast`` process: wall time, and from its history the training epochs
-    and the per-epoch validation; with ``importtime``, also what each large import cost."""
+def fast_process(
+    data_dir: Path,
+    options: list[str],
+    importtime: bool = False,
+    code: Path | None = None,
+    preset: str = "fast",
+) -> dict[str, Any]:
+    """One whole ``digitnet train --preset PRESET [options]`` process on full MNIST: its wall time, its
+    ``history.json`` and ``summary.json``, and (with ``importtime``) its ``-X importtime`` report.
+    ``code``: a checkout whose ``digitnet`` package runs instead of this one (put first on PYTHONPATH)."""
     with tempfile.TemporaryDirectory() as out:
         flags = ["-X", "importtime"] if importtime else []
         command = [sys.executable, *flags, "-c", "from digitnet.cli import app; app()", "train"]
-        command += ["--preset", "fast", "--data-dir", str(data_dir), "--out", f"{out}/run"]
+        command += ["--preset", preset, *options, "--data-dir", str(data_dir), "--out", f"{out}/run"]
         start = time.perf_counter()
-        done = subprocess.run(command, check=True, capture_output=True, text=True)
+        env = os.environ | ({"PYTHONPATH": str(code)} if code else {})
+        # run from the scratch folder: "python -c" puts the working directory first on sys.path, where a
+        # checkout's own digitnet would shadow ``code``
+        done = subprocess.run(command, check=True, capture_output=True, text=True, env=env, cwd=out)
         wall = time.perf_counter() - start
-        epochs = json.loads((Path(out) / "run" / "history.json").read_text())["epochs"]
-    train = sum(e["train_seconds"] for e in epochs)
-    validation = sum(e["eval_seconds"] for e in epochs)
+        history = json.loads((Path(out) / "run" / "history.json").read_text())
+        summary = json.loads((Path(out) / "run" / "summary.json").read_text())
+        threads = json.loads((Path(out) / "run" / "config.json").read_text())["environment"].get("threads")
+    return {"wall": wall, "history": history, "summary": summary, "threads": threads, "stderr": done.stderr}
+
+
+def startup_run(data_dir: Path, importtime: bool) -> dict[str, float]:
+    """One ``digitnet train --preset fast`` process: wall time, and from its history the training epochs,
+    the per-epoch validation and the test set; with ``importtime``, also what each large import cost."""
+    process = fast_process(data_dir, [], importtime)
+    history, wall = process["history"], process["wall"]
+    train = sum(e["train_seconds"] for e in history["epochs"])
+    validation = sum(e["eval_seconds"] for e in history["epochs"])
+    test = history["test_seconds"]
     row = {
+        "threads": process["threads"],
         "the whole process": wall,
         "training epochs": train,
         "validation after each epoch": validation,
-        "everything else (start-up, data, test set, writing the run)": wall - train - validation,
+        "the test set, measured once at the end": test,
+        "everything else (start-up, data, writing the run)": wall - train - validation - test,
     }
     if importtime:
-        row |= _import_seconds(done.stderr)
+        row |= _import_seconds(process["stderr"])
     return row
+
+
+def precision_comparison(data_dir: Path, seeds: int, preset: str = "fast") -> str:
+    """``--preset PRESET`` at float32 and at bfloat16, one factor changed, seeds 0..seeds-1 (the two
+    precisions alternate, so both see the machine at the same moments): training time and accuracy, and
+    the paired t interval of each difference. Returned as markdown."""
+    from scipy import stats
+
+    measured: dict[str, list[dict[str, float]]] = {"float32": [], "bfloat16": []}
+    for seed in range(seeds):
+        for precision, runs in measured.items():
+            # threads pinned: the count digitnet picks by load could differ between the two arms
+            options = ["--seed", str(seed), "--precision", precision, "--threads", str(os.cpu_count())]
+            process = fast_process(data_dir, options, preset=preset)
+            epochs = process["history"]["epochs"]
+            runs.append(
+                {
+                    "train": sum(e["train_seconds"] for e in epochs),
+                    "wall": process["wall"],
+                    "val": 100 * process["summary"]["val_accuracy"],
+                    "test": 100 * process["summary"]["test_accuracy"],
+                }
+            )
+            print(f"seed {seed} {precision}: {runs[-1]}", flush=True)
+
+    def column(precision: str, name: str) -> list[float]:
+        return [run[name] for run in measured[precision]]
+
+    lines = [
+        f"`digitnet train --preset {preset} --precision P --seed S --threads {os.cpu_count()}` on full "
+        f"MNIST, seeds 0–{seeds - 1}, whole processes, idle, each seed at both precisions in turn; "
+        "mean ± std, and the 95% interval of the mean paired difference bfloat16 − float32 (Student's t "
+        "over the seeds: pairing takes out both the seed and the machine's drift between pairs).",
+        "",
+        "| measure | float32 | bfloat16 | bfloat16 − float32 (95% interval) |",
+        "|---|---:|---:|---:|",
+    ]
+    names = {"train": "training epochs (s)", "wall": "whole process (s)"}
+    names |= {"val": "validation accuracy (%)", "test": "test accuracy (%)"}
+    for name, label in names.items():
+        a, b = column("float32", name), column("bfloat16", name)
+        low, high = stats.ttest_rel(b, a).confidence_interval(0.95)
+        lines.append(
+            f"| {label} | {statistics.mean(a):.2f} ± {statistics.stdev(a):.2f} | "
+            f"{statistics.mean(b):.2f} ± {statistics.stdev(b):.2f} | {low:+.2f} to {high:+.2f} |"
+        )
+    speedup = statistics.median(column("float32", "train")) / statistics.median(column("bfloat16", "train"))
+    lines += ["", f"Training epochs at bfloat16 take 1/{speedup:.2f} of their float32 time (medians)."]
+    table = "\n".join(lines) + "\n"
+    print(table)
+    return table
+
+
+def report_cost(docs_dir: Path) -> str:
+    """What each experiment of ``digitnet report`` costs to train from scratch, as markdown: the runs it
+    plans (``digitnet.report.experiments``, full MNIST) priced by the mean training seconds per run in its
+    published ``results.csv``. Experiments share cells (``dropout`` is a row of ``lr-dropout``): the report
+    trains a shared run once, so the last column counts each run only where it first appears. Single-thread
+    training seconds; a sweep runs ``--jobs`` of them at once."""
+    import csv
+
+    from digitnet.report import experiments
+    from digitnet.sweep.plan import plan_sweep, run_configs
+
+    seen: set[str] = set()
+    lines = [
+        "Training seconds of the runs `digitnet report --data-dir <mnist>` plans, each priced at the mean "
+        "training time per run its `results.csv` records (one thread per run, as the report trains them); "
+        "*new* counts only the runs no earlier experiment already trained.",
+        "",
+        "| experiment | runs | training (s) | new runs | new training (s) |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    totals = [0, 0.0, 0, 0.0]
+    for experiment in experiments(quick=False, data_dir=None):
+        table = docs_dir / "results" / experiment.name / "results.csv"
+        if not table.exists():
+            continue
+        with table.open() as handle:
+            per_run = {row["value"]: float(row["train_seconds_mean"]) for row in csv.DictReader(handle)}
+        runs = [
+            (cell.label, config.key())
+            for cell, _, config in run_configs(experiment.spec, plan_sweep(experiment.spec))
+        ]
+        new = [(label, key) for label, key in runs if key not in seen]
+        seen.update(key for _, key in runs)
+        row = [
+            len(runs),
+            sum(per_run[label] for label, _ in runs),
+            len(new),
+            sum(per_run[label] for label, _ in new),
+        ]
+        totals = [a + b for a, b in zip(totals, row, strict=True)]
+        lines.append(f"| {experiment.name} | {row[0]} | {row[1]:.0f} | {row[2]} | {row[3]:.0f} |")
+    lines.append(f"| **all** | {totals[0]} | {totals[1]:.0f} | {totals[2]} | **{totals[3]:.0f}** |")
+    lines += [
+        "",
+        f"Training the report's {totals[2]} distinct runs takes {totals[3] / 60:.0f} minutes of one core, "
+        f"so about {totals[3] / 120:.0f} minutes of wall time on 2 cores (`--jobs 2`), before the Inside "
+        "page's views, the range test and writing the figures.",
+    ]
+    table_text = "\n".join(lines) + "\n"
+    print(table_text)
+    return table_text
 
 
 def startup_breakdown(data_dir: Path, repeats: int) -> str:
@@ -401,10 +536,12 @@ def startup_breakdown(data_dir: Path, repeats: int) -> str:
     runs = [startup_run(data_dir, importtime=False) for _ in range(repeats)]
     imports = startup_run(data_dir, importtime=True)
     walls = " / ".join(f"{r['the whole process']:.2f}" for r in runs)
+    threads = " / ".join(str(int(r.pop("threads"))) for r in runs)
     lines = [
         f"`digitnet train --preset fast` on full MNIST, whole processes, {os.cpu_count()} cores, idle; "
-        f"medians of {repeats} processes (their wall times: {walls} s); the rows starting … are parts of "
-        "everything else, from one more process run with `python -X importtime`.",
+        f"medians of {repeats} processes (their wall times: {walls} s; threads digitnet chose: {threads}); "
+        "the rows starting … are parts of everything else, from one more process run with "
+        "`python -X importtime`.",
         "",
         "| part of the process | seconds |",
         "|---|---:|",
@@ -418,6 +555,54 @@ def startup_breakdown(data_dir: Path, repeats: int) -> str:
     for line in lines[4:]:
         print(line, flush=True)
     return "\n".join(lines) + "\n"
+
+
+def startup_against(data_dir: Path, repeats: int, revision: str) -> str:
+    """The start-up of the same ``fast`` recipe with the code at ``revision`` and with this checkout, as
+    markdown: processes alternate (so both see the machine at the same moments), float32 and
+    ``--threads`` pinned on both sides (the recipe and thread count as ``revision`` ran them), medians of
+    ``repeats`` each. "Outside training" is the process less its training epochs and validation."""
+    root = Path(__file__).resolve().parents[1]
+    with tempfile.TemporaryDirectory() as scratch:
+        before = Path(scratch) / "before"
+        subprocess.run(
+            ["git", "-C", str(root), "worktree", "add", "-q", "--detach", str(before), revision], check=True
+        )
+        try:
+            threads = ["--threads", str(os.cpu_count())]
+            sides = {f"`{revision}`": (before, threads), "now": (None, [*threads, "--precision", "float32"])}
+            measured: dict[str, list[tuple[float, float]]] = {name: [] for name in sides}
+            fast_process(data_dir, sides["now"][1])  # warm the file and split caches
+            for _ in range(repeats):
+                for name, (code, options) in sides.items():
+                    process = fast_process(data_dir, options, code=code)
+                    epochs = process["history"]["epochs"]
+                    inside = sum(e["train_seconds"] + e["eval_seconds"] for e in epochs)
+                    measured[name].append((process["wall"], process["wall"] - inside))
+                    print(
+                        f"{name}: whole {process['wall']:.2f} s, "
+                        f"outside training {measured[name][-1][1]:.2f} s",
+                        flush=True,
+                    )
+        finally:
+            subprocess.run(["git", "-C", str(root), "worktree", "remove", "--force", str(before)], check=True)
+    lines = [
+        f"`digitnet train --preset fast --precision float32 --threads {os.cpu_count()}` on full MNIST "
+        "(the `fast` recipe as it was before bfloat16), whole processes, "
+        f"the code at {' and '.join(sides)} alternating; "
+        f"medians of {repeats} each (`python scripts/benchmark.py --startup --against {revision}`).",
+        "",
+        "| code | whole process (s) | outside training and validation (s) |",
+        "|---|---:|---:|",
+    ]
+    for name, rows in measured.items():
+        lines.append(
+            f"| {name} | {statistics.median(r[0] for r in rows):.2f} | "
+            f"{statistics.median(r[1] for r in rows):.2f} |"
+        )
+    table = "\n".join(lines) + "\n"
+    print(table)
+    return table
 
 
 def markdown_table(report: dict[str, object], samples: int, repeats: int) -> str:
@@ -485,6 +670,22 @@ def main() -> None:
         help="only the start-up breakdown: where a --preset fast process's time goes",
     )
     parser.add_argument(
+        "--against",
+        metavar="REV",
+        help="with --startup: the same recipe with the code at git revision REV, alternating with this one",
+    )
+    parser.add_argument(
+        "--report-cost",
+        action="store_true",
+        help="only what each experiment of digitnet report costs to train (from docs/results/*/results.csv)",
+    )
+    parser.add_argument(
+        "--precision",
+        action="store_true",
+        help="only --preset PRESET at float32 against bfloat16, over --repeats seeds (default 3)",
+    )
+    parser.add_argument("--preset", default="fast", help="with --precision: the preset to run [fast]")
+    parser.add_argument(
         "--busy",
         action="store_true",
         help="only the busy-machine case: --preset fast processes idle and beside one busy process",
@@ -493,7 +694,25 @@ def main() -> None:
     if args.data_dir is None:
         raise SystemExit("benchmark needs full MNIST: --data-dir or $DIGITNET_DATA")
     if args.startup:
-        table = startup_breakdown(Path(args.data_dir), args.repeats or 3)
+        table = (
+            startup_against(Path(args.data_dir), args.repeats or 3, args.against)
+            if args.against
+            else startup_breakdown(Path(args.data_dir), args.repeats or 3)
+        )
+        if args.markdown:
+            from digitnet.runtime import atomic_write_text
+
+            atomic_write_text(args.markdown, table)
+        return
+    if args.report_cost:
+        table = report_cost(Path(__file__).resolve().parents[1] / "docs")
+        if args.markdown:
+            from digitnet.runtime import atomic_write_text
+
+            atomic_write_text(args.markdown, table)
+        return
+    if args.precision:
+        table = precision_comparison(Path(args.data_dir), args.repeats or 3, args.preset)
         if args.markdown:
             from digitnet.runtime import atomic_write_text
 

@@ -18,8 +18,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from digitnet.presets import PRESETS
 from digitnet.runtime import atomic_write_text
-from digitnet.settings import PRESETS
 
 
 def run_preset(name: str, seed: int, data_dir: str, out: Path) -> tuple[float, dict[str, object]]:
@@ -64,15 +64,19 @@ def main() -> None:
     parser.add_argument("--presets", default=",".join(PRESETS))
     parser.add_argument("--out", type=Path, help="directory for presets.md and presets.csv")
     args = parser.parse_args()
-    measured: dict[str, list[tuple[float, float]]] = {}
+    measured: dict[str, list[Row]] = {}
     with tempfile.TemporaryDirectory() as scratch:
         for name in args.presets.split(","):
             measured[name] = []
             for seed in range(args.seeds):
                 wall, summary = run_preset(name, seed, args.data_dir, Path(scratch) / f"{name}-{seed}")
                 accuracy = 100 * float(summary["test_accuracy"])  # type: ignore[arg-type]
-                measured[name].append((accuracy, wall))
-                print(f"{name} seed {seed}: test {accuracy:.2f}% in {wall:.1f} s", flush=True)
+                validation = 100 * float(summary["val_accuracy"])  # type: ignore[arg-type]
+                measured[name].append((accuracy, wall, validation))
+                print(
+                    f"{name} seed {seed}: validation {validation:.2f}%, test {accuracy:.2f}% in {wall:.1f} s",
+                    flush=True,
+                )
     # The longest presets take minutes per seed, so a run may measure some of them: rows of the
     # presets it did not measure are kept from the table already there.
     if args.out and (args.out / "presets.csv").exists():
@@ -84,36 +88,47 @@ def main() -> None:
         atomic_write_text(args.out / "presets.csv", csv)
 
 
-def read_rows(path: Path) -> dict[str, list[tuple[float, float]]]:
-    """preset → [(test accuracy %, wall s) per seed] from a presets.csv, for presets still defined."""
-    rows: dict[str, list[tuple[float, float]]] = {}
+# (test accuracy %, wall s, validation accuracy % or None where an older table did not record it)
+Row = tuple[float, float, float | None]
+
+
+def read_rows(path: Path) -> dict[str, list[Row]]:
+    """preset → [Row per seed] from a presets.csv, for presets still defined."""
+    rows: dict[str, list[Row]] = {}
     for line in path.read_text().splitlines()[1:]:
-        name, _seed, accuracy, wall = line.split(",")
+        name, _seed, accuracy, wall, *validation = line.split(",")
         if name in PRESETS:
-            rows.setdefault(name, []).append((float(accuracy), float(wall)))
+            val = float(validation[0]) if validation and validation[0] else None
+            rows.setdefault(name, []).append((float(accuracy), float(wall), val))
     return rows
 
 
-def render(measured: dict[str, list[tuple[float, float]]]) -> tuple[str, str]:
+def render(measured: dict[str, list[Row]]) -> tuple[str, str]:
     """The markdown table (presets in PRESETS order) and its CSV."""
     seeds = max(len(rows) for rows in measured.values())
     lines = [
         f"Whole `digitnet train --preset NAME --seed S` processes on full MNIST, seeds 0–{seeds - 1}; "
         "wall time includes start-up, data loading, evaluation and writing the run directory.",
         "",
-        "| preset | settings | test accuracy (%) per seed | mean | wall time per process (s) | max |",
-        "|---|---|---|---|---|---|",
+        "| preset | settings | validation (%), mean | test accuracy (%) per seed | mean | "
+        "wall time per process (s) | max |",
+        "|---|---|---|---|---|---|---|",
     ]
-    csv = ["preset,seed,test_accuracy,wall_seconds"]
+    csv = ["preset,seed,test_accuracy,wall_seconds,val_accuracy"]
     for name in (n for n in PRESETS if n in measured):
-        accuracies, walls = zip(*measured[name], strict=True)
+        accuracies, walls, validations = zip(*measured[name], strict=True)
+        known = [v for v in validations if v is not None]
+        validation = f"{statistics.mean(known):.2f}" if len(known) == len(validations) else "—"
         settings = " ".join(flag(k, v) for k, v in PRESETS[name].items()) or "(the defaults)"
         lines.append(
-            f"| `{name}` | `{settings}` | {' / '.join(f'{a:.2f}' for a in accuracies)} | "
+            f"| `{name}` | `{settings}` | {validation} | {' / '.join(f'{a:.2f}' for a in accuracies)} | "
             f"{statistics.mean(accuracies):.2f} | {' / '.join(f'{w:.1f}' for w in walls)} | "
             f"{max(walls):.1f} |"
         )
-        csv += [f"{name},{seed},{a:.4f},{w:.2f}" for seed, (a, w) in enumerate(measured[name])]
+        csv += [
+            f"{name},{seed},{a:.4f},{w:.2f},{'' if v is None else f'{v:.4f}'}"
+            for seed, (a, w, v) in enumerate(measured[name])
+        ]
     return "\n".join(lines) + "\n", "\n".join(csv) + "\n"
 
 

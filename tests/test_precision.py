@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -74,3 +76,23 @@ def test_an_unknown_precision_is_one_error_line() -> None:
     result = runner.invoke(app, ["train", "--precision", "half", "--dataset", "sample"])
     assert result.exit_code == 2
     assert "half" in result.output and "Traceback" not in result.output
+
+
+def test_bfloat16_on_a_cpu_without_its_instructions_says_it_will_be_slow(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from digitnet.runtime import precision_note
+
+    monkeypatch.setattr(torch.cpu, "get_capabilities", lambda: {"avx2": True}, raising=False)
+    note = precision_note("bfloat16", CPU)
+    assert note is not None and "--precision float32" in note
+    assert precision_note("float32", CPU) is None
+    monkeypatch.setattr(torch.cpu, "get_capabilities", lambda: {"avx512_bf16": True}, raising=False)
+    assert precision_note("bfloat16", CPU) is None
+    command = ["train", "--precision", "bfloat16", "--dataset", "sample", "--epochs", "1", "--hidden", "8"]
+    monkeypatch.chdir(tmp_path)  # the runs land here, not in the checkout
+    quiet = runner.invoke(app, command)
+    monkeypatch.setattr(torch.cpu, "get_capabilities", lambda: {}, raising=False)
+    warned = runner.invoke(app, [*command, "--seed", "1"])
+    assert quiet.exit_code == 0 and "no bfloat16 instructions" not in quiet.output, quiet.output
+    assert warned.exit_code == 0 and "no bfloat16 instructions" in warned.output, warned.output

@@ -49,6 +49,9 @@ def test_run_directory_has_every_file(finished_run) -> None:  # type: ignore[no-
     summary = json.loads((finished_run.run_dir / "summary.json").read_text())
     assert summary["status"] == "completed" and summary["parameters"] > 0
     assert summary["test_accuracy"] == finished_run.history.test_accuracy
+    history = json.loads((finished_run.run_dir / "history.json").read_text())
+    # the test set's measuring time is recorded apart from the epochs (the start-up benchmark needs it)
+    assert 0 < history["test_seconds"] < summary["total_seconds"] - summary["train_seconds"]
     config = json.loads((finished_run.run_dir / "config.json").read_text())
     assert config["environment"]["torch"] == torch.__version__
     assert {"device", "threads", "numpy"} <= set(config["environment"])
