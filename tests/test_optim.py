@@ -17,6 +17,16 @@ def _model() -> torch.nn.Module:
     return torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 3))
 
 
+def _step_both(steps: int, *pairs: tuple[torch.nn.Module, torch.optim.Optimizer]) -> None:
+    """``steps`` full-batch steps of each (model, optimizer) pair on the same fixed batch."""
+    x, y = torch.randn(32, 8, generator=torch.Generator().manual_seed(1)), torch.arange(32) % 3
+    for _ in range(steps):
+        for model, opt in pairs:
+            opt.zero_grad()
+            torch.nn.functional.cross_entropy(model(x), y).backward()
+            opt.step()
+
+
 @pytest.mark.parametrize(
     ("config", "cls", "reference"),
     [
@@ -43,12 +53,7 @@ def test_factory_steps_match_plain_torch_optim(
     opt_ours = build_optimizer(ours.parameters(), config)
     opt_theirs = cls(theirs.parameters(), **reference)
     assert isinstance(opt_ours, cls) and type(opt_ours).__name__ == cls.__name__
-    x, y = torch.randn(32, 8, generator=torch.Generator().manual_seed(1)), torch.arange(32) % 3
-    for _ in range(5):
-        for model, opt in ((ours, opt_ours), (theirs, opt_theirs)):
-            opt.zero_grad()
-            torch.nn.functional.cross_entropy(model(x), y).backward()
-            opt.step()
+    _step_both(5, (ours, opt_ours), (theirs, opt_theirs))
     for a, b in zip(ours.parameters(), theirs.parameters(), strict=True):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
 
@@ -61,12 +66,7 @@ def test_eager_class_steps_bit_for_bit_as_torch_optim(cls: type[torch.optim.Opti
     options = {"lr": 0.01, "weight_decay": 1e-3}
     opt_ours, opt_theirs = eager(cls)(ours.parameters(), **options), cls(theirs.parameters(), **options)
     assert type(opt_ours) is not cls, "this torch has the wrappers: eager() must strip them"
-    x, y = torch.randn(32, 8, generator=torch.Generator().manual_seed(1)), torch.arange(32) % 3
-    for _ in range(3):
-        for model, opt in ((ours, opt_ours), (theirs, opt_theirs)):
-            opt.zero_grad()
-            torch.nn.functional.cross_entropy(model(x), y).backward()
-            opt.step()
+    _step_both(3, (ours, opt_ours), (theirs, opt_theirs))
     for a, b in zip(ours.parameters(), theirs.parameters(), strict=True):
         assert torch.equal(a, b)
     reloaded = cls(_model().parameters(), **options)
