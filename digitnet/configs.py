@@ -243,9 +243,9 @@ class TrainConfig:
     Left out of the run's key when off, so runs made before it existed keep their keys"""
     precision: Precision = "float32"
     """``bfloat16``: matrix products and convolutions (forward and backward, validation and test) run in
-    bfloat16 under autocast while weights, optimizer state and the loss stay float32. Faster where the
-    processor has bfloat16 instructions (AVX512-BF16 or AMX; recent GPUs), slower where it has not. Left out
-    of the run's key at float32, so runs made before it existed keep their keys"""
+    bfloat16 under autocast while weights, optimizer state and the loss stay float32. It can be faster
+    where the processor has bfloat16 instructions (AVX512-BF16 or AMX; recent GPUs) and is emulated where it
+    has not. Left out of the run's key at float32, so runs made before it existed keep their keys"""
 
     def __post_init__(self) -> None:
         if self.epochs < 1:

@@ -451,7 +451,7 @@ def lr_range_test(config: RunConfig, test: RangeTestConfig | None = None) -> Ran
             augment=tensors.augment,
             background=tensors.background,
         )
-        stats = train_one_epoch(model, batches, optimizer, scheduler)
+        stats = train_one_epoch(model, batches, optimizer, scheduler, config.train.precision)
     losses = stats.step_losses
     rates = [test.start_lr * growth**step for step in range(len(losses))]
     smoothed = smooth_losses(losses, test.beta)

@@ -58,8 +58,8 @@ def resolve_device(name: str = "auto") -> torch.device:
 
 def autocast(precision: Precision, device: torch.device) -> contextlib.AbstractContextManager[object]:
     """The context a forward pass runs in: nothing at ``float32``; at ``bfloat16``, torch's autocast, which
-    runs matrix products and convolutions in bfloat16 and keeps precision-sensitive operations (softmax,
-    the loss, BatchNorm's statistics) and the weights in float32."""
+    runs matrix products and convolutions in bfloat16 and keeps the operations it lists as
+    precision-sensitive (the loss, softmax) and the weights in float32."""
     if precision == "float32":
         return contextlib.nullcontext()
     return torch.autocast(device.type, dtype=torch.bfloat16)
@@ -67,9 +67,19 @@ def autocast(precision: Precision, device: torch.device) -> contextlib.AbstractC
 
 def precision_note(precision: Precision, device: torch.device) -> str | None:
     """A note when ``precision`` will be slow on ``device``: bfloat16 on a CPU without bfloat16
-    instructions, which PyTorch then emulates (None where the processor has them, or this torch cannot
-    tell). Presets choose bfloat16 where it was measured to pay; on another processor it may not."""
-    if precision != "bfloat16" or device.type != "cpu":
+    instructions, or on a GPU older than NVIDIA's Ampere (compute capability 8), which PyTorch then
+    emulates (None where the hardware has them, or this torch cannot tell). A preset chooses bfloat16
+    where it was measured on a machine that has them; another machine may not."""
+    if precision != "bfloat16":
+        return None
+    if device.type == "cuda":
+        if torch.cuda.get_device_capability(device)[0] >= 8:
+            return None
+        return (
+            "--precision bfloat16: this GPU has no bfloat16 units (before Ampere), so it is emulated and "
+            "likely slower than float32 (--precision float32)"
+        )
+    if device.type != "cpu":
         return None
     capabilities = getattr(torch.cpu, "get_capabilities", None)  # torch ≥ 2.9
     if capabilities is None:

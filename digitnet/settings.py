@@ -74,11 +74,13 @@ class RunConfig:
         return hashlib.sha256(text.encode()).hexdigest()[:12]
 
     def title(self) -> str:
-        """Model, optimizer, lr and batch size: the caption every figure of this run carries."""
+        """Model, optimizer, lr and batch size (and a precision other than float32): the caption every figure
+        of this run carries."""
         return (
             f"{_describe_model(self.model)} · {self.optim.name} lr {self.optim.lr:g}"
             + (f" ({self.optim.schedule})" if self.optim.schedule != "none" else "")
             + f" · batch {self.train.batch_size}"
+            + (f" · {self.train.precision}" if self.train.precision != "float32" else "")
         )
 
 
@@ -285,8 +287,8 @@ SETTINGS: dict[str, Setting] = {
     "precision": Setting(
         "train",
         "precision",
-        "float32; bfloat16 = matrix products and convolutions in bfloat16 (weights stay float32): "
-        "faster on processors with bfloat16 instructions (AVX512-BF16, AMX; recent GPUs), slower elsewhere.",
+        "float32; bfloat16 = matrix products and convolutions in bfloat16 (weights stay float32): can be "
+        "faster with bfloat16 instructions (AVX512-BF16, AMX; recent GPUs), emulated elsewhere.",
         choices=PRECISIONS,
     ),
     "eval-batch-size": Setting(

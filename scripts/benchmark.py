@@ -453,9 +453,10 @@ def precision_comparison(data_dir: Path, seeds: int, preset: str = "fast") -> st
 
     lines = [
         f"`digitnet train --preset {preset} --precision P --seed S --threads {os.cpu_count()}` on full "
-        f"MNIST, seeds 0–{seeds - 1}, whole processes, idle, each seed at both precisions in turn; "
-        "mean ± std, and the 95% interval of the mean paired difference bfloat16 − float32 (Student's t "
-        "over the seeds: pairing takes out both the seed and the machine's drift between pairs).",
+        f"MNIST, seeds 0–{seeds - 1}, whole processes, idle, each seed at both precisions one after the "
+        "other; mean ± std, and the 95% interval of the mean paired difference bfloat16 − float32 "
+        "(Student's t over the seeds: pairing takes out both the seed and the machine's drift between "
+        "pairs).",
         "",
         "| measure | float32 | bfloat16 | bfloat16 − float32 (95% interval) |",
         "|---|---:|---:|---:|",
@@ -658,10 +659,20 @@ def markdown_table(report: dict[str, object], samples: int, repeats: int) -> str
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data-dir", type=Path, default=os.environ.get("DIGITNET_DATA"))
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=os.environ.get("DIGITNET_DATA"),
+        help="the four MNIST files [$DIGITNET_DATA]",
+    )
     parser.add_argument("--quick", action="store_true", help="few samples, no compare timing (for CI)")
     parser.add_argument("--samples", type=int, help="training samples per case [48000; quick 4096]")
-    parser.add_argument("--repeats", type=int, help="measurements per case, best kept [2; quick 1]")
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        help="measurements per case, best kept [2; quick 1]; processes (or seeds) per arm for --startup, "
+        "--compare-precision and --busy [3]",
+    )
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     parser.add_argument("--markdown", type=Path, help="also write the table as markdown to this file")
     parser.add_argument(
@@ -680,50 +691,45 @@ def main() -> None:
         help="only what each experiment of digitnet report costs to train (from docs/results/*/results.csv)",
     )
     parser.add_argument(
-        "--precision",
+        "--compare-precision",
         action="store_true",
-        help="only --preset PRESET at float32 against bfloat16, over --repeats seeds (default 3)",
+        help="only --preset PRESET at float32 against bfloat16, each seed at both (whole trainings: "
+        "a dozen minutes for best-fast)",
     )
-    parser.add_argument("--preset", default="fast", help="with --precision: the preset to run [fast]")
+    parser.add_argument("--preset", help="with --compare-precision: the preset to run [fast]")
     parser.add_argument(
         "--busy",
         action="store_true",
         help="only the busy-machine case: --preset fast processes idle and beside one busy process",
     )
     args = parser.parse_args()
-    if args.data_dir is None:
-        raise SystemExit("benchmark needs full MNIST: --data-dir or $DIGITNET_DATA")
-    if args.startup:
-        table = (
-            startup_against(Path(args.data_dir), args.repeats or 3, args.against)
-            if args.against
-            else startup_breakdown(Path(args.data_dir), args.repeats or 3)
-        )
-        if args.markdown:
-            from digitnet.runtime import atomic_write_text
-
-            atomic_write_text(args.markdown, table)
-        return
-    if args.report_cost:
+    if args.against and not args.startup:
+        parser.error("--against goes with --startup")
+    if args.preset and not args.compare_precision:
+        parser.error("--preset goes with --compare-precision")
+    repeats = args.repeats or 3
+    if args.compare_precision and repeats < 2:
+        parser.error("--compare-precision needs --repeats 2 or more: its intervals come from the seeds")
+    table: str | None = None
+    if args.report_cost:  # reads the published results only, no MNIST
         table = report_cost(Path(__file__).resolve().parents[1] / "docs")
+    elif args.data_dir is None:
+        parser.error("benchmark needs full MNIST: --data-dir or $DIGITNET_DATA")
+    elif args.startup:
+        data_dir = Path(args.data_dir)
+        if args.against:
+            table = startup_against(data_dir, repeats, args.against)
+        else:
+            table = startup_breakdown(data_dir, repeats)
+    elif args.compare_precision:
+        table = precision_comparison(Path(args.data_dir), repeats, args.preset or "fast")
+    elif args.busy:
+        table = busy_markdown(busy_machine(Path(args.data_dir), repeats))
+    if table is not None:
         if args.markdown:
             from digitnet.runtime import atomic_write_text
 
             atomic_write_text(args.markdown, table)
-        return
-    if args.precision:
-        table = precision_comparison(Path(args.data_dir), args.repeats or 3, args.preset)
-        if args.markdown:
-            from digitnet.runtime import atomic_write_text
-
-            atomic_write_text(args.markdown, table)
-        return
-    if args.busy:
-        rows = busy_machine(Path(args.data_dir), args.repeats or 3)
-        if args.markdown:
-            from digitnet.runtime import atomic_write_text
-
-            atomic_write_text(args.markdown, busy_markdown(rows))
         return
     samples = args.samples or (4096 if args.quick else 48_000)
     repeats = args.repeats or (1 if args.quick else 2)

@@ -40,8 +40,8 @@ class NormStats:
         return self.apply_(pixels.clone())
 
     def apply_(self, pixels: Tensor) -> Tensor:
-        """[apply][digitnet.data.NormStats.apply] in place, for a tensor made to be normalised: a whole
-        split is then normalised without another copy of it."""
+        """[apply][digitnet.data.tensors.NormStats.apply] in place, for a tensor made to be normalised: a
+        whole split is then normalised without another copy of it."""
         return pixels.sub_(self.mean).div_(self.std)
 
 
