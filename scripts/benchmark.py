@@ -279,22 +279,9 @@ ARMS = {
 def train_process_seconds(arm: list[str], data_dir: Path, busy: bool) -> float:
     """Wall seconds of one ``digitnet train --preset fast`` process on full MNIST, alone or beside one
     single-threaded busy process (a stand-in for a browser tab or a second training)."""
-    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "OMP_NUM_THREADS")}
     neighbour = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if busy else None
     try:
-        with tempfile.TemporaryDirectory() as out:
-            command = [
-                sys.executable,
-                "-c",
-                "from digitnet.cli import app; app()",
-                "train",
-                "--preset",
-                "fast",
-            ]
-            command += [*arm, "--data-dir", str(data_dir), "--out", f"{out}/run"]
-            start = time.perf_counter()
-            subprocess.run(command, check=True, capture_output=True, env=env)
-            return time.perf_counter() - start
+        return float(fast_process(data_dir, arm)["wall"])
     finally:
         if neighbour is not None:
             neighbour.kill()
@@ -387,13 +374,16 @@ def fast_process(
 ) -> dict[str, Any]:
     """One whole ``digitnet train --preset PRESET [options]`` process on full MNIST: its wall time, its
     ``history.json`` and ``summary.json``, and (with ``importtime``) its ``-X importtime`` report.
-    ``code``: a checkout whose ``digitnet`` package runs instead of this one (put first on PYTHONPATH)."""
+    ``code``: a checkout whose ``digitnet`` package runs instead of this one (put first on PYTHONPATH).
+    The environment's OpenMP settings are left out, so the process picks its threads as digitnet does
+    for a student who set none."""
     with tempfile.TemporaryDirectory() as out:
         flags = ["-X", "importtime"] if importtime else []
         command = [sys.executable, *flags, "-c", "from digitnet.cli import app; app()", "train"]
         command += ["--preset", preset, *options, "--data-dir", str(data_dir), "--out", f"{out}/run"]
         start = time.perf_counter()
-        env = os.environ | ({"PYTHONPATH": str(code)} if code else {})
+        env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "OMP_NUM_THREADS")}
+        env |= {"PYTHONPATH": str(code)} if code else {}
         # run from the scratch folder: "python -c" puts the working directory first on sys.path, where a
         # checkout's own digitnet would shadow ``code``
         done = subprocess.run(command, check=True, capture_output=True, text=True, env=env, cwd=out)
