@@ -32,6 +32,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
+from digitnet import cpuload
 from digitnet.configs import DEVICES, Precision
 from digitnet.errors import ConfigError
 
@@ -120,24 +121,21 @@ def configure_threads(threads: int | None) -> int:
     return torch.get_num_threads()
 
 
-def busy_cores(seconds: float = 0.1) -> float:
-    """How many cores other programs keep busy, sampled from ``/proc/stat`` over ``seconds`` while this
-    process sleeps (Linux; 0 where there is no ``/proc/stat``)."""
+def busy_cores(seconds: float | None = None) -> float:
+    """How many cores other programs keep busy (Linux; 0 where that cannot be read).
 
-    def busy_and_total() -> tuple[int, int]:
-        with Path("/proc/stat").open() as handle:
-            fields = [int(v) for v in handle.readline().split()[1:]]
-        idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
-        return sum(fields) - idle, sum(fields)
-
-    try:
-        busy_before, total_before = busy_and_total()
-        time.sleep(seconds)
-        busy_after, total_after = busy_and_total()
-    except (OSError, ValueError, IndexError):
-        return 0.0
-    total = total_after - total_before
-    return (busy_after - busy_before) / total * (os.cpu_count() or 1) if total > 0 else 0.0
+    ``seconds=None``: over the window since the command line started, when it is between half a second
+    and half a minute old (see [digitnet.cpuload][]), else sampled over a tenth of a second now. A number:
+    sampled over that many seconds now, while this process sleeps.
+    """
+    if seconds is None:
+        since_start = cpuload.other_busy_cores(cpuload.START, minimum=0.5, maximum=30.0)
+        if since_start is not None:
+            return since_start
+        seconds = 0.1
+    before = cpuload.read()
+    time.sleep(seconds)
+    return cpuload.other_busy_cores(before) or 0.0
 
 
 def choose_threads() -> tuple[int, str | None]:
@@ -148,6 +146,7 @@ def choose_threads() -> tuple[int, str | None]:
     the slowest: measured on 2 cores, a ``--preset fast`` process beside one busy process took about twice
     its idle time with 2 threads, and barely longer than idle with 1 (``scripts/benchmark.py --busy``). So
     the cores other programs are using are left to them.
+    How busy the cores are is measured while torch imports ([busy_cores][digitnet.runtime.busy_cores]).
     ``OMP_NUM_THREADS``, when set, is the user's choice and is kept.
     """
     default = torch.get_num_threads()

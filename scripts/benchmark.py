@@ -242,6 +242,10 @@ def best_of(repeats: int, measure: Callable[[], tuple[float, float]]) -> tuple[f
     return max(r[0] for r in results), max(r[1] for r in results)
 
 
+# What the ``digitnet`` command runs (``main``; the code at an --against revision older than it: ``app``).
+CONSOLE_SCRIPT = "import digitnet.cli as cli; getattr(cli, 'main', cli.app)()"
+
+
 def compare_wall_time(data_dir: Path) -> float:
     """Seconds for ``digitnet compare lr --epochs 3`` (default values and seeds) in a fresh directory."""
     with tempfile.TemporaryDirectory() as out:
@@ -250,7 +254,7 @@ def compare_wall_time(data_dir: Path) -> float:
             [
                 sys.executable,
                 "-c",
-                "from digitnet.cli import app; app()",
+                CONSOLE_SCRIPT,
                 "compare",
                 "lr",
                 "--epochs",
@@ -379,7 +383,7 @@ def fast_process(
     for a student who set none."""
     with tempfile.TemporaryDirectory() as out:
         flags = ["-X", "importtime"] if importtime else []
-        command = [sys.executable, *flags, "-c", "from digitnet.cli import app; app()", "train"]
+        command = [sys.executable, *flags, "-c", CONSOLE_SCRIPT, "train"]
         command += ["--preset", preset, *options, "--data-dir", str(data_dir), "--out", f"{out}/run"]
         start = time.perf_counter()
         env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "OMP_NUM_THREADS")}

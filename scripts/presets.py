@@ -28,7 +28,7 @@ def run_preset(name: str, seed: int, data_dir: str, out: Path) -> tuple[float, d
         [
             sys.executable,
             "-c",
-            "from digitnet.cli import app; app()",
+            "from digitnet.cli import main; main()",
             "train",
             "--preset",
             name,

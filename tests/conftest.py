@@ -78,7 +78,7 @@ def digitnet_process(*args: str, cwd: Path) -> subprocess.Popen[str]:
     group), unbuffered, with text pipes; never on full MNIST."""
     env = {k: v for k, v in os.environ.items() if k != DATA_ENV_VAR} | {"PYTHONUNBUFFERED": "1"}
     return subprocess.Popen(
-        [sys.executable, "-c", "from digitnet.cli import app; app()", *args],
+        [sys.executable, "-c", "from digitnet.cli import main; main()", *args],
         cwd=cwd,
         env=env,
         text=True,

@@ -339,3 +339,45 @@ def test_help_lists_the_sweeps_own_names_without_importing_torch() -> None:
     assert result.stdout.strip() == "False"  # --help and typos answer at once
     help_text = " ".join(runner.invoke(app, ["compare", "--help"]).output.split())
     assert "[lr|batch-size|optimizer|" in help_text and "[local|ray]" in help_text
+
+
+# A module-level object whose finaliser prints: Python's own exit tears it down and prints, main's quick
+# exit does not. An exit handler that prints: main must still run it.
+_EXIT_PROBE = """
+import atexit, sys, threading, time
+from digitnet.cli import main
+class Probe:
+    def __del__(self):
+        print("torn down", flush=True)
+probe = Probe()
+atexit.register(lambda: print("exit handler ran"))
+if "--with-thread" in sys.argv:
+    sys.argv.remove("--with-thread")
+    threading.Thread(target=lambda: (time.sleep(0.5), print("thread finished", flush=True))).start()
+main()
+"""
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "shown", "hidden"),
+    [
+        (["--version"], 0, ["digitnet", "exit handler ran"], ["torn down"]),
+        (["train", "--epochs", "0"], 2, ["--epochs", "exit handler ran"], ["torn down", "Traceback"]),
+        (["--with-thread", "--version"], 0, ["thread finished", "exit handler ran", "torn down"], []),
+    ],
+)
+def test_console_script_exits_without_tearing_python_down(
+    args: list[str], code: int, shown: list[str], hidden: list[str]
+) -> None:
+    """``main`` (the ``digitnet`` command) keeps the exit code, the output and the exit handlers, skips
+    the interpreter's clean-up, and waits the usual way for a thread that is still running."""
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, "-c", _EXIT_PROBE, *args], capture_output=True, text=True, check=False, timeout=60
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == code, output
+    assert all(text in output for text in shown), output
+    assert not any(text in output for text in hidden), output

@@ -299,7 +299,7 @@ def test_playground_command_serves_the_students_own_model(cnn_run: Path, tmp_pat
         [
             sys.executable,
             "-c",
-            "from digitnet.cli import app; app()",
+            "from digitnet.cli import main; main()",
             "playground",
             str(cnn_run),
             "--port",

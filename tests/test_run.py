@@ -174,6 +174,30 @@ def test_busy_cores_sees_a_busy_neighbour() -> None:
         neighbour.wait()
 
 
+def test_the_load_window_counts_other_programs_not_this_one() -> None:
+    """The window since the command started (torch's import) must not count this process's own work as
+    another program's: spinning here reads as no one else busy; a spinning neighbour reads as one core."""
+    from digitnet import cpuload
+
+    since = cpuload.read()
+    end = time.monotonic() + 0.6
+    while time.monotonic() < end:  # this process keeps one core busy, as importing torch does
+        pass
+    own_only = cpuload.other_busy_cores(since)
+    neighbour = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(0.2)
+        since = cpuload.read()
+        time.sleep(0.6)
+        with_neighbour = cpuload.other_busy_cores(since)
+    finally:
+        neighbour.kill()
+        neighbour.wait()
+    assert own_only is not None and with_neighbour is not None
+    assert own_only < 0.5 and with_neighbour >= 0.7
+    assert cpuload.other_busy_cores(since, maximum=0.1) is None  # too old a window says nothing
+
+
 @pytest.mark.parametrize(
     ("busy", "omp", "expected"),
     [(0.1, None, (2, False)), (1.0, None, (1, True)), (1.9, None, (1, True)), (1.0, "2", (2, False))],
@@ -185,7 +209,7 @@ def test_a_run_leaves_the_cores_other_programs_use_to_them(
     OMP_NUM_THREADS is kept; the run says when it chose fewer threads than torch would."""
     import digitnet.runtime
 
-    monkeypatch.setattr(digitnet.runtime, "busy_cores", lambda seconds=0.1: busy)
+    monkeypatch.setattr(digitnet.runtime, "busy_cores", lambda seconds=None: busy)
     monkeypatch.setattr(digitnet.runtime.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     if omp is not None:
