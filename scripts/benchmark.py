@@ -390,13 +390,17 @@ def fast_process(
     with tempfile.TemporaryDirectory() as out:
         flags = ["-X", "importtime"] if importtime else []
         command = [sys.executable, *flags, "-c", CONSOLE_SCRIPT, "train"]
-        command += ["--preset", preset, *options, "--data-dir", str(data_dir), "--out", f"{out}/run"]
+        # resolved: the process runs in the scratch folder, where a relative --data-dir means nothing
+        data = str(data_dir.resolve())
+        command += ["--preset", preset, *options, "--data-dir", data, "--out", f"{out}/run"]
         start = time.perf_counter()
         env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "OMP_NUM_THREADS")}
         env |= {"PYTHONPATH": str(code)} if code else {}
         # run from the scratch folder: "python -c" puts the working directory first on sys.path, where a
         # checkout's own digitnet would shadow ``code``
-        done = subprocess.run(command, check=True, capture_output=True, text=True, env=env, cwd=out)
+        done = subprocess.run(command, check=False, capture_output=True, text=True, env=env, cwd=out)
+        if done.returncode != 0:
+            raise SystemExit(f"benchmark: {' '.join(command[3:])} failed:\n{done.stderr[-2000:]}")
         wall = time.perf_counter() - start
         history = json.loads((Path(out) / "run" / "history.json").read_text())
         summary = json.loads((Path(out) / "run" / "summary.json").read_text())
