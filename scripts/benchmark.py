@@ -28,7 +28,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -283,12 +283,14 @@ ARMS = {
 }
 
 
-def train_process_seconds(arm: list[str], data_dir: Path, busy: bool) -> float:
+def train_process_seconds(arm: list[str], data_dir: Path, busy: bool) -> tuple[float, int]:
     """Wall seconds of one ``digitnet train --preset fast`` process on full MNIST, alone or beside one
-    single-threaded busy process (a stand-in for a browser tab or a second training)."""
+    single-threaded busy process (a stand-in for a browser tab or a second training), and the thread
+    count it trained with."""
     neighbour = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if busy else None
     try:
-        return float(fast_process(data_dir, arm)["wall"])
+        process = fast_process(data_dir, arm)
+        return float(process["wall"]), int(process["threads"])
     finally:
         if neighbour is not None:
             neighbour.kill()
@@ -299,15 +301,17 @@ def busy_machine(data_dir: Path, repeats: int) -> list[dict[str, object]]:
     """Process times of ``--preset fast`` idle and beside one busy process, for each arm. The arms and
     the two conditions take turns within each repeat, so a drift in the machine's speed reaches all four
     alike instead of whichever was measured last."""
-    measured = {name: {"idle_seconds": [], "busy_seconds": []} for name in ARMS}
+    measured: dict[str, dict[str, list[float]]] = {name: {} for name in ARMS}
     for _ in range(repeats):
         for name, arm in ARMS.items():
-            measured[name]["idle_seconds"].append(train_process_seconds(arm, data_dir, busy=False))
-            measured[name]["busy_seconds"].append(train_process_seconds(arm, data_dir, busy=True))
+            for condition in ("idle", "busy"):
+                seconds, threads = train_process_seconds(arm, data_dir, busy=condition == "busy")
+                measured[name].setdefault(f"{condition}_seconds", []).append(seconds)
+                measured[name].setdefault(f"{condition}_threads", []).append(threads)
     rows: list[dict[str, object]] = []
     for name, times in measured.items():
         idle, busy = times["idle_seconds"], times["busy_seconds"]
-        rows.append({"arm": name, "idle_seconds": idle, "busy_seconds": busy})
+        rows.append({"arm": name, **times})
         print(
             f"{name}: idle {' / '.join(f'{t:.1f}' for t in idle)} s · beside one busy process "
             f"{' / '.join(f'{t:.1f}' for t in busy)} s · busy/idle (medians) "
@@ -343,11 +347,20 @@ def busy_markdown(rows: list[dict[str, object]]) -> str:
     per_core, one, ours = rows[0], rows[1], rows[-1]
     cost = median(ours["idle_seconds"]) / median(per_core["idle_seconds"]) - 1
     floor = median(one["idle_seconds"]) / median(per_core["idle_seconds"])
+    slowed = median(one["busy_seconds"]) / median(one["idle_seconds"])
+    against_one = median(ours["busy_seconds"]) / median(one["busy_seconds"])
     lines += [
         "",
-        f"Idle cost of digitnet's default against one thread per core: {100 * cost:+.1f}% (medians).",
-        f"One core's pace: one thread on the idle machine takes {floor:.2f}× the time of one thread per "
+        f"- Idle cost of digitnet's default against one thread per core: {100 * cost:+.1f}% (medians).",
+        f"- One core's pace: one thread on the idle machine takes {floor:.2f}× the time of one thread per "
         "core (medians), the least a run that is left one core can take.",
+        f"- Beside the busy process, one thread takes {slowed:.2f}× its own idle time, and digitnet's "
+        f"default {against_one:.2f}× one thread's time there (medians).",
+        "- Threads digitnet's default trained with: idle "
+        + " / ".join(f"{t:.0f}" for t in cast(list[float], ours["idle_threads"]))
+        + ", beside the busy process "
+        + " / ".join(f"{t:.0f}" for t in cast(list[float], ours["busy_threads"]))
+        + ".",
     ]
     return "\n".join(lines) + "\n"
 
