@@ -384,6 +384,7 @@ def _setting_values(run: RunSource) -> dict[str, str]:
         "lr schedule": optim.schedule,
         "epochs": str(train.epochs),
         "batch size": str(train.batch_size),
+        "precision": train.precision,  # bfloat16 changes the arithmetic, so a reader must know it
     }
     environment = run.environment
     versions = [

@@ -299,6 +299,31 @@ def test_compare_gives_the_base_optimizer_its_conventional_rate(monkeypatch: pyt
     assert dict(specs[0].base)["lr"] == 0.001 and "conventional rate for adam" in result.output
 
 
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["lr", "0.01,0.1"], ("0.01", "0.1")),
+        (["lr", "0.01", "0.1,0.3"], ("0.01", "0.1", "0.3")),
+        (["hidden", "100,50", "30,5"], ("100,50", "30,5")),
+    ],
+)
+def test_compare_values_may_be_separated_by_commas(
+    args: list[str], expected: tuple[str, ...], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from digitnet import sweep
+
+    specs: list[Any] = []
+
+    def fake_sweep(spec: Any, *args: Any, **kwargs: Any) -> Any:
+        specs.append(spec)
+        raise SystemExit(0)
+
+    monkeypatch.setattr(sweep, "run_sweep", fake_sweep)
+    result = runner.invoke(app, ["compare", *args, "--dataset", "sample"])
+    assert result.exit_code == 0, result.output
+    assert specs[0].values == expected
+
+
 def test_a_different_sweep_into_the_same_folder_is_said(tmp_path: Path) -> None:
     args = ["--seeds", "1", "--epochs", "1", "--batch-size", "512", "--dataset", "sample", "--out", "s"]
     first = runner.invoke(app, ["compare", "lr", "0.1", *args])

@@ -101,6 +101,7 @@ def test_report_states_the_setup_from_the_runs(made: Path, report: Path) -> None
     )  # what the sweep varied, and nothing else
     assert text.count("**varied:**") == 1
     assert "| seeds | 2 (0, 1) |" in text and "| seeds | 1 (0) |" in text
+    assert "| precision | float32 |" in text  # bfloat16 runs say so: it changes the arithmetic
     assert f"torch {torch.__version__}" in text
     assert "not the full 70,000-digit MNIST" in text  # the sample is named as the sample
 

@@ -164,7 +164,11 @@ def compare(
     ],
     values: Annotated[
         list[str] | None,
-        typer.Argument(help="Values to try (default: a sensible set per factor).", show_default=False),
+        typer.Argument(
+            help="Values to try, separated by spaces or commas (hidden sizes: by spaces, e.g. 100,50 30,5; "
+            "default: a sensible set per factor).",
+            show_default=False,
+        ),
     ] = None,
     *,
     seeds: Annotated[int, typer.Option(help="Seeds per value; tables report mean ± std.")] = 3,
@@ -215,7 +219,7 @@ def compare(
     """
     from digitnet.settings import with_conventional_lr
     from digitnet.sweep import RunRecord, SweepSpec, default_jobs, results_table_rows, run_sweep
-    from digitnet.sweep.plan import parse_by_values
+    from digitnet.sweep.plan import parse_by_values, parse_values
 
     base = run_settings(options, preset, context)
     if jobs is not None and jobs < 1:
@@ -228,7 +232,7 @@ def compare(
         base, lr_note = with_conventional_lr(base)
     spec = SweepSpec(
         factor=factor,
-        values=tuple(values or ()),
+        values=tuple(v for text in values or () for v in parse_values(factor, text)),
         base=tuple(sorted(base.items())),
         seeds=seeds,
         models=tuple(m.strip() for m in models.split(",") if m.strip()) if models else (),

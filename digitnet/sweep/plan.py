@@ -195,6 +195,13 @@ def parse_by_values(factor: str, text: str) -> tuple[str, ...]:
     return tuple(separators)
 
 
+def parse_values(factor: str, text: str) -> tuple[str, ...]:
+    """One value argument of ``compare FACTOR VALUES…``: ``0.01,0.1`` is two values, as after ``--by``
+    (a student who writes lists with commas gets what they meant, not a number that fails to parse);
+    hidden sizes and variants keep their commas and spaces."""
+    return (text,) if factor in ("hidden", "variants") else parse_by_values(factor, text)
+
+
 def _example(factor: str) -> str:
     return '"100,50 30,5"' if factor == "hidden" else ",".join(FACTORS[factor][:2])
 
