@@ -19,23 +19,40 @@ from pathlib import Path
 
 @dataclass(frozen=True)
 class Reading:
-    """The machine's CPU counters and this process's own CPU time at one moment."""
+    """The CPU counters of the cores this process may run on, and its own CPU time, at one moment."""
 
-    busy_ticks: int  # every CPU's non-idle time, in clock ticks
+    busy_ticks: int  # those cores' non-idle time, in clock ticks
     total_ticks: int
+    cores: int  # how many cores were counted
     own_seconds: float  # this process's CPU time, all its threads
     at: float  # time.monotonic()
 
 
 def read() -> Reading | None:
-    """The counters now, or None where there is no ``/proc/stat`` (macOS, Windows) or it is unreadable."""
+    """The counters now, or None where there is no ``/proc/stat`` (macOS, Windows) or it is unreadable.
+
+    Only the cores in this process's affinity set are counted: in a container pinned to two cores of a
+    large host, the host's other cores are other tenants' business, not a reason to train on fewer threads.
+    """
+    allowed = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
+    busy = total = cores = 0
     try:
-        with Path("/proc/stat").open() as handle:
-            fields = [int(value) for value in handle.readline().split()[1:]]
-        idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+        for line in Path("/proc/stat").read_text().splitlines():
+            name, *values = line.split()
+            if not name.startswith("cpu") or name == "cpu":
+                continue
+            if allowed is not None and int(name[3:]) not in allowed:
+                continue
+            # user nice system idle iowait irq softirq steal (guest time is already inside user and nice)
+            fields = [int(value) for value in values[:8]]
+            busy += sum(fields) - fields[3] - fields[4]
+            total += sum(fields)
+            cores += 1
     except (OSError, ValueError, IndexError):
         return None
-    return Reading(sum(fields) - idle, sum(fields), time.process_time(), time.monotonic())
+    if cores == 0:
+        return None
+    return Reading(busy, total, cores, time.process_time(), time.monotonic())
 
 
 START = read()  # when the command line started (it imports this module first)
@@ -48,12 +65,14 @@ def other_busy_cores(
     process's own, per second of the window. None without counters, or when the window is shorter than
     ``minimum`` or longer than ``maximum`` seconds (an old window says little about the machine now)."""
     now = read()
-    if since is None or now is None or not minimum <= now.at - since.at <= maximum:
+    if since is None or now is None or now.cores != since.cores:
+        return None
+    if not minimum <= now.at - since.at <= maximum:
         return None
     total = now.total_ticks - since.total_ticks
     if total <= 0:
         return None
-    busy = (now.busy_ticks - since.busy_ticks) / total * (os.cpu_count() or 1)
+    busy = (now.busy_ticks - since.busy_ticks) / total * now.cores
     own = (now.own_seconds - since.own_seconds) / max(now.at - since.at, 1e-9)
     return max(0.0, busy - own)
 

@@ -158,7 +158,8 @@ def choose_threads() -> tuple[int, str | None]:
     if threads == default:
         return default, None
     return threads, (
-        f"other programs keep {busy} of {available} cores busy: training with {threads} thread(s) rather "
+        f"other programs keep {busy} of {available} cores busy: training with {threads} "
+        f"{'thread' if threads == 1 else 'threads'} rather "
         f"than {default}, which would wait on the busy cores (--threads N to choose)"
     )
 

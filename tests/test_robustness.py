@@ -206,6 +206,18 @@ CATALOGUE: dict[str, Case] = {
         ["compare", "lr", "0.01", "0.010", "--dataset", "sample"],
         "same value",
     ),
+    "the same sweep value twice": lambda t: (
+        ["compare", "lr", "0.01,0.01", "--dataset", "sample"],
+        "same value",
+    ),
+    "sweep values that are only commas": lambda t: (
+        ["compare", "lr", ",", "--dataset", "sample"],
+        "no values",
+    ),
+    "the same variant twice": lambda t: (
+        ["compare", "variants", "--variant", "lr=0.1", "--variant", "lr=0.1", "--dataset", "sample"],
+        "same settings",
+    ),
     "variant sets the seed": lambda t: (
         ["compare", "variants", "--variant", "seed=5", "--dataset", "sample"],
         "not a per-run setting",

@@ -198,6 +198,20 @@ def test_the_load_window_counts_other_programs_not_this_one() -> None:
     assert cpuload.other_busy_cores(since, maximum=0.1) is None  # too old a window says nothing
 
 
+def test_the_load_is_read_on_the_cores_this_process_may_use(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Only the affinity set's cores are counted: a container's host has other tenants on the rest."""
+    from digitnet import cpuload
+
+    if not hasattr(cpuload.os, "sched_getaffinity") or cpuload.read() is None:
+        pytest.skip("no /proc/stat or affinity on this platform")
+    every, allowed = cpuload.read(), len(cpuload.os.sched_getaffinity(0))
+    monkeypatch.setattr(cpuload.os, "sched_getaffinity", lambda pid: {0})
+    one = cpuload.read()
+    assert every is not None and one is not None
+    assert one.cores == 1 and every.cores == allowed
+    assert one.total_ticks < every.total_ticks or every.cores == 1
+
+
 @pytest.mark.parametrize(
     ("busy", "omp", "expected"),
     [(0.1, None, (2, False)), (1.0, None, (1, True)), (1.9, None, (1, True)), (1.0, "2", (2, False))],

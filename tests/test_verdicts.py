@@ -96,6 +96,7 @@ def test_the_grid_is_every_value_times_every_value() -> None:
         (dict(factor="lr", by="dropout"), "at least two values"),
         (dict(factor="epochs", by="hidden", by_values=("100,50,30,5",)), "at least two values"),
         (dict(factor="lr", by="dropout", by_values=("0", "0.0")), "same value"),
+        (dict(factor="lr", by="dropout", by_values=("0.5", "0.5")), "same value"),
         (dict(factor="lr", models=("mlp",), by="dropout", by_values=("0", "0.5")), "does not combine"),
         (dict(factor="model", values=("mlp",), by="norm", by_values=("none", "batch")), "both set model"),
     ],

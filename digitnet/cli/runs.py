@@ -227,12 +227,15 @@ def compare(
     by_factor, by_text = by or ("", "")
     if by_text.startswith("-"):  # Typer took the next option's name as the values
         fail(f"--by {by_factor}: its values come right after it, e.g. --by {by_factor} 1,3 (got {by_text!r})")
+    parsed_values = tuple(v for text in values or () for v in parse_values(factor, text))
+    if values and not parsed_values:  # "compare lr ," must not quietly become the default grid
+        fail(f"compare {factor}: no values in {' '.join(values)!r}; give them separated by spaces or commas")
     lr_note = None
     if "lr" not in (factor, by_factor) and factor != "optimizer":  # those set the rate per value
         base, lr_note = with_conventional_lr(base)
     spec = SweepSpec(
         factor=factor,
-        values=tuple(v for text in values or () for v in parse_values(factor, text)),
+        values=parsed_values,
         base=tuple(sorted(base.items())),
         seeds=seeds,
         models=tuple(m.strip() for m in models.split(",") if m.strip()) if models else (),

@@ -15,6 +15,7 @@ import contextlib
 import csv
 import gzip
 import importlib.util
+import io
 import math
 import os
 import zlib
@@ -309,7 +310,10 @@ def load_sample() -> Source:
     import pandas as pd
 
     path = sample_csv_path()
-    values = pd.read_csv(path, header=None).to_numpy()
+    # Inflated here rather than by pandas: pandas' parser reads a gzip stream through a callback and turns a
+    # Ctrl-C arriving inside it into a ParserError traceback; from bytes in memory, Ctrl-C stays Ctrl-C.
+    text = gzip.decompress(path.read_bytes())
+    values = pd.read_csv(io.BytesIO(text), header=None).to_numpy()
     images = values[:, :-1].astype(np.uint8).reshape(-1, IMAGE_SIZE, IMAGE_SIZE)
     labels = values[:, -1].astype(np.int64)
     digits = Digits(torch.from_numpy(images), torch.from_numpy(labels))

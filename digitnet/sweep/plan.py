@@ -130,9 +130,10 @@ def plan_sweep(spec: SweepSpec) -> list[Cell]:
                     f"--variant {text!r}: {', '.join(not_per_run)} is not a per-run setting "
                     "(seeds come from --seed and --seeds; threads and device do not change what is learned)"
                 )
-            same = seen.setdefault(repr(sorted(overrides.items())), text)
-            if same != text:
-                raise ConfigError(f"--variant {text!r}: the same settings as {same!r}; give each once")
+            key = repr(sorted(overrides.items()))
+            if key in seen:  # the same text twice, too: one config would be trained and reported as two
+                raise ConfigError(f"--variant {text!r}: the same settings as {seen[key]!r}; give each once")
+            seen[key] = text
             cells.append(Cell(" ".join(text.split()), " ".join(text.split()), "", overrides))
         return cells
     values = spec.values or FACTORS[spec.factor]
@@ -140,9 +141,12 @@ def plan_sweep(spec: SweepSpec) -> list[Cell]:
     seen_values: dict[str, str] = {}
     for value in values:
         overrides = _factor_overrides(spec.factor, value, base)
-        same = seen_values.setdefault(repr(sorted(overrides.items())), value)
-        if same != value:  # 0.01 and 0.010 would train one config twice and report it as two
-            raise ConfigError(f"compare {spec.factor}: {same} and {value} are the same value; give each once")
+        key = repr(sorted(overrides.items()))
+        if key in seen_values:  # 0.01 and 0.010 (or 0.01 twice) would train one config twice as two
+            raise ConfigError(
+                f"compare {spec.factor}: {seen_values[key]} and {value} are the same value; give each once"
+            )
+        seen_values[key] = value
         label = value
         if spec.factor == "optimizer" and "lr" not in base and spec.by != "lr" and value in CONVENTIONAL_LR:
             overrides["lr"] = CONVENTIONAL_LR[value]
@@ -170,9 +174,11 @@ def _two_factor_grid(spec: SweepSpec, cells: Sequence[Cell], base: dict[str, Any
     seen: dict[str, str] = {}
     for by_value in spec.by_values:
         overrides = _factor_overrides(spec.by, by_value, base)
-        same = seen.setdefault(repr(sorted(overrides.items())), by_value)
-        if same != by_value:
+        key = repr(sorted(overrides.items()))
+        if key in seen:
+            same = seen[key]
             raise ConfigError(f"--by {spec.by}: {same} and {by_value} are the same value; give each once")
+        seen[key] = by_value
         for cell in cells:
             clash = sorted(set(overrides) & set(cell.overrides) - {"dropout"})
             if clash:
