@@ -143,9 +143,9 @@ def choose_threads() -> tuple[int, str | None]:
 
     torch starts one thread per core. On a machine where another program keeps a core busy (a browser, a
     second training), a thread sharing that core stalls the others at every operation, since each waits for
-    the slowest: measured on 2 cores, a ``--preset fast`` process beside one busy process took about twice
-    its idle time with 2 threads, and barely longer than idle with 1 (``scripts/benchmark.py --busy``). So
-    the cores other programs are using are left to them.
+    the slowest: measured on 2 cores, a ``--preset fast`` process beside one busy process took well over twice
+    its idle time with 2 threads, and barely longer than one thread's idle time with 1
+    (``scripts/benchmark.py --busy``). So the cores other programs are using are left to them.
     How busy the cores are is measured while torch imports ([busy_cores][digitnet.runtime.busy_cores]).
     ``OMP_NUM_THREADS``, when set, is the user's choice and is kept.
     """

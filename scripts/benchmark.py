@@ -606,7 +606,7 @@ def startup_against(data_dir: Path, repeats: int, revision: str) -> str:
             subprocess.run(["git", "-C", str(root), "worktree", "remove", "--force", str(before)], check=True)
     lines = [
         f"`digitnet train --preset fast --precision float32 --threads {os.cpu_count()}` on full MNIST "
-        "(the `fast` recipe as it was before bfloat16), whole processes, "
+        "(the precision and threads spelled out, so both sides run alike), whole processes, "
         f"the code at {' and '.join(sides)} alternating; "
         f"medians of {repeats} each (`python scripts/benchmark.py --startup --against {revision}`).",
         "",

@@ -119,9 +119,12 @@ def render(measured: dict[str, list[Row]]) -> tuple[str, str]:
         accuracies, walls, validations = zip(*measured[name], strict=True)
         known = [v for v in validations if v is not None]
         validation = f"{statistics.mean(known):.2f}" if len(known) == len(validations) else "—"
-        settings = " ".join(flag(k, v) for k, v in PRESETS[name].items()) or "(the defaults)"
+        # One code span per option, kept whole on the page (the flag class in extra.css): a table cell
+        # may wrap between options, never inside "--weight-decay".
+        settings = " ".join(f"`{flag(k, v)}`{{.flag}}" for k, v in PRESETS[name].items()) or "(the defaults)"
         lines.append(
-            f"| `{name}` | `{settings}` | {validation} | {' / '.join(f'{a:.2f}' for a in accuracies)} | "
+            f"| `{name}`{{.flag}} | {settings} | {validation} | "
+            f"{' / '.join(f'{a:.2f}' for a in accuracies)} | "
             f"{statistics.mean(accuracies):.2f} | {' / '.join(f'{w:.1f}' for w in walls)} | "
             f"{max(walls):.1f} |"
         )
