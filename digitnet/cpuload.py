@@ -61,7 +61,7 @@ START = read()  # when the command line started (it imports this module first)
 def other_busy_cores(
     since: Reading | None, minimum: float = 0.0, maximum: float = float("inf")
 ) -> float | None:
-    """Cores kept busy by other processes between ``since`` and now: all the machine's busy time less this
+    """Cores kept busy by other processes between ``since`` and now: the counted cores' busy time less this
     process's own, per second of the window. None without counters, or when the window is shorter than
     ``minimum`` or longer than ``maximum`` seconds (an old window says little about the machine now)."""
     now = read()

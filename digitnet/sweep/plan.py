@@ -130,10 +130,9 @@ def plan_sweep(spec: SweepSpec) -> list[Cell]:
                     f"--variant {text!r}: {', '.join(not_per_run)} is not a per-run setting "
                     "(seeds come from --seed and --seeds; threads and device do not change what is learned)"
                 )
-            key = repr(sorted(overrides.items()))
-            if key in seen:  # the same text twice, too: one config would be trained and reported as two
-                raise ConfigError(f"--variant {text!r}: the same settings as {seen[key]!r}; give each once")
-            seen[key] = text
+            same = _earlier_with_same(seen, overrides, text)
+            if same is not None:
+                raise ConfigError(f"--variant {text!r}: the same settings as {same!r}; give each once")
             cells.append(Cell(" ".join(text.split()), " ".join(text.split()), "", overrides))
         return cells
     values = spec.values or FACTORS[spec.factor]
@@ -141,12 +140,9 @@ def plan_sweep(spec: SweepSpec) -> list[Cell]:
     seen_values: dict[str, str] = {}
     for value in values:
         overrides = _factor_overrides(spec.factor, value, base)
-        key = repr(sorted(overrides.items()))
-        if key in seen_values:  # 0.01 and 0.010 (or 0.01 twice) would train one config twice as two
-            raise ConfigError(
-                f"compare {spec.factor}: {seen_values[key]} and {value} are the same value; give each once"
-            )
-        seen_values[key] = value
+        same = _earlier_with_same(seen_values, overrides, value)
+        if same is not None:
+            raise ConfigError(f"compare {spec.factor}: {same} and {value} are the same value; give each once")
         label = value
         if spec.factor == "optimizer" and "lr" not in base and spec.by != "lr" and value in CONVENTIONAL_LR:
             overrides["lr"] = CONVENTIONAL_LR[value]
@@ -174,11 +170,9 @@ def _two_factor_grid(spec: SweepSpec, cells: Sequence[Cell], base: dict[str, Any
     seen: dict[str, str] = {}
     for by_value in spec.by_values:
         overrides = _factor_overrides(spec.by, by_value, base)
-        key = repr(sorted(overrides.items()))
-        if key in seen:
-            same = seen[key]
+        same = _earlier_with_same(seen, overrides, by_value)
+        if same is not None:
             raise ConfigError(f"--by {spec.by}: {same} and {by_value} are the same value; give each once")
-        seen[key] = by_value
         for cell in cells:
             clash = sorted(set(overrides) & set(cell.overrides) - {"dropout"})
             if clash:
@@ -192,6 +186,16 @@ def _two_factor_grid(spec: SweepSpec, cells: Sequence[Cell], base: dict[str, Any
             merged = overrides | cell.overrides if spec.by == "norm" else cell.overrides | overrides
             grid.append(Cell(label, cell.value, group, merged, by_value))
     return grid
+
+
+def _earlier_with_same(seen: dict[str, str], overrides: dict[str, Any], text: str) -> str | None:
+    """The value given earlier that sets the same ``overrides`` as ``text`` (0.01 and 0.010, or 0.01 twice),
+    or None after recording ``text`` as the first: one config must not be trained and reported as two."""
+    key = repr(sorted(overrides.items()))
+    if key in seen:
+        return seen[key]
+    seen[key] = text
+    return None
 
 
 def parse_by_values(factor: str, text: str) -> tuple[str, ...]:
