@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import matplotlib
 import numpy as np
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator, NullLocator
 
@@ -79,6 +80,13 @@ def _figure(width: float, height: float, constrained: bool = False) -> Figure:
     return Figure(figsize=(width, height), layout="constrained" if constrained else None)
 
 
+def _epoch_axis(axes: Axes) -> None:
+    """An x axis of whole epochs from where training started: with one or two epochs, matplotlib would
+    otherwise label the few points' span in fractions (0.48, 0.54, …)."""
+    axes.set_xlim(left=0)
+    axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+
+
 def plot_loss(history: History, title: str = "", window: int = 10) -> Figure:
     """Per-iteration training loss, its moving average, and per-epoch train/validation loss.
 
@@ -127,6 +135,7 @@ def plot_loss(history: History, title: str = "", window: int = 10) -> Figure:
     if finite.size:
         axes.set_ylim(0, min(float(np.percentile(finite, 99.5)) * 1.1, float(finite.max()) * 1.05))
     axes.set_xlabel("epoch")
+    _epoch_axis(axes)
     axes.set_ylabel("cross-entropy loss")
     if title:
         axes.set_title(title, fontsize=10)
@@ -172,7 +181,7 @@ def plot_accuracy(history: History, title: str = "") -> Figure:
             label=f"test (final) {100 * history.test_accuracy:.2f}%",
         )
     axes.set_xlabel("epoch")
-    axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+    _epoch_axis(axes)
     axes.set_ylabel("accuracy (%)")
     if title:
         axes.set_title(title, fontsize=10)

@@ -162,6 +162,22 @@ def test_figures_are_values_drawn_from_a_saved_history(finished_run, tmp_path: P
     assert (sorted(p.name for p in finished_run.run_dir.iterdir()), sorted(tmp_path.iterdir())) == before
 
 
+def test_a_short_run_is_drawn_on_whole_epochs_from_zero(finished_run) -> None:  # type: ignore[no-untyped-def]
+    """One epoch must not be labelled 0.48, 0.54, …: the x axis starts where training started, in epochs."""
+    from digitnet.plotting import plot_accuracy, plot_loss
+    from digitnet.trainer import History
+
+    with (finished_run.run_dir / "history.json").open() as handle:
+        history = History.from_dict(json.load(handle))
+    history.epochs = history.epochs[:1]
+    for figure in (plot_loss(history), plot_accuracy(history)):
+        axes = figure.axes[0]
+        figure.canvas.draw()  # ticks are placed when drawn
+        low, high = axes.get_xlim()
+        shown = [tick for tick in axes.get_xticks() if low <= tick <= high]
+        assert low == 0 and shown and all(float(tick).is_integer() for tick in shown)
+
+
 def test_busy_cores_sees_a_busy_neighbour() -> None:
     from digitnet.runtime import busy_cores
 
