@@ -134,6 +134,8 @@ def busy_cores(seconds: float | None = None) -> float:
             return since_start
         seconds = 0.1
     before = cpuload.read()
+    if before is None:  # no counters (macOS, Windows): nothing to wait for
+        return 0.0
     time.sleep(seconds)
     return cpuload.other_busy_cores(before) or 0.0
 
