@@ -19,8 +19,11 @@ from typing import ClassVar
 
 import numpy as np
 import pytest
+from click.testing import Result
+from typer.testing import CliRunner
 
 from digitnet.data import DATA_ENV_VAR, find_mnist_files
+from digitnet.sweep import SweepSpec
 
 FULL_MNIST_DIR = os.environ.get(DATA_ENV_VAR)
 
@@ -86,6 +89,23 @@ def digitnet_process(*args: str, cwd: Path) -> subprocess.Popen[str]:
         stderr=subprocess.PIPE,
         start_new_session=True,
     )
+
+
+def planned_sweep(monkeypatch: pytest.MonkeyPatch, *args: str) -> tuple[Result, SweepSpec]:
+    """``digitnet compare ARGS`` up to the sweep it would run: its spec, with nothing trained."""
+    from digitnet import sweep
+    from digitnet.cli import app
+
+    specs: list[SweepSpec] = []
+
+    def fake_sweep(spec: SweepSpec, *rest: object, **options: object) -> None:
+        specs.append(spec)
+        raise SystemExit(0)
+
+    monkeypatch.setattr(sweep, "run_sweep", fake_sweep)
+    result = CliRunner().invoke(app, ["compare", *args])
+    assert result.exit_code == 0 and specs, result.output
+    return result, specs[0]
 
 
 @pytest.fixture(autouse=True)

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import planned_sweep
 from typer.testing import CliRunner
 
 import digitnet.run
@@ -283,20 +284,10 @@ def test_train_says_which_rate_it_chose(tmp_path: Path) -> None:
 
 
 def test_compare_gives_the_base_optimizer_its_conventional_rate(monkeypatch: pytest.MonkeyPatch) -> None:
-    from digitnet import sweep
-
-    specs: list[Any] = []
-
-    def fake_sweep(spec: Any, *args: Any, **kwargs: Any) -> Any:
-        specs.append(spec)
-        raise SystemExit(0)
-
-    monkeypatch.setattr(sweep, "run_sweep", fake_sweep)
-    result = runner.invoke(
-        app, ["compare", "dropout", "0", "0.2", "--optimizer", "adam", "--dataset", "sample"]
+    result, spec = planned_sweep(
+        monkeypatch, "dropout", "0", "0.2", "--optimizer", "adam", "--dataset", "sample"
     )
-    assert result.exit_code == 0, result.output
-    assert dict(specs[0].base)["lr"] == 0.001 and "conventional rate for adam" in result.output
+    assert dict(spec.base)["lr"] == 0.001 and "conventional rate for adam" in result.output
 
 
 @pytest.mark.parametrize(
@@ -310,18 +301,8 @@ def test_compare_gives_the_base_optimizer_its_conventional_rate(monkeypatch: pyt
 def test_compare_values_may_be_separated_by_commas(
     args: list[str], expected: tuple[str, ...], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from digitnet import sweep
-
-    specs: list[Any] = []
-
-    def fake_sweep(spec: Any, *args: Any, **kwargs: Any) -> Any:
-        specs.append(spec)
-        raise SystemExit(0)
-
-    monkeypatch.setattr(sweep, "run_sweep", fake_sweep)
-    result = runner.invoke(app, ["compare", *args, "--dataset", "sample"])
-    assert result.exit_code == 0, result.output
-    assert specs[0].values == expected
+    _, spec = planned_sweep(monkeypatch, *args, "--dataset", "sample")
+    assert spec.values == expected
 
 
 def test_a_different_sweep_into_the_same_folder_is_said(tmp_path: Path) -> None:

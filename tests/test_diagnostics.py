@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import planned_sweep
 from typer.testing import CliRunner
 
 import digitnet.trainer
@@ -140,18 +141,8 @@ def test_live_curves_redraw_the_epochs_so_far_in_place() -> None:
 
 
 def test_compare_passes_diagnostics_to_every_run(monkeypatch: pytest.MonkeyPatch) -> None:
-    from digitnet import sweep
-
-    specs: list[sweep.SweepSpec] = []
-
-    def fake_sweep(spec: sweep.SweepSpec, *args: object, **kwargs: object) -> None:
-        specs.append(spec)
-        raise SystemExit(0)
-
-    monkeypatch.setattr(sweep, "run_sweep", fake_sweep)
-    result = runner.invoke(app, ["compare", "lr", "0.01", "--diagnostics", "--dataset", "sample"])
-    assert result.exit_code == 0, result.output
-    base = dict(specs[0].base)
+    _, spec = planned_sweep(monkeypatch, "lr", "0.01", "--diagnostics", "--dataset", "sample")
+    base = dict(spec.base)
     assert base["diagnostics"] is True
     assert make_run_config(base | {"lr": 0.01}).train.diagnostics is True
 
