@@ -26,10 +26,11 @@ from torch import nn
 
 from digitnet.data import NormStats
 from digitnet.errors import CheckpointError, ConfigError
+from digitnet.history import History
+from digitnet.memory import check_memory
 from digitnet.models import build_model, describe_model, planned_parameters
-from digitnet.runtime import atomic_write_bytes, check_memory
+from digitnet.runtime import atomic_write_bytes
 from digitnet.settings import RunConfig, run_config_from_dict
-from digitnet.trainer import History
 
 CHECKPOINT_FORMAT = 1
 

@@ -135,7 +135,7 @@ class ModelConfig:
 
 
 # No layer of a digit classifier needs more; wider ones only exhaust memory (checked again, against this
-# machine's memory, by digitnet.runtime.check_memory before anything is allocated).
+# machine's memory, by digitnet.memory.check_memory before anything is allocated).
 MAX_WIDTH = 65_536
 
 

@@ -28,7 +28,6 @@ monitor.close()
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -36,39 +35,7 @@ from torch import Tensor, nn
 from torch.optim import Optimizer
 from torch.utils.hooks import RemovableHandle
 
-
-@dataclass(frozen=True)
-class LayerHealth:
-    """One weight layer's epoch, averaged over its optimizer steps."""
-
-    layer: str
-    """e.g. ``Linear 784→100`` or ``Conv2d 1→16 5×5``, numbered in forward order"""
-    grad_norm: float
-    update_ratio: float
-    dead_fraction: float | None
-    """Share of the ReLU units after this layer that never fired this epoch; None for the output layer"""
-
-
-@dataclass(frozen=True)
-class EpochHealth:
-    epoch: int
-    layers: list[LayerHealth]
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> EpochHealth:
-        def number(value: float | None) -> float:
-            return math.nan if value is None else float(value)  # null in JSON: not finite (diverged)
-
-        layers = [
-            LayerHealth(
-                layer=layer["layer"],
-                grad_norm=number(layer["grad_norm"]),
-                update_ratio=number(layer["update_ratio"]),
-                dead_fraction=layer["dead_fraction"],
-            )
-            for layer in data["layers"]
-        ]
-        return cls(int(data["epoch"]), layers)
+from digitnet.history import EpochHealth, LayerHealth
 
 
 def _label(index: int, module: nn.Module) -> str:

@@ -589,11 +589,11 @@ def _health_figures(docs_dir: Path, cache_dir: Path, data: dict[str, str], epoch
     """The baseline MLP with ``--diagnostics`` at a slow, the usual and a large rate: each run's
     ``diagnostics.png`` and a table of the last epoch's numbers per layer."""
     from digitnet.checkpoint import read_json
+    from digitnet.history import History
     from digitnet.plotting import IMAGE_FORMATS, plot_diagnostics, save_figure
     from digitnet.runtime import atomic_write_text
     from digitnet.settings import run_config_from_dict
     from digitnet.sweep import SweepSpec, run_sweep
-    from digitnet.trainer import History
 
     base = {**data, "epochs": epochs, "diagnostics": True}
     spec = SweepSpec("lr", HEALTH_RATES, tuple(sorted(base.items())), seeds=1)

@@ -22,8 +22,8 @@ from typing import Any
 
 from matplotlib.figure import Figure
 
+from digitnet.history import EpochRecord, History
 from digitnet.plotting import plot_accuracy, plot_loss
-from digitnet.trainer import EpochRecord, History
 
 Show = Callable[[list[Figure], list[Any] | None], list[Any]]
 

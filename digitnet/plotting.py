@@ -31,8 +31,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator, NullLocator
 
-from digitnet.runtime import atomic_write_bytes
-from digitnet.trainer import History
+from digitnet.history import History
 
 if TYPE_CHECKING:
     from digitnet.inside import FirstLayer, Projection, RangeTest
@@ -58,20 +57,43 @@ def moving_average(values: Sequence[float], window: int = 10) -> list[float]:
     return averages
 
 
-def save_figure(figure: Figure, stem: Path, formats: Sequence[str] = FORMATS) -> list[Path]:
-    """Write ``figure`` as ``stem.png`` (and ``stem.svg``), each atomically: the one place figures
-    become files."""
-    written = []
+def render_figure(figure: Figure, formats: Sequence[str] = FORMATS) -> dict[str, bytes]:
+    """``figure`` as the bytes of each file format (``{"png": …, "svg": …}``): the one place figures are
+    rendered, whether this process writes them or sends them to the one that does."""
+    rendered = {}
     for fmt in formats:
         buffer = io.BytesIO()
         # A fixed SVG hash salt and no date keep re-renders byte-identical for unchanged data.
         metadata: dict[str, Any] = {"Date": None} if fmt == "svg" else {}
         with matplotlib.rc_context({"svg.hashsalt": "digitnet"}):
             figure.savefig(buffer, format=fmt, dpi=120, bbox_inches="tight", metadata=metadata)
+        rendered[fmt] = buffer.getvalue()
+    return rendered
+
+
+def save_figure(figure: Figure, stem: Path, formats: Sequence[str] = FORMATS) -> list[Path]:
+    """Write ``figure`` as ``stem.png`` (and ``stem.svg``), each atomically: the one place figures
+    become files."""
+    from digitnet.runtime import atomic_write_bytes  # imported here: drawing alone needs no torch
+
+    written = []
+    for fmt, data in render_figure(figure, formats).items():
         path = stem.with_suffix(f".{fmt}")
-        atomic_write_bytes(path, buffer.getvalue())
+        atomic_write_bytes(path, data)
         written.append(path)
     return written
+
+
+def run_figures(history: History, title: str = "") -> dict[str, bytes]:
+    """A run directory's figures, file name to bytes: ``loss`` and ``accuracy``, and ``diagnostics`` when
+    the run measured them (``--diagnostics``), each as PNG and SVG."""
+    figures = {"loss": plot_loss(history, title), "accuracy": plot_accuracy(history, title)}
+    if history.diagnostics:
+        figures["diagnostics"] = plot_diagnostics(history, title)
+    files: dict[str, bytes] = {}
+    for stem, figure in figures.items():
+        files |= {f"{stem}.{fmt}": data for fmt, data in render_figure(figure).items()}
+    return files
 
 
 def _figure(width: float, height: float, constrained: bool = False) -> Figure:
@@ -831,4 +853,4 @@ def plot_diagnostics(history: History, title: str = "") -> Figure:
     return figure
 
 
-__all__ += ["plot_diagnostics"]
+__all__ += ["plot_diagnostics", "render_figure", "run_figures"]

@@ -39,6 +39,7 @@ from typing import Any, Literal
 
 import torch
 
+from digitnet import figure_helper
 from digitnet.checkpoint import (
     Resumable,
     cpu_state,
@@ -49,15 +50,15 @@ from digitnet.checkpoint import (
 )
 from digitnet.data import Split, describe_split, load_split, to_tensors
 from digitnet.errors import CheckpointError, DigitnetError
+from digitnet.history import EpochRecord, History
+from digitnet.memory import check_memory
 from digitnet.models import build_model, count_parameters, describe_model, planned_parameters
 from digitnet.optim import build_optimizer, build_scheduler
-from digitnet.plotting import plot_accuracy, plot_diagnostics, plot_loss, save_figure
 from digitnet.runtime import (
     atomic_directory,
     atomic_write_bytes,
     atomic_write_json,
     atomic_write_text,
-    check_memory,
     choose_threads,
     claim_output,
     environment_info,
@@ -68,7 +69,7 @@ from digitnet.runtime import (
     using_threads,
 )
 from digitnet.settings import RunConfig, resolve_run_config
-from digitnet.trainer import EpochCallback, EpochRecord, History, evaluate, fit
+from digitnet.trainer import EpochCallback, evaluate, fit
 
 
 @dataclass(frozen=True)
@@ -250,11 +251,8 @@ def write_run_dir(
         atomic_write_text(staging / "history.csv", history_csv(history))
         atomic_write_json(staging / "summary.json", summary.to_dict())
         atomic_write_bytes(staging / "model.pt", checkpoint)
-        title = config.title()
-        save_figure(plot_loss(history, title), staging / "loss")
-        save_figure(plot_accuracy(history, title), staging / "accuracy")
-        if history.diagnostics:  # --diagnostics
-            save_figure(plot_diagnostics(history, title), staging / "diagnostics")
+        for name, data in figure_helper.draw(history, config.title()).items():  # loss, accuracy, …
+            atomic_write_bytes(staging / name, data)
 
 
 def run_experiment(

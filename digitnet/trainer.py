@@ -3,7 +3,7 @@
 [train_one_epoch][digitnet.trainer.train_one_epoch] is the loop every tutorial writes (forward, loss,
 backward, step) and returns the epoch's [EpochStats][digitnet.trainer.EpochStats]; [fit][digitnet.trainer.fit]
 repeats it for the configured epochs, validating after each, and returns a typed
-[History][digitnet.trainer.History]. Both receive already-built objects (model, optimizer, optional scheduler,
+[History][digitnet.history.History]. Both receive already-built objects (model, optimizer, optional scheduler,
 tensors) and never print. [evaluate][digitnet.trainer.evaluate] runs under ``torch.inference_mode()`` in
 ``model.eval()`` and returns a typed [EvalResult][digitnet.trainer.EvalResult].
 
@@ -22,8 +22,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -33,10 +32,10 @@ from torch.optim.lr_scheduler import LRScheduler
 
 from digitnet.configs import Precision, TrainConfig
 from digitnet.data import NUM_CLASSES, TensorSplit, batch_loader
-from digitnet.diagnostics import EpochHealth, TrainingMonitor
+from digitnet.diagnostics import TrainingMonitor
+from digitnet.history import EpochRecord, History
 from digitnet.runtime import autocast
 
-RunStatus = Literal["completed", "diverged", "interrupted"]
 DIVERGENCE_CHECK_EVERY = 25  # steps between finiteness checks: each check is a device sync
 
 
@@ -50,78 +49,6 @@ class EvalResult:
     total: int
     per_class_correct: list[int]
     per_class_total: list[int]
-
-
-@dataclass(frozen=True)
-class EpochRecord:
-    """What one epoch measured. Train figures are running values over the epoch's batches."""
-
-    epoch: int
-    train_loss: float
-    train_accuracy: float
-    val_loss: float
-    val_accuracy: float
-    lr: float
-    """Learning rate at the end of the epoch"""
-    train_seconds: float
-    eval_seconds: float
-    samples_per_second: float
-    """Training samples per second of training time"""
-    train_eval_loss: float | None = None
-    """With ``eval_train``: the whole training split measured in eval mode at the epoch's end"""
-    train_eval_accuracy: float | None = None
-
-
-@dataclass
-class History:
-    """Everything a run measured, in a form that round-trips through JSON."""
-
-    epochs: list[EpochRecord] = field(default_factory=list)
-    iteration_loss: list[float] = field(default_factory=list)
-    """One per optimizer step"""
-    status: RunStatus = "completed"
-    diverged_at: dict[str, int] | None = None
-    """{"epoch": E, "step": S}, S counted from 1 over the run"""
-    test_loss: float | None = None
-    test_accuracy: float | None = None
-    test_seconds: float | None = None
-    """How long measuring the test set took (the run's last step before writing)"""
-    diagnostics: list[EpochHealth] | None = None
-    """With ``--diagnostics``: per epoch, per layer health (see ``digitnet.diagnostics``)"""
-
-    def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        if self.diagnostics is None:  # a run without --diagnostics writes the history.json it always did
-            del data["diagnostics"]
-        return data
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> History:
-        return cls(
-            epochs=[EpochRecord(**record) for record in data["epochs"]],
-            # null in JSON is a loss that was not finite (see runtime.json_safe)
-            iteration_loss=[math.nan if v is None else float(v) for v in data["iteration_loss"]],
-            status=data["status"],
-            diverged_at=data.get("diverged_at"),
-            test_loss=data.get("test_loss"),
-            test_accuracy=data.get("test_accuracy"),
-            test_seconds=data.get("test_seconds"),
-            diagnostics=(
-                [EpochHealth.from_dict(epoch) for epoch in data["diagnostics"]]
-                if data.get("diagnostics") is not None
-                else None
-            ),
-        )
-
-    @property
-    def train_seconds(self) -> float:
-        return sum(record.train_seconds for record in self.epochs)
-
-    def best_epoch(self) -> int | None:
-        """The epoch with the highest validation accuracy (the first, on ties)."""
-        if not self.epochs:
-            return None
-        return max(self.epochs, key=lambda r: (r.val_accuracy, -r.epoch)).epoch
 
 
 EpochCallback = Callable[[EpochRecord], None]

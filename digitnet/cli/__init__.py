@@ -23,6 +23,7 @@ from digitnet.cli import inside
 from digitnet.cli import writeup
 from digitnet.cli import playground
 from digitnet.cli import data
+from digitnet.cli import common
 from digitnet.cli.common import app
 
 
@@ -37,6 +38,7 @@ def main() -> None:
     exit). While another non-daemon thread is still running, or the exit code is a message, Python exits
     the usual way. Tests call ``app`` and never exit.
     """
+    common.STANDALONE = True
     try:
         app()
         code: object = 0

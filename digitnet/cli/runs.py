@@ -8,6 +8,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
+from digitnet.cli import common
 from digitnet.cli.common import (
     EXIT_DIVERGED,
     EXIT_INTERRUPTED,
@@ -58,12 +59,23 @@ def train(
     **options: Any,
 ) -> None:
     """Train one model from scratch and write its run directory (config, history, plots, checkpoint)."""
-    from digitnet.run import RunStart, run_experiment
+    from digitnet.idx import prefetch
     from digitnet.settings import make_run_config, resolve_run_config, with_conventional_lr
-    from digitnet.trainer import EpochRecord
 
     settings, lr_note = with_conventional_lr(run_settings(options, preset, context))
-    config = resolve_run_config(make_run_config(settings))
+    config = make_run_config(settings)
+    # While torch imports (next lines), the other core reads the MNIST files and, in the digitnet
+    # command, a helper process imports matplotlib to draw the figures (digitnet.figure_helper).
+    if common.STANDALONE:
+        from digitnet import figure_helper
+
+        figure_helper.start()
+    prefetch(config.data)
+
+    from digitnet.history import EpochRecord
+    from digitnet.run import RunStart, run_experiment
+
+    config = resolve_run_config(config)
     run_dir = out or Path("runs") / f"{config.model.name}-{config.optim.name}-{config.key()}"
 
     with progress_bar("epoch") as progress:

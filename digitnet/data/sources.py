@@ -11,18 +11,15 @@ print(len(digits), digits.class_counts())
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import gzip
 import importlib.util
 import io
-import math
 import os
-import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import BinaryIO, Literal, cast
+from typing import Literal
 
 import numpy as np
 import torch
@@ -30,17 +27,10 @@ from torch import Tensor
 
 from digitnet.configs import DataConfig
 from digitnet.errors import DataError
-from digitnet.runtime import check_memory
+from digitnet.idx import DATA_ENV_VAR, MNIST_FILES, default_data_dir, find_mnist_files, read_idx
 
-DATA_ENV_VAR = "DIGITNET_DATA"
 IMAGE_SIZE = 28
 NUM_CLASSES = 10
-MNIST_FILES = {
-    "train_images": "train-images-idx3-ubyte",
-    "train_labels": "train-labels-idx1-ubyte",
-    "test_images": "t10k-images-idx3-ubyte",
-    "test_labels": "t10k-labels-idx1-ubyte",
-}
 # The MD5s torchvision checks, for the gzipped files (the names above plus ".gz").
 MNIST_MD5 = {
     "train-images-idx3-ubyte.gz": "f68b3c2dcbeaaa9fbdd348bbdeb94873",
@@ -81,97 +71,7 @@ class Source:
     notes: tuple[str, ...] = ()  # one-line remarks for the user (the CLI prints them)
 
 
-# --------------------------------------------------------------------------------------------- locating
-
-
-def default_data_dir(data_dir: str | os.PathLike[str] | None = None) -> Path:
-    """``--data-dir``, else ``$DIGITNET_DATA``, else a per-user cache directory (never the working dir)."""
-    if data_dir:
-        return Path(data_dir).expanduser()
-    from_env = os.environ.get(DATA_ENV_VAR)
-    if from_env:
-        return Path(from_env).expanduser()
-    from platformdirs import user_cache_dir
-
-    return Path(user_cache_dir("digitnet")) / "mnist"
-
-
-def find_mnist_files(directory: Path) -> dict[str, Path] | None:
-    """The four MNIST files in ``directory`` (flat or ``MNIST/raw``, gz or not), or None if there are none.
-
-    Some but not all of them is an error that names the missing files: a half-finished download should
-    not silently fall back to the sample.
-    """
-    found: dict[str, Path] = {}
-    for folder in (directory, directory / "MNIST" / "raw"):
-        for key, stem in MNIST_FILES.items():
-            if key in found:
-                continue
-            for candidate in (folder / stem, folder / f"{stem}.gz"):
-                if candidate.is_file():
-                    found[key] = candidate
-                    break
-    if not found:
-        return None
-    missing = [f"{MNIST_FILES[key]}[.gz]" for key in MNIST_FILES if key not in found]
-    if missing:
-        raise DataError(f"{directory}: incomplete MNIST directory, missing {', '.join(missing)}")
-    return found
-
-
 # ------------------------------------------------------------------------------------------------- IDX
-
-_IDX_UBYTE = 0x08
-
-
-def read_idx(path: Path, ndim: int) -> np.ndarray:
-    """Read an IDX file of unsigned bytes with ``ndim`` dimensions, validating every header field.
-
-    torchvision's ``read_sn3_pascalvincent_tensor`` reads only unpacked paths, checks with ``assert``
-    (stripped under ``python -O``) and is called with ``strict=False``, so a truncated file would become a
-    short tensor. Here a wrong magic number, wrong rank or a byte count that disagrees with the header is a
-    [DataError][digitnet.errors.DataError] naming the file. The header is read first and the body only up to
-    the size it declares, so neither a gzip bomb nor a huge sparse file is ever inflated into memory.
-    """
-    try:
-        with _open_maybe_gzip(path) as handle:
-            header = handle.read(4 + 4 * ndim)
-            if len(header) < 4 + 4 * ndim:
-                raise DataError(f"{path}: too short for an IDX header ({len(header)} bytes)")
-            zero, dtype_code, rank = int.from_bytes(header[:2], "big"), header[2], header[3]
-            if zero != 0 or dtype_code != _IDX_UBYTE:
-                raise DataError(
-                    f"{path}: wrong magic number 0x{int.from_bytes(header[:4], 'big'):08x}, "
-                    f"expected 0x{_IDX_UBYTE << 8 | ndim:08x} (unsigned-byte IDX, {ndim}-D)"
-                )
-            if rank != ndim:
-                raise DataError(f"{path}: IDX file has {rank} dimensions, expected {ndim}")
-            shape = tuple(int.from_bytes(header[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
-            expected = math.prod(shape)
-            # the bytes, then the float32 copy training normalises them into: 5 bytes a pixel
-            check_memory(expected * 5, f"{path}: its header declares {shape}")
-            body = handle.read(expected + 1)  # one byte more tells a file longer than declared
-    except (EOFError, gzip.BadGzipFile, zlib.error) as error:
-        raise DataError(f"{path}: corrupt or truncated gzip file ({error})") from None
-    except OSError as error:
-        raise DataError(f"{path}: cannot read ({error.strerror or error})") from None
-    if len(body) != expected:
-        found = f"{len(body)}" if len(body) < expected else "more"
-        raise DataError(f"{path}: header promises {expected} bytes of data for shape {shape}, found {found}")
-    return np.frombuffer(body, dtype=np.uint8).reshape(shape)
-
-
-@contextlib.contextmanager
-def _open_maybe_gzip(path: Path) -> Iterator[BinaryIO]:
-    """The file's bytes as a stream, inflated on the fly when it is gzipped (by its magic, not its name)."""
-    with path.open("rb") as handle:
-        gzipped = handle.read(2) == b"\x1f\x8b"
-        handle.seek(0)
-        if not gzipped:
-            yield handle
-            return
-        with gzip.GzipFile(fileobj=handle) as unzipped:
-            yield cast(BinaryIO, unzipped)
 
 
 def _digits_from_idx(images_path: Path, labels_path: Path) -> Digits:
@@ -185,7 +85,7 @@ def _digits_from_idx(images_path: Path, labels_path: Path) -> Digits:
         )
     if labels.size and int(labels.max()) >= NUM_CLASSES:
         raise DataError(f"{labels_path}: label {int(labels.max())} outside 0–9")
-    return Digits(torch.from_numpy(images.copy()), torch.from_numpy(labels.astype(np.int64)))
+    return Digits(torch.from_numpy(images), torch.from_numpy(labels.astype(np.int64)))
 
 
 def load_mnist_dir(directory: Path) -> Source:

@@ -1,0 +1,89 @@
+"""A run's figures drawn by a second Python process, started before the command imports torch.
+
+``digitnet train`` spends its first ~1.6 s importing torch, on one core; on a two-core machine the
+other waits. Drawing the run's figures needs matplotlib, whose import costs about 0.4 s more. So the
+command first starts this helper: it imports matplotlib (never torch) on the idle core and waits on a
+pipe. When the run is written, its history goes to the helper and the figure files' bytes come back;
+the run directory is written as before. If there is no helper (the library called from Python, the
+tests' in-process runs) or it failed in any way, the figures are drawn in this process instead, with
+the same code, so the files are the same either way.
+
+The helper runs in a session of its own, so Ctrl-C at the terminal reaches only the command, which
+decides what is written; it ends when its pipe closes, so it never outlives the command.
+
+```python
+figure_helper.start()  # before importing torch
+...
+files = figure_helper.draw(history, title)  # {"loss.png": b"…", "loss.svg": b"…", …}
+```
+"""
+
+from __future__ import annotations
+
+import contextlib
+import pickle
+import signal
+import subprocess
+import sys
+
+from digitnet.history import History
+
+_TIMEOUT = 120.0  # seconds; drawing takes under one, importing matplotlib on a loaded laptop a few
+_helper: subprocess.Popen[bytes] | None = None
+
+
+def start() -> None:
+    """Start the helper, once per process; where Python cannot start one, the figures are drawn here."""
+    global _helper
+    if _helper is not None or not sys.executable:
+        return
+    try:
+        _helper = subprocess.Popen(
+            [sys.executable, "-m", "digitnet.figure_helper"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    except OSError:
+        _helper = None
+
+
+def draw(history: History, title: str = "") -> dict[str, bytes]:
+    """The run directory's figures ([run_figures][digitnet.plotting.run_figures]), from the helper when
+    one was started, else drawn here."""
+    global _helper
+    helper, _helper = _helper, None
+    if helper is not None:
+        try:
+            output, _ = helper.communicate(pickle.dumps((history.to_dict(), title)), timeout=_TIMEOUT)
+            figures = pickle.loads(output) if helper.returncode == 0 else None
+            if isinstance(figures, dict) and all(isinstance(v, bytes) for v in figures.values()):
+                return figures
+        except Exception:
+            with contextlib.suppress(OSError):
+                helper.kill()
+                helper.wait()
+    from digitnet.plotting import run_figures
+
+    return run_figures(history, title)
+
+
+def _serve() -> None:
+    """The helper's side: import matplotlib now, then draw the one run it is sent and reply with the
+    files' bytes. A closed pipe with nothing sent (the command failed or stopped early) ends it."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    from digitnet.plotting import run_figures
+
+    request = sys.stdin.buffer.read()
+    if not request:
+        return
+    data, title = pickle.loads(request)
+    sys.stdout.buffer.write(pickle.dumps(run_figures(History.from_dict(data), title)))
+
+
+if __name__ == "__main__":
+    _serve()
+
+
+__all__ = ["draw", "start"]

@@ -1,0 +1,208 @@
+"""What ``digitnet train`` does beside torch's import: reading the MNIST files ahead in a thread, and
+drawing the figures in a helper process. Each must give exactly what doing it in place gives, and fall
+back to that."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import digitnet_process, idx_bytes, make_digits, write_mnist_dir
+
+from digitnet import idx
+from digitnet.configs import DataConfig
+from digitnet.errors import DataError
+from digitnet.history import EpochRecord, History
+from digitnet.plotting import run_figures
+from digitnet.settings import run_config_from_dict
+
+
+def _train_images(root: Path) -> Path:
+    return root / "train-images-idx3-ubyte.gz"
+
+
+# ------------------------------------------------------------------------------------------- prefetch
+
+
+def test_prefetched_files_are_what_a_direct_read_gives(tmp_path: Path) -> None:
+    root = write_mnist_dir(tmp_path / "mnist", train_count=300)
+    direct = {path: idx.read_idx(path, 3 if "images" in path.name else 1) for path in root.iterdir()}
+    assert idx.prefetch(DataConfig(data_dir=str(root)))
+    for path, array in direct.items():
+        prefetched = idx.read_idx(path, 3 if "images" in path.name else 1)
+        assert np.array_equal(prefetched, array) and prefetched.flags.writeable
+    assert not idx._prefetched  # each prefetched file is handed out once; later reads read the file
+
+
+def test_only_the_latest_prefetch_is_kept(tmp_path: Path) -> None:
+    first = write_mnist_dir(tmp_path / "first")
+    second = write_mnist_dir(tmp_path / "second")
+    assert idx.prefetch(DataConfig(data_dir=str(first))) and idx.prefetch(DataConfig(data_dir=str(second)))
+    assert {Path(path).parent for path, _ in idx._prefetched} == {second.resolve()}
+
+
+def test_a_file_rewritten_after_the_prefetch_is_read_again(tmp_path: Path) -> None:
+    root = write_mnist_dir(tmp_path / "mnist")
+    path = _train_images(root)
+    assert idx.prefetch(DataConfig(data_dir=str(root)))
+    idx._prefetched[(str(path.resolve()), 3)][1].result()  # the thread has read it; now it changes
+    newer, _ = make_digits(7, seed=5)
+    path.write_bytes(gzip.compress(idx_bytes(newer)))
+    os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 10**9))
+    assert np.array_equal(idx.read_idx(path, 3), newer)
+
+
+def test_a_prefetched_bad_file_raises_the_same_error_when_read(tmp_path: Path) -> None:
+    root = write_mnist_dir(tmp_path / "mnist")
+    path = _train_images(root)
+    path.write_bytes(gzip.compress(idx_bytes(np.zeros((3, 28, 28), np.uint8)))[:-12])
+    with pytest.raises(DataError) as direct:
+        idx.read_idx(path, 3)
+    assert idx.prefetch(DataConfig(data_dir=str(root)))
+    with pytest.raises(DataError) as prefetched:
+        idx.read_idx(path, 3)
+    assert str(prefetched.value) == str(direct.value) and "truncated gzip" in str(direct.value)
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        DataConfig(dataset="sample"),
+        DataConfig(dataset="csv", csv="train.csv"),
+        DataConfig(data_dir="no-such-directory"),
+    ],
+    ids=["sample", "csv", "missing directory"],
+)
+def test_only_an_mnist_directory_is_read_ahead(config: DataConfig) -> None:
+    assert not idx.prefetch(config)
+
+
+def test_gzip_members_and_zero_padding_read_as_one_stream(tmp_path: Path) -> None:
+    images, _ = make_digits(9)
+    data = idx_bytes(images)
+    path = tmp_path / "x-idx3-ubyte.gz"
+    # Three members, then the zero padding some tools add: the gzip module reads this as one stream.
+    path.write_bytes(
+        gzip.compress(data[:100]) + gzip.compress(data[100:5000]) + gzip.compress(data[5000:]) + b"\0" * 9
+    )
+    assert gzip.decompress(path.read_bytes()) == data
+    assert np.array_equal(idx.read_idx(path, 3), images)
+
+
+def test_a_gzip_bomb_is_refused_without_inflating_it(tmp_path: Path) -> None:
+    header = idx_bytes(np.zeros((2, 28, 28), np.uint8))
+    path = tmp_path / "bomb-idx3-ubyte.gz"
+    path.write_bytes(gzip.compress(header + b"\0" * 2**26, compresslevel=1))  # 64 MiB behind a 2-digit header
+    inflated: list[int] = []
+    real = idx._Gunzip.read
+
+    def counting(self: idx._Gunzip, size: int) -> bytes:
+        data = real(self, size)
+        inflated.append(len(data))
+        return data
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(idx._Gunzip, "read", counting)
+        with pytest.raises(DataError, match="found more"):
+            idx.read_idx(path, 3)
+    assert sum(inflated) <= len(header) + 1
+
+
+# ------------------------------------------------------------------------------------------ the helper
+
+
+def _history() -> History:
+    epochs = [
+        EpochRecord(e, 1 / e, 0.9 + e / 100, 1.2 / e, 0.88 + e / 100, 0.01, 1.0, 0.1, 1000.0)
+        for e in (1, 2, 3)
+    ]
+    losses = [float(v) for v in np.linspace(2.0, 0.1, 30)]
+    return History(epochs=epochs, iteration_loss=losses, test_loss=0.2, test_accuracy=0.91)
+
+
+def _in_a_process(code: str, tmp_path: Path) -> dict[str, object]:
+    """Run ``code`` in a fresh Python (no matplotlib imported yet) and return the JSON it prints last."""
+    script = tmp_path / "script.py"
+    script.write_text(textwrap.dedent(code))
+    done = subprocess.run(
+        [sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=300, check=True
+    )
+    result: dict[str, object] = json.loads(done.stdout.splitlines()[-1])
+    return result
+
+
+HELPER_SCRIPT = """
+    import json, os, signal, sys
+    from pathlib import Path
+    from digitnet import figure_helper
+    from digitnet.history import History
+    figure_helper.start()
+    history = History.from_dict(json.loads(Path("history.json").read_text()))
+    {before_draw}
+    files = figure_helper.draw(history, "a title")
+    for name, data in files.items():
+        Path(name).write_bytes(data)
+    print(json.dumps({{"names": sorted(files), "matplotlib here": "matplotlib" in sys.modules}}))
+"""
+
+
+def test_the_helper_draws_the_same_files_and_this_process_never_imports_matplotlib(tmp_path: Path) -> None:
+    history = _history()
+    (tmp_path / "history.json").write_text(json.dumps(history.to_dict()))
+    result = _in_a_process(HELPER_SCRIPT.format(before_draw=""), tmp_path)
+    expected = run_figures(history, "a title")
+    assert result == {"names": sorted(expected), "matplotlib here": False}
+    assert sorted(expected) == ["accuracy.png", "accuracy.svg", "loss.png", "loss.svg"]
+    for name, data in expected.items():
+        assert (tmp_path / name).read_bytes() == data
+
+
+def test_a_helper_that_died_leaves_the_drawing_to_this_process(tmp_path: Path) -> None:
+    history = _history()
+    (tmp_path / "history.json").write_text(json.dumps(history.to_dict()))
+    kill = "os.kill(figure_helper._helper.pid, signal.SIGKILL); figure_helper._helper.wait()"
+    result = _in_a_process(HELPER_SCRIPT.format(before_draw=kill), tmp_path)
+    assert result["matplotlib here"] is True  # drawn here, after all
+    for name, data in run_figures(history, "a title").items():
+        assert (tmp_path / name).read_bytes() == data
+
+
+def test_a_helper_that_is_never_asked_ends_with_the_command(tmp_path: Path) -> None:
+    code = """
+        import json
+        from digitnet import figure_helper
+        figure_helper.start()
+        print(json.dumps({"pid": figure_helper._helper.pid}))
+    """
+    pid = _in_a_process(code, tmp_path)["pid"]
+    assert isinstance(pid, int)
+    for _ in range(600):  # its pipe closed when the command ended; it reads that and returns
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        subprocess.run(["sleep", "0.05"], check=True)
+    pytest.fail(f"the helper (pid {pid}) outlived the command by 30 s")
+
+
+def test_the_digitnet_command_writes_the_helpers_figures(tmp_path: Path) -> None:
+    root = write_mnist_dir(tmp_path / "mnist", train_count=120, test_count=30)
+    process = digitnet_process(
+        "train", "--data-dir", str(root), "--epochs", "2", "--hidden", "16", "--out", "run", cwd=tmp_path
+    )
+    _, stderr = process.communicate(timeout=300)
+    assert process.returncode == 0, stderr
+    run = tmp_path / "run"
+    history = History.from_dict(json.loads((run / "history.json").read_text()))
+    title = run_config_from_dict(json.loads((run / "config.json").read_text())["config"]).title()
+    expected = run_figures(history, title)  # the same bytes as drawing in this process
+    assert sorted(p.name for p in run.iterdir() if p.suffix in (".png", ".svg")) == sorted(expected)
+    for name, data in expected.items():
+        assert (run / name).read_bytes() == data
