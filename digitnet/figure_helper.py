@@ -25,11 +25,17 @@ import pickle
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 from digitnet.history import History
 
 _TIMEOUT = 120.0  # seconds; drawing takes under one, importing matplotlib on a loaded laptop a few
 _helper: subprocess.Popen[bytes] | None = None
+# The helper imports this same digitnet, from where this process found it: "python -m" would look in the
+# working directory first, which may hold some other checkout of digitnet.
+_HELPER_MAIN = (
+    "import sys; sys.path.insert(0, sys.argv[1]); from digitnet.figure_helper import _serve; _serve()"
+)
 
 
 def start() -> None:
@@ -39,7 +45,7 @@ def start() -> None:
         return
     try:
         _helper = subprocess.Popen(
-            [sys.executable, "-m", "digitnet.figure_helper"],
+            [sys.executable, "-c", _HELPER_MAIN, str(Path(__file__).resolve().parents[1])],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
@@ -80,10 +86,6 @@ def _serve() -> None:
         return
     data, title = pickle.loads(request)
     sys.stdout.buffer.write(pickle.dumps(run_figures(History.from_dict(data), title)))
-
-
-if __name__ == "__main__":
-    _serve()
 
 
 __all__ = ["draw", "start"]

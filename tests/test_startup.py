@@ -127,12 +127,17 @@ def _history() -> History:
     return History(epochs=epochs, iteration_loss=losses, test_loss=0.2, test_accuracy=0.91)
 
 
-def _in_a_process(code: str, tmp_path: Path) -> dict[str, object]:
+def _in_a_process(code: str, tmp_path: Path, cwd: Path | None = None) -> dict[str, object]:
     """Run ``code`` in a fresh Python (no matplotlib imported yet) and return the JSON it prints last."""
     script = tmp_path / "script.py"
     script.write_text(textwrap.dedent(code))
     done = subprocess.run(
-        [sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=300, check=True
+        [sys.executable, str(script)],
+        cwd=cwd or tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
     )
     result: dict[str, object] = json.loads(done.stdout.splitlines()[-1])
     return result
@@ -162,6 +167,16 @@ def test_the_helper_draws_the_same_files_and_this_process_never_imports_matplotl
     assert sorted(expected) == ["accuracy.png", "accuracy.svg", "loss.png", "loss.svg"]
     for name, data in expected.items():
         assert (tmp_path / name).read_bytes() == data
+
+
+def test_the_helper_imports_this_digitnet_not_one_in_the_working_directory(tmp_path: Path) -> None:
+    history = _history()
+    work = tmp_path / "work"  # a folder holding some other digitnet, where the command is run from
+    (work / "digitnet").mkdir(parents=True)
+    (work / "digitnet" / "__init__.py").write_text("raise ImportError('another digitnet')\n")
+    (work / "history.json").write_text(json.dumps(history.to_dict()))
+    result = _in_a_process(HELPER_SCRIPT.format(before_draw=""), tmp_path, cwd=work)
+    assert result["matplotlib here"] is False  # the helper drew them: it found the real digitnet
 
 
 def test_a_helper_that_died_leaves_the_drawing_to_this_process(tmp_path: Path) -> None:
