@@ -547,19 +547,29 @@ def report_cost(docs_dir: Path) -> str:
     return table_text
 
 
+def bare_torch_import() -> float:
+    """Seconds ``import torch`` takes in a fresh Python that does nothing else: the yardstick of how fast
+    this (shared, drifting) machine is today, to set start-up tables from different days side by side."""
+    code = "import time; t = time.perf_counter(); import torch; print(time.perf_counter() - t)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return float(done.stdout)
+
+
 def startup_breakdown(data_dir: Path, repeats: int) -> str:
     """Where a ``fast`` process's time goes, as markdown: medians of ``repeats`` plain processes, and
     the large imports from one more process run with ``-X importtime`` (which slows it slightly)."""
     startup_run(data_dir, importtime=False)  # warm the file cache and the split cache first
     runs = [startup_run(data_dir, importtime=False) for _ in range(repeats)]
     imports = startup_run(data_dir, importtime=True)
+    bare = statistics.median(bare_torch_import() for _ in range(repeats))
     walls = " / ".join(f"{r['the whole process']:.2f}" for r in runs)
     threads = " / ".join(str(int(r.pop("threads"))) for r in runs)
     lines = [
         f"`digitnet train --preset fast` on full MNIST, whole processes, {os.cpu_count()} cores, idle; "
         f"medians of {repeats} processes (their wall times: {walls} s; threads digitnet chose: {threads}); "
         "the rows starting … are parts of everything else, from one more process run with "
-        "`python -X importtime`.",
+        f"`python -X importtime`. For comparing days: `import torch` alone, in a Python doing nothing else, "
+        f"took {bare:.2f} s (median of {repeats}).",
         "",
         "| part of the process | seconds |",
         "|---|---:|",
