@@ -52,7 +52,26 @@ def read() -> Reading | None:
         return None
     if cores == 0:
         return None
-    return Reading(busy, total, cores, time.process_time(), time.monotonic())
+    own = time.process_time() + sum(_cpu_seconds(pid) for pid in _helpers)
+    return Reading(busy, total, cores, own, time.monotonic())
+
+
+_helpers: set[int] = set()
+
+
+def count_as_own(pid: int) -> None:
+    """Count a helper process this one started (digitnet.figure_helper) as this process's own work: the
+    helper importing matplotlib beside torch is not another program keeping a core busy."""
+    _helpers.add(pid)
+
+
+def _cpu_seconds(pid: int) -> float:
+    """CPU time of process ``pid`` so far (user + system), from ``/proc/<pid>/stat``; 0 once it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return 0.0
 
 
 START = read()  # when the command line started (it imports this module first)
@@ -62,8 +81,9 @@ def other_busy_cores(
     since: Reading | None, minimum: float = 0.0, maximum: float = float("inf")
 ) -> float | None:
     """Cores kept busy by other processes between ``since`` and now: the counted cores' busy time less this
-    process's own, per second of the window. None without counters, or when the window is shorter than
-    ``minimum`` or longer than ``maximum`` seconds (an old window says little about the machine now)."""
+    process's own (its helper processes' included), per second of the window. None without counters, or
+    when the window is shorter than ``minimum`` or longer than ``maximum`` seconds (an old window says
+    little about the machine now)."""
     now = read()
     if since is None or now is None or now.cores != since.cores:
         return None
@@ -77,4 +97,4 @@ def other_busy_cores(
     return max(0.0, busy - own)
 
 
-__all__ = ["START", "Reading", "other_busy_cores", "read"]
+__all__ = ["START", "Reading", "count_as_own", "other_busy_cores", "read"]

@@ -27,6 +27,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from digitnet import cpuload
 from digitnet.history import History
 
 _TIMEOUT = 120.0  # seconds; drawing takes under one, importing matplotlib on a loaded laptop a few
@@ -53,6 +54,8 @@ def start() -> None:
         )
     except OSError:
         _helper = None
+        return
+    cpuload.count_as_own(_helper.pid)  # its import beside torch's is not another program's load
 
 
 def draw(history: History, title: str = "") -> dict[str, bytes]:

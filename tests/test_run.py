@@ -214,6 +214,27 @@ def test_the_load_window_counts_other_programs_not_this_one() -> None:
     assert cpuload.other_busy_cores(since, maximum=0.1) is None  # too old a window says nothing
 
 
+def test_a_helper_process_counts_as_this_process_not_as_another_program(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The figure helper imports matplotlib while torch imports: its work is the run's own, and must not
+    make the run think a core is taken by someone else (a spinning helper reads as no one else busy)."""
+    from digitnet import cpuload
+
+    monkeypatch.setattr(cpuload, "_helpers", set())
+    helper = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        cpuload.count_as_own(helper.pid)
+        time.sleep(0.2)
+        since = cpuload.read()
+        time.sleep(0.6)
+        others = cpuload.other_busy_cores(since)
+    finally:
+        helper.kill()
+        helper.wait()
+    assert others is not None and others < 0.5
+
+
 def test_the_load_is_read_on_the_cores_this_process_may_use(monkeypatch: pytest.MonkeyPatch) -> None:
     """Only the affinity set's cores are counted: a container's host has other tenants on the rest."""
     from digitnet import cpuload
