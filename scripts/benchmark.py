@@ -299,11 +299,14 @@ def train_process_seconds(arm: list[str], data_dir: Path, busy: bool) -> tuple[f
 
 def busy_machine(data_dir: Path, repeats: int) -> list[dict[str, object]]:
     """Process times of ``--preset fast`` idle and beside one busy process, for each arm. The arms and
-    the two conditions take turns within each repeat, so a drift in the machine's speed reaches all four
-    alike instead of whichever was measured last."""
+    the two conditions take turns within each repeat, so a drift in the machine's speed reaches them all
+    alike; and the arms' order rotates from one repeat to the next, so no arm always runs in the same
+    place (first, or just after a busy run), which on this machine can be a few percent faster or slower."""
     measured: dict[str, dict[str, list[float]]] = {name: {} for name in ARMS}
-    for _ in range(repeats):
-        for name, arm in ARMS.items():
+    names = list(ARMS)
+    for repeat in range(repeats):
+        for name in names[repeat % len(names) :] + names[: repeat % len(names)]:
+            arm = ARMS[name]
             for condition in ("idle", "busy"):
                 seconds, threads = train_process_seconds(arm, data_dir, busy=condition == "busy")
                 measured[name].setdefault(f"{condition}_seconds", []).append(seconds)
