@@ -35,11 +35,11 @@ app = typer.Typer(
 data_app = typer.Typer(help="Get, split, and look at the digits.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 
-# Piped to a file or a log, rich would assume 80 columns and wrap a table's headers; a terminal keeps
-# its own width.
 # True in the digitnet command (digitnet.cli.main), which owns its process: there a command may start helper
 # processes (digitnet.figure_helper). Tests call ``app`` in pytest's process, where they would only cost.
 STANDALONE = False
+# Piped to a file or a log, rich would assume 80 columns and wrap a table's headers; a terminal keeps
+# its own width.
 console = Console(width=None if sys.stdout.isatty() else 120)
 err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 120)
 _state = {"debug": False, "terminated": False}
