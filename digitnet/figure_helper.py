@@ -1,6 +1,6 @@
 """A run's figures drawn by a second Python process, started before the command imports torch.
 
-``digitnet train`` spends its first ~1.6 s importing torch, on one core; on a two-core machine the
+``digitnet train`` spends its first 1.5–2 s importing torch, on one core; on a two-core machine the
 other waits. Drawing the run's figures needs matplotlib, whose import costs about 0.4 s more. So the
 command first starts this helper: it imports matplotlib (never torch) on the idle core and waits on a
 pipe. When the run is written, its history goes to the helper and the figure files' bytes come back;
@@ -9,7 +9,7 @@ tests' in-process runs) or it failed in any way, the figures are drawn in this p
 the same code, so the files are the same either way.
 
 The helper runs in a session of its own, so Ctrl-C at the terminal reaches only the command, which
-decides what is written; it ends when its pipe closes, so it never outlives the command.
+decides what is written; it ends as soon as its pipe closes, so it does not outlive the command.
 
 ```python
 figure_helper.start()  # before importing torch
@@ -21,10 +21,12 @@ files = figure_helper.draw(history, title)  # {"loss.png": b"…", "loss.svg": b
 from __future__ import annotations
 
 import contextlib
+import os
 import pickle
 import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 from digitnet import cpuload
@@ -32,10 +34,12 @@ from digitnet.history import History
 
 _TIMEOUT = 120.0  # seconds; drawing takes under one, importing matplotlib on a loaded laptop a few
 _helper: subprocess.Popen[bytes] | None = None
-# The helper imports this same digitnet, from where this process found it: "python -m" would look in the
-# working directory first, which may hold some other checkout of digitnet.
+# The helper imports this same digitnet, from where this process found it, and nothing from the working
+# directory: "python -c" puts that directory first on sys.path, where a student's random.py or json.py
+# (or another checkout of digitnet) would be imported in place of the real one.
 _HELPER_MAIN = (
-    "import sys; sys.path.insert(0, sys.argv[1]); from digitnet.figure_helper import _serve; _serve()"
+    "import sys; sys.path[:1] = [sys.argv[1]] + ([] if sys.path[:1] == [''] else sys.path[:1]); "
+    "from digitnet.figure_helper import _serve; _serve()"
 )
 
 
@@ -80,14 +84,22 @@ def draw(history: History, title: str = "") -> dict[str, bytes]:
 
 def _serve() -> None:
     """The helper's side: import matplotlib now, then draw the one run it is sent and reply with the
-    files' bytes. A closed pipe with nothing sent (the command failed or stopped early) ends it."""
+    files' bytes. The pipe is read from the start, in a thread, so that a command that ends early (a bad
+    option, Ctrl-C during the import) ends its helper at once, not after the import."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    requests: list[bytes] = []
+
+    def receive() -> None:
+        requests.append(sys.stdin.buffer.read())
+        if not requests[0]:  # the pipe closed with nothing sent: the command has ended
+            os._exit(0)
+
+    reader = threading.Thread(target=receive, daemon=True)
+    reader.start()
     from digitnet.plotting import run_figures
 
-    request = sys.stdin.buffer.read()
-    if not request:
-        return
-    data, title = pickle.loads(request)
+    reader.join()
+    data, title = pickle.loads(requests[0])
     sys.stdout.buffer.write(pickle.dumps(run_figures(History.from_dict(data), title)))
 
 

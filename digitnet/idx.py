@@ -2,11 +2,11 @@
 
 Nothing here imports torch, so a command can start reading the files before it imports torch:
 [prefetch][digitnet.idx.prefetch] inflates the 55 MB of digits in a background thread while torch's
-~1.6 s import keeps the main thread busy. zlib lets go of Python's global lock while it inflates, so on a
+import (1.5–2 s) keeps the main thread busy. zlib lets go of Python's global lock while it inflates, so on a
 two-core machine the reading runs on the core the import leaves idle, and the run finds its digits
 already in memory (about 0.3 s of every ``digitnet train`` on full MNIST).
-[read_idx][digitnet.idx.read_idx] takes a prefetched file if its size and modification time are
-unchanged, and reads it itself otherwise. The rest of digitnet reaches these names through
+[read_idx][digitnet.idx.read_idx] takes a prefetched file if it is still the same file (inode, size and
+modification time), and reads it itself otherwise. The rest of digitnet reaches these names through
 [digitnet.data][digitnet.data].
 
 ```python
@@ -143,6 +143,7 @@ def _open_maybe_gzip(path: Path) -> Iterator[_Readable]:
 def _read_idx_file(path: Path, ndim: int) -> np.ndarray:
     try:
         with _open_maybe_gzip(path) as handle:
+            gzipped = isinstance(handle, _Gunzip)
             header = handle.read(4 + 4 * ndim)
             if len(header) < 4 + 4 * ndim:
                 raise DataError(f"{path}: too short for an IDX header ({len(header)} bytes)")
@@ -165,7 +166,12 @@ def _read_idx_file(path: Path, ndim: int) -> np.ndarray:
         raise DataError(f"{path}: cannot read ({error.strerror or error})") from None
     if len(body) != expected:
         found = f"{len(body)}" if len(body) < expected else "more"
-        raise DataError(f"{path}: header promises {expected} bytes of data for shape {shape}, found {found}")
+        # Inflating stops at the declared size, before the checksum at the end: damage inside a gzip
+        # stream can read as extra data.
+        damaged = " (or the gzip file is corrupt)" if gzipped and found == "more" else ""
+        raise DataError(
+            f"{path}: header promises {expected} bytes of data for shape {shape}, found {found}{damaged}"
+        )
     # A writable copy, made here (numpy copies without the global lock) so that torch can share it as is.
     return np.frombuffer(body, dtype=np.uint8).reshape(shape).copy()
 

@@ -567,10 +567,12 @@ def startup_breakdown(data_dir: Path, repeats: int) -> str:
     bare = statistics.median(bare_torch_import() for _ in range(repeats))
     walls = " / ".join(f"{r['the whole process']:.2f}" for r in runs)
     threads = " / ".join(str(int(r.pop("threads"))) for r in runs)
+    one = sum(name.startswith("…") for name in imports) == 1
+    parts = "the row starting … is part" if one else "the rows starting … are parts"
     lines = [
         f"`digitnet train --preset fast` on full MNIST, whole processes, {os.cpu_count()} cores, idle; "
         f"medians of {repeats} processes (their wall times: {walls} s; threads digitnet chose: {threads}); "
-        "the rows starting … are parts of everything else, from one more process run with "
+        f"{parts} of everything else, from one more process run with "
         f"`python -X importtime`. For comparing days: `import torch` alone, in a Python doing nothing else, "
         f"took {bare:.2f} s (median of {repeats}).",
         "",

@@ -78,6 +78,10 @@ CATALOGUE: dict[str, Case] = {
     # --- files and directories
     "missing data dir": lambda t: (_train_on_dir(t / "nowhere"), "nowhere"),
     "data dir without MNIST": lambda t: (_train_on_dir(t), "no MNIST files"),
+    "named data dir without MNIST, dataset auto": lambda t: (
+        ["train", "--data-dir", str(t)],
+        "no MNIST files in it",
+    ),
     "some MNIST files only": lambda t: (_train_on_dir(_partial_dir(t)), "missing t10k-images"),
     "empty IDX file": lambda t: (
         _train_on_dir(_mnist_with(t, "train-labels-idx1-ubyte", b"")),

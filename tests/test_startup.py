@@ -174,9 +174,32 @@ def test_the_helper_imports_this_digitnet_not_one_in_the_working_directory(tmp_p
     work = tmp_path / "work"  # a folder holding some other digitnet, where the command is run from
     (work / "digitnet").mkdir(parents=True)
     (work / "digitnet" / "__init__.py").write_text("raise ImportError('another digitnet')\n")
+    # and a student's own random.py, a name the helper's imports use: it must not run in the helper
+    (work / "random.py").write_text("open('random.py ran', 'w').close()\nfrom secrets import *\n")
     (work / "history.json").write_text(json.dumps(history.to_dict()))
     result = _in_a_process(HELPER_SCRIPT.format(before_draw=""), tmp_path, cwd=work)
     assert result["matplotlib here"] is False  # the helper drew them: it found the real digitnet
+    assert not (work / "random.py ran").exists()
+
+
+def test_a_helper_whose_command_ended_leaves_at_once_not_after_its_import(tmp_path: Path) -> None:
+    """With the pipe closed before anything is sent, the helper must end without finishing its import
+    (made to take a minute here); before, it imported matplotlib first and only then noticed."""
+    code = """
+        import sys, time
+        class Slow:
+            def find_spec(self, name, path=None, target=None):
+                if name == "digitnet.plotting":
+                    time.sleep(60)
+        sys.meta_path.insert(0, Slow())
+        from digitnet.figure_helper import _serve
+        _serve()
+    """
+    (tmp_path / "helper.py").write_text(textwrap.dedent(code))
+    done = subprocess.run(
+        [sys.executable, str(tmp_path / "helper.py")], stdin=subprocess.DEVNULL, timeout=30, check=False
+    )
+    assert done.returncode == 0
 
 
 def test_a_helper_that_died_leaves_the_drawing_to_this_process(tmp_path: Path) -> None:
