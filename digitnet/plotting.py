@@ -102,10 +102,22 @@ def _figure(width: float, height: float, constrained: bool = False) -> Figure:
     return Figure(figsize=(width, height), layout="constrained" if constrained else None)
 
 
-def _epoch_axis(axes: Axes) -> None:
+def _epoch_axis(axes: Axes, finished: int) -> None:
     """An x axis of whole epochs from where training started: with one or two epochs, matplotlib would
-    otherwise label the few points' span in fractions (0.48, 0.54, …)."""
+    otherwise label the few points' span in fractions (0.48, 0.54, …). A run stopped before its first
+    epoch ended (Ctrl-C) has nothing to draw, and says so on an axis of one epoch."""
     axes.set_xlim(left=0)
+    if not finished:
+        axes.set_xlim(0, 1)
+        axes.yaxis.set_major_locator(NullLocator())  # no values: a scale around 0 would only mislead
+        axes.text(
+            0.5,
+            0.5,
+            "stopped before the first epoch finished",
+            transform=axes.transAxes,
+            ha="center",
+            color="0.4",
+        )
     axes.xaxis.set_major_locator(MaxNLocator(integer=True))
 
 
@@ -157,7 +169,7 @@ def plot_loss(history: History, title: str = "", window: int = 10) -> Figure:
     if finite.size:
         axes.set_ylim(0, min(float(np.percentile(finite, 99.5)) * 1.1, float(finite.max()) * 1.05))
     axes.set_xlabel("epoch")
-    _epoch_axis(axes)
+    _epoch_axis(axes, len(history.epochs))
     axes.set_ylabel("cross-entropy loss")
     if title:
         axes.set_title(title, fontsize=10)
@@ -203,7 +215,7 @@ def plot_accuracy(history: History, title: str = "") -> Figure:
             label=f"test (final) {100 * history.test_accuracy:.2f}%",
         )
     axes.set_xlabel("epoch")
-    _epoch_axis(axes)
+    _epoch_axis(axes, len(history.epochs))
     axes.set_ylabel("accuracy (%)")
     if title:
         axes.set_title(title, fontsize=10)

@@ -178,6 +178,16 @@ def test_a_short_run_is_drawn_on_whole_epochs_from_zero(finished_run) -> None:  
         assert low == 0 and shown and all(float(tick).is_integer() for tick in shown)
 
 
+def test_a_run_stopped_before_its_first_epoch_says_so_in_its_figures() -> None:
+    from digitnet.history import History
+    from digitnet.plotting import plot_accuracy, plot_loss
+
+    for figure in (plot_loss(History(status="interrupted")), plot_accuracy(History(status="interrupted"))):
+        axes = figure.axes[0]
+        assert axes.get_xlim() == (0.0, 1.0) and list(axes.get_yticks()) == []
+        assert [t.get_text() for t in axes.texts] == ["stopped before the first epoch finished"]
+
+
 def test_busy_cores_sees_a_busy_neighbour() -> None:
     from digitnet.runtime import busy_cores
 

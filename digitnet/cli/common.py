@@ -83,9 +83,10 @@ def friendly(command: Callable[P, R]) -> Callable[P, R]:
             if _state["debug"]:
                 raise
             fail(str(error))
-        except KeyboardInterrupt:
+        except KeyboardInterrupt:  # outside a training loop, which saves and reports its own epochs
+            what = "stopped by SIGTERM" if _state["terminated"] else "interrupted"
             fail(
-                "interrupted: what finished is saved; the same command resumes where it stopped",
+                f"{what}: finished epochs, if any, are saved, and the same command resumes from them",
                 EXIT_TERMINATED if _state["terminated"] else EXIT_INTERRUPTED,
             )
         finally:
