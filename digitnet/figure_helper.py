@@ -73,7 +73,7 @@ def draw(history: History, title: str = "") -> dict[str, bytes]:
             figures = pickle.loads(output) if helper.returncode == 0 else None
             if isinstance(figures, dict) and all(isinstance(v, bytes) for v in figures.values()):
                 return figures
-        except Exception:
+        except Exception:  # any failure of the helper (killed, a bad reply, a timeout): draw here instead
             with contextlib.suppress(OSError):
                 helper.kill()
                 helper.wait()
