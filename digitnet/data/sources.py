@@ -245,13 +245,14 @@ def resolve_data_config(config: DataConfig) -> DataConfig:
             # back to the 5,000-digit sample and train on the wrong data without a word.
             what = "is a file, not a directory" if directory.exists() else "no such data directory"
             raise DataError(f"{directory}: {what} ({named_by})")
-        if named_by and find_mnist_files(directory) is None:
+        has_mnist = directory.is_dir() and find_mnist_files(directory) is not None
+        if named_by and not has_mnist:
             # Likewise a named directory without MNIST in it: the sample would quietly stand in for it.
             raise DataError(
                 f"{directory}: no MNIST files in it ({named_by}); 'digitnet data download --data-dir "
                 f"{directory}' fetches them, or leave {named_by} unset to train on the bundled sample"
             )
-        if not (directory.is_dir() and find_mnist_files(directory) is not None):
+        if not has_mnist:
             fraction = config.held_out_fraction
             return replace(config, dataset="sample", data_dir=None, csv=None, test_fraction=fraction)
     return replace(config, dataset="mnist", data_dir=str(directory.resolve()), csv=None)
