@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import pickle
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
 
@@ -188,16 +190,24 @@ def test_a_run_stopped_before_its_first_epoch_says_so_in_its_figures() -> None:
         assert [t.get_text() for t in axes.texts] == ["stopped before the first epoch finished"]
 
 
+@contextlib.contextmanager
+def _spinning_process() -> Iterator[subprocess.Popen[bytes]]:
+    """A process that never sleeps, so keeps one core busy; past its start-up when the block begins, and
+    stopped when it ends."""
+    process = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(0.2)
+        yield process
+    finally:
+        process.kill()
+        process.wait()
+
+
 def test_busy_cores_sees_a_busy_neighbour() -> None:
     from digitnet.runtime import busy_cores
 
-    neighbour = subprocess.Popen([sys.executable, "-c", "while True: pass"])
-    try:
-        time.sleep(0.2)
+    with _spinning_process():
         assert busy_cores(0.3) >= 0.7  # one process that never sleeps keeps one core busy
-    finally:
-        neighbour.kill()
-        neighbour.wait()
 
 
 def test_the_load_window_counts_other_programs_not_this_one() -> None:
@@ -210,15 +220,10 @@ def test_the_load_window_counts_other_programs_not_this_one() -> None:
     while time.monotonic() < end:  # this process keeps one core busy, as importing torch does
         pass
     own_only = cpuload.other_busy_cores(since)
-    neighbour = subprocess.Popen([sys.executable, "-c", "while True: pass"])
-    try:
-        time.sleep(0.2)
+    with _spinning_process():
         since = cpuload.read()
         time.sleep(0.6)
         with_neighbour = cpuload.other_busy_cores(since)
-    finally:
-        neighbour.kill()
-        neighbour.wait()
     assert own_only is not None and with_neighbour is not None
     assert own_only < 0.5 and with_neighbour >= 0.7
     assert cpuload.other_busy_cores(since, maximum=0.1) is None  # too old a window says nothing
@@ -232,16 +237,11 @@ def test_a_helper_process_counts_as_this_process_not_as_another_program(
     from digitnet import cpuload
 
     monkeypatch.setattr(cpuload, "_helpers", set())
-    helper = subprocess.Popen([sys.executable, "-c", "while True: pass"])
-    try:
+    with _spinning_process() as helper:
         cpuload.count_as_own(helper.pid)
-        time.sleep(0.2)
         since = cpuload.read()
         time.sleep(0.6)
         others = cpuload.other_busy_cores(since)
-    finally:
-        helper.kill()
-        helper.wait()
     assert others is not None and others < 0.5
 
 
