@@ -96,11 +96,51 @@ def _serve() -> None:
 
     reader = threading.Thread(target=receive, daemon=True)
     reader.start()
-    from digitnet.plotting import run_figures
+    import digitnet.plotting  # noqa: F401  (the import this process is for, done while torch imports)
 
     reader.join()
     data, title = pickle.loads(requests[0])
-    sys.stdout.buffer.write(pickle.dumps(run_figures(History.from_dict(data), title)))
+    sys.stdout.buffer.write(pickle.dumps(_draw_at_once(History.from_dict(data), title)))
+
+
+def _draw_at_once(history: History, title: str) -> dict[str, bytes]:
+    """Every figure of the run, each but the first in a child forked from this process (matplotlib is
+    imported already), the first here: the command waits for them with its cores idle, and two figures
+    drawn at once take little more than one (~0.25 s against ~0.45 s here). A child that fails leaves its
+    figure to be drawn here, so the files are the same either way. Where there is no ``fork``
+    (Windows) or forking a process with system frameworks loaded is unsafe (macOS), they are drawn one
+    after the other."""
+    from digitnet.plotting import run_figure, run_figure_stems
+
+    stems = run_figure_stems(history)
+    if sys.platform != "linux":
+        return {name: data for stem in stems for name, data in run_figure(history, stem, title).items()}
+    children: dict[str, tuple[int, int]] = {}  # stem → (pid, the read end of its pipe)
+    for stem in stems[1:]:
+        read, write = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child: draw one figure, send it, and leave without any of the parent's clean-up
+            status = 1
+            try:
+                os.close(read)
+                with os.fdopen(write, "wb") as pipe:
+                    pipe.write(pickle.dumps(run_figure(history, stem, title)))
+                status = 0
+            finally:
+                os._exit(status)
+        os.close(write)
+        children[stem] = (pid, read)
+    drawn = {stems[0]: run_figure(history, stems[0], title)}
+    for stem, (pid, read) in children.items():
+        with os.fdopen(read, "rb") as pipe:
+            reply = pipe.read()
+        _, status = os.waitpid(pid, 0)
+        try:
+            files = pickle.loads(reply) if status == 0 else None
+        except Exception:  # a reply cut short: as if the child had failed
+            files = None
+        drawn[stem] = files if isinstance(files, dict) else run_figure(history, stem, title)
+    return {name: data for stem in stems for name, data in drawn[stem].items()}
 
 
 __all__ = ["draw", "start"]

@@ -87,13 +87,23 @@ def save_figure(figure: Figure, stem: Path, formats: Sequence[str] = FORMATS) ->
 def run_figures(history: History, title: str = "") -> dict[str, bytes]:
     """A run directory's figures, file name to bytes: ``loss`` and ``accuracy``, and ``diagnostics`` when
     the run measured them (``--diagnostics``), each as PNG and SVG."""
-    figures = {"loss": plot_loss(history, title), "accuracy": plot_accuracy(history, title)}
-    if history.diagnostics:
-        figures["diagnostics"] = plot_diagnostics(history, title)
     files: dict[str, bytes] = {}
-    for stem, figure in figures.items():
-        files |= {f"{stem}.{fmt}": data for fmt, data in render_figure(figure).items()}
+    for stem in run_figure_stems(history):
+        files |= run_figure(history, stem, title)
     return files
+
+
+def run_figure_stems(history: History) -> tuple[str, ...]:
+    """The names of the figures [run_figures][digitnet.plotting.run_figures] draws for ``history``."""
+    return ("loss", "accuracy", "diagnostics") if history.diagnostics else ("loss", "accuracy")
+
+
+def run_figure(history: History, stem: str, title: str = "") -> dict[str, bytes]:
+    """One of a run's figures (a name from [run_figure_stems][digitnet.plotting.run_figure_stems]) in
+    each format, file name to bytes: each is drawn on its own, so the figure helper can draw them at once
+    on separate cores."""
+    plot = {"loss": plot_loss, "accuracy": plot_accuracy, "diagnostics": plot_diagnostics}[stem]
+    return {f"{stem}.{fmt}": data for fmt, data in render_figure(plot(history, title)).items()}
 
 
 def _figure(width: float, height: float, constrained: bool = False) -> Figure:
@@ -865,4 +875,4 @@ def plot_diagnostics(history: History, title: str = "") -> Figure:
     return figure
 
 
-__all__ += ["plot_diagnostics", "render_figure", "run_figures"]
+__all__ += ["plot_diagnostics", "render_figure", "run_figure", "run_figure_stems", "run_figures"]

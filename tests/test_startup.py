@@ -169,6 +169,51 @@ def test_the_helper_draws_the_same_files_and_this_process_never_imports_matplotl
         assert (tmp_path / name).read_bytes() == data
 
 
+DRAW_AT_ONCE_SCRIPT = """
+    import json, os
+    from pathlib import Path
+    from digitnet import figure_helper, plotting
+    from digitnet.history import History
+    helper, real = os.getpid(), plotting.run_figure
+
+    def recording(history, stem, title=""):  # which process drew which figure
+        if os.getpid() != helper and stem == {failing!r}:
+            os._exit(3)  # a child that dies before it replies
+        Path(f"{{stem}}.{{os.getpid()}}").touch()
+        return real(history, stem, title)
+
+    plotting.run_figure = recording
+    history = History.from_dict(json.loads(Path("history.json").read_text()))
+    files = figure_helper._draw_at_once(history, "a title")
+    for name, data in files.items():
+        Path(name).write_bytes(data)
+    drawn = {{p.suffix[1:]: p.stem for p in Path().glob("*.[0-9]*")}}  # pid → stem
+    print(json.dumps({{"names": list(files), "helper": str(helper), "drawn by": drawn}}))
+"""
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="the figures are drawn one after the other there")
+@pytest.mark.parametrize("failing", [None, "accuracy"])
+def test_the_helper_draws_each_figure_in_a_process_of_its_own(tmp_path: Path, failing: str | None) -> None:
+    """Two figures drawn at once, the same bytes as one after the other; a child that fails leaves its
+    figure to the helper itself."""
+    history = _history()
+    (tmp_path / "history.json").write_text(json.dumps(history.to_dict()))
+    result = _in_a_process(DRAW_AT_ONCE_SCRIPT.format(failing=failing), tmp_path)
+    expected = run_figures(history, "a title")
+    assert result["names"] == list(expected)  # in run_figures' order
+    for name, data in expected.items():
+        assert (tmp_path / name).read_bytes() == data
+    drawn_by = result["drawn by"]
+    assert isinstance(drawn_by, dict)
+    if failing is None:
+        assert sorted(drawn_by.values()) == ["accuracy", "loss"]
+        assert drawn_by.get(result["helper"]) == "loss"  # and accuracy in another process
+    else:  # the helper drew both in the end; the child left no mark
+        assert {p.stem for p in tmp_path.glob("*.[0-9]*")} == {"loss", "accuracy"}
+        assert {p.suffix[1:] for p in tmp_path.glob("*.[0-9]*")} == {result["helper"]}
+
+
 def test_the_helper_imports_this_digitnet_not_one_in_the_working_directory(tmp_path: Path) -> None:
     history = _history()
     work = tmp_path / "work"  # a folder holding some other digitnet, where the command is run from
