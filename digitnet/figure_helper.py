@@ -101,6 +101,10 @@ def _serve() -> None:
     reader.join()
     data, title = pickle.loads(requests[0])
     sys.stdout.buffer.write(pickle.dumps(_draw_at_once(History.from_dict(data), title)))
+    sys.stdout.buffer.flush()
+    # The command reads until the pipe closes, which Python's clean-up at exit would delay by a tenth
+    # of a second or more (every module taken apart); the reply is written, so leave now.
+    os._exit(0)
 
 
 def _draw_at_once(history: History, title: str) -> dict[str, bytes]:
