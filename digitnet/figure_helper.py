@@ -4,9 +4,10 @@
 other waits. Drawing the run's figures needs matplotlib, whose import costs about 0.4 s more. So the
 command first starts this helper: it imports matplotlib (never torch) on the idle core and waits on a
 pipe. When the run is written, its history goes to the helper and the figure files' bytes come back;
-the run directory is written as before. If there is no helper (the library called from Python, the
-tests' in-process runs) or it failed in any way, the figures are drawn in this process instead, with
-the same code, so the files are the same either way.
+the run directory is written as before. The helper draws the figures at once, one per core (it forks
+a copy of itself for each after the first), and leaves as soon as it has replied. If there is no helper
+(the library called from Python, the tests' in-process runs) or it failed in any way, the figures are
+drawn in this process instead, with the same code, so the files are the same either way.
 
 The helper runs in a session of its own, so Ctrl-C at the terminal reaches only the command, which
 decides what is written; it ends as soon as its pipe closes, so it does not outlive the command.
@@ -110,10 +111,9 @@ def _serve() -> None:
 def _draw_at_once(history: History, title: str) -> dict[str, bytes]:
     """Every figure of the run, each but the first in a child forked from this process (matplotlib is
     imported already), the first here: the command waits for them with its cores idle, and two figures
-    drawn at once take little more than one (~0.25 s against ~0.45 s here). A child that fails leaves its
-    figure to be drawn here, so the files are the same either way. Where there is no ``fork``
-    (Windows) or forking a process with system frameworks loaded is unsafe (macOS), they are drawn one
-    after the other."""
+    drawn at once take little more than one. A child that fails leaves its figure to be drawn here, so
+    the files are the same either way. Where there is no ``fork`` (Windows) or forking a process with
+    system frameworks loaded is unsafe (macOS), they are drawn one after the other."""
     from digitnet.plotting import run_figure, run_figure_stems
 
     stems = run_figure_stems(history)

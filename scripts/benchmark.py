@@ -633,6 +633,19 @@ def startup_against(data_dir: Path, repeats: int, revision: str) -> str:
             f"| {name} | {statistics.median(r[0] for r in rows):.2f} | "
             f"{statistics.median(r[1] for r in rows):.2f} |"
         )
+    # Each "now" process against the one just before it: torch's import alone drifts by tenths of a second
+    # between minutes, and the pairs take most of that drift out of the difference.
+    before_rows, now_rows = measured.values()
+    lines.append("")
+    for column, title in ((0, "whole process"), (1, "outside training and validation")):
+        differences = sorted(
+            now[column] - before[column] for before, now in zip(before_rows, now_rows, strict=True)
+        )
+        median = statistics.median(differences)
+        lines.append(
+            f"- {title}, now − `{revision}`, paired by repeat: median {median:+.2f} s "
+            f"(from {differences[0]:+.2f} to {differences[-1]:+.2f})."
+        )
     table = "\n".join(lines) + "\n"
     print(table)
     return table
