@@ -127,6 +127,8 @@ def _draw_at_once(history: History, title: str) -> dict[str, bytes]:
             status = 1
             try:
                 os.close(read)
+                # not the command's pipe: the command reads that until every copy of it is closed
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
                 with os.fdopen(write, "wb") as pipe:
                     pipe.write(pickle.dumps(run_figure(history, stem, title)))
                 status = 0

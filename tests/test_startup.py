@@ -4,10 +4,12 @@ back to that."""
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import json
 import os
 import pickle
+import signal
 import subprocess
 import sys
 import textwrap
@@ -271,6 +273,42 @@ def test_the_helper_replies_and_ends_without_pythons_clean_up(tmp_path: Path) ->
     assert done.returncode == 0, done.stderr
     assert pickle.loads(done.stdout) == run_figures(history, "a title")
     assert not (tmp_path / "clean-up ran").exists()
+
+
+def test_a_helper_that_fails_while_a_child_draws_does_not_keep_the_command_waiting(tmp_path: Path) -> None:
+    """The command reads the helper's reply until every copy of that pipe is closed: a child still
+    drawing must not hold one, or a helper that failed would keep the command waiting for the child."""
+    code = """
+        import os, time
+        from digitnet import figure_helper, plotting
+        helper = os.getpid()
+
+        def run_figure(history, stem, title=""):
+            if os.getpid() == helper:
+                raise RuntimeError("the helper's own figure fails")
+            time.sleep(60)  # a child that is slow to draw
+
+        plotting.run_figure = run_figure
+        figure_helper._serve()
+    """
+    (tmp_path / "helper.py").write_text(textwrap.dedent(code))
+    request = pickle.dumps((_history().to_dict(), "a title"))
+    helper = subprocess.Popen(
+        [sys.executable, str(tmp_path / "helper.py")],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        cwd=tmp_path,
+        start_new_session=True,
+    )
+    try:
+        reply, _ = helper.communicate(request, timeout=30)  # not the child's 60 s
+        assert helper.returncode != 0
+        assert reply == b""  # and the command draws the figures itself
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(helper.pid, signal.SIGKILL)  # the sleeping child too
+        helper.wait()
 
 
 def test_a_helper_that_died_leaves_the_drawing_to_this_process(tmp_path: Path) -> None:
