@@ -864,6 +864,8 @@ def plot_diagnostics(history: History, title: str = "") -> Figure:
         axes.set_title(label, fontsize=9)
         axes.grid(alpha=0.3)
         axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+        if len(set(epochs)) == 1:  # one point: matplotlib would span it with 0.945, 0.960, …
+            axes.set_xlim(epochs[0] - 1, epochs[0] + 1)
     panels[0].set_yscale("log")
     panels[1].set_yscale("log")
     top = panels[2].get_ylim()[1]

@@ -180,6 +180,20 @@ def test_a_short_run_is_drawn_on_whole_epochs_from_zero(finished_run) -> None:  
         assert low == 0 and shown and all(float(tick).is_integer() for tick in shown)
 
 
+def test_a_one_epoch_diagnostics_figure_is_drawn_on_whole_epochs() -> None:
+    """One point alone must not be labelled 0.945, 0.960, …"""
+    from digitnet.history import EpochHealth, History, LayerHealth
+    from digitnet.plotting import plot_diagnostics
+
+    layers = [LayerHealth("fc1", 0.5, 1e-3, 0.0), LayerHealth("fc2", 0.2, 2e-3, 0.1)]
+    figure = plot_diagnostics(History(diagnostics=[EpochHealth(1, layers)]))
+    figure.canvas.draw()  # ticks are placed when drawn
+    for axes in figure.axes:
+        low, high = axes.get_xlim()
+        shown = [tick for tick in axes.get_xticks() if low <= tick <= high]
+        assert 1 in shown and all(float(tick).is_integer() for tick in shown)
+
+
 def test_a_run_stopped_before_its_first_epoch_says_so_in_its_figures() -> None:
     from digitnet.history import History
     from digitnet.plotting import plot_accuracy, plot_loss
