@@ -318,6 +318,40 @@ def test_a_different_sweep_into_the_same_folder_is_said(tmp_path: Path) -> None:
     assert "1 run(s) trained, 1 reused" in other.output
 
 
+@pytest.mark.parametrize(
+    ("finished", "said"), [(1, "1 finished epoch: it was saved"), (2, "2 finished epochs: they")]
+)
+def test_an_interrupted_train_says_what_was_saved(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, finished: int, said: str
+) -> None:
+    real = digitnet.run.run_experiment
+
+    def stopping(*args: Any, on_epoch: Any = None, **kwargs: Any) -> Any:
+        def on_epoch_then_stop(record: Any) -> None:
+            on_epoch(record)
+            if record.epoch == finished:
+                raise KeyboardInterrupt
+
+        return real(*args, on_epoch=on_epoch_then_stop, **kwargs)
+
+    monkeypatch.setattr(digitnet.run, "run_experiment", stopping)
+    args = [
+        "train",
+        "--dataset",
+        "sample",
+        "--epochs",
+        "4",
+        "--batch-size",
+        "512",
+        "--out",
+        str(tmp_path / "r"),
+    ]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 130, result.output
+    assert f"interrupted after {said}" in " ".join(result.output.split())
+    assert "the same command resumes from there" in " ".join(result.output.split())
+
+
 def test_evaluating_an_interrupted_run_says_so(tmp_path: Path) -> None:
     from digitnet.run import run_experiment
     from digitnet.settings import make_run_config

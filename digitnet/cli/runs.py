@@ -151,9 +151,13 @@ def train(
             EXIT_DIVERGED,
         )
     if summary.status == "interrupted":
+        finished = summary.epochs_completed
+        saved = {
+            0: "nothing to resume from, so the same command starts over",
+            1: "it was saved, and the same command resumes from there",
+        }.get(finished, "they were saved, and the same command resumes from there")
         fail(
-            f"interrupted after {summary.epochs_completed} finished epoch(s); what finished was saved, "
-            "and the same command resumes from there",
+            f"interrupted after {finished} finished epoch{'' if finished == 1 else 's'}: {saved}",
             EXIT_TERMINATED if terminated() else EXIT_INTERRUPTED,
         )
 
