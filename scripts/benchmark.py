@@ -641,10 +641,12 @@ def startup_against(data_dir: Path, repeats: int, revision: str) -> str:
         differences = sorted(
             now[column] - before[column] for before, now in zip(before_rows, now_rows, strict=True)
         )
-        median = statistics.median(differences)
+        low, median, high = (
+            f"{d:+.2f}".replace("-", "−")
+            for d in (differences[0], statistics.median(differences), differences[-1])
+        )
         lines.append(
-            f"- {title}, now − `{revision}`, paired by repeat: median {median:+.2f} s "
-            f"(from {differences[0]:+.2f} to {differences[-1]:+.2f})."
+            f"- {title}, now − `{revision}`, paired by repeat: median {median} s (from {low} to {high})."
         )
     table = "\n".join(lines) + "\n"
     print(table)
