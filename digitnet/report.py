@@ -371,7 +371,24 @@ def cli_reference() -> str:
         text=True,
         env=_plain_env(),
     )
-    return result.stdout
+    return _escape_angle_brackets(result.stdout)
+
+
+def _escape_angle_brackets(markdown: str) -> str:
+    """``<`` and ``>`` in the reference's prose as entities: a default such as ``runs/<model>-…`` would
+    otherwise read as an HTML tag and vanish from the page. Code spans and fenced blocks stay as they are."""
+    lines, fenced = [], False
+    for line in markdown.splitlines(keepends=True):
+        if line.startswith("```"):
+            fenced = not fenced
+        elif not fenced:
+            parts = line.split("`")  # odd-numbered parts are inside code spans
+            line = "`".join(
+                part if index % 2 else part.replace("<", "&lt;").replace(">", "&gt;")
+                for index, part in enumerate(parts)
+            )
+        lines.append(line)
+    return "".join(lines)
 
 
 def _plain_env() -> dict[str, str]:

@@ -31,8 +31,14 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # Plain help, as wide as the terminal up to 120 columns: Typer's rich panels put each flag's --no-
+    # form in a column of its own and left a description 17 characters wide in an 80-column terminal.
+    rich_markup_mode=None,
+    context_settings={"max_content_width": 120},
 )
-data_app = typer.Typer(help="Get, split, and look at the digits.", no_args_is_help=True)
+data_app = typer.Typer(
+    help="Get, split, and look at the digits.", no_args_is_help=True, rich_markup_mode=None
+)
 app.add_typer(data_app, name="data")
 
 # True in the digitnet command (digitnet.cli.main), which owns its process: there a command may start helper
@@ -125,7 +131,7 @@ def main(
 
 def choices_metavar(names: Sequence[str]) -> str:
     """``[a|b|c]``: how an option's choices show in ``--help`` (checked by the configs, not by click)."""
-    return "[" + "|".join(names) + "]"
+    return "[" + " | ".join(names) + "]"
 
 
 Preset = Annotated[

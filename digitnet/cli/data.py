@@ -23,7 +23,7 @@ from digitnet.cli.common import (
 # ---------------------------------------------------------------------------------------------- data
 
 
-@data_app.command("download")
+@data_app.command("download", short_help="Fetch the four MNIST files, MD5-checked.")
 @friendly
 def data_download(
     *,
@@ -42,7 +42,7 @@ def data_download(
     )
 
 
-@data_app.command("prepare")
+@data_app.command("prepare", short_help="Split the digits 80/20 and save the split for reuse.")
 @friendly
 def data_prepare(
     *,
@@ -79,7 +79,7 @@ def data_prepare(
         console.print(f"wrote {path}", highlight=False)
 
 
-@data_app.command("show")
+@data_app.command("show", short_help="Draw the digits, their classes and their augmentation.")
 @friendly
 def data_show(
     *,

@@ -13,7 +13,7 @@ from digitnet.cli.common import Preset, app, console, friendly, print_notes, run
 FEW_STEPS = 500  # fewer steps than this over the range make the suggestion a rough one
 
 
-@app.command()
+@app.command(short_help="Draw what a trained model learned, and its mistakes.")
 @friendly
 def inspect(
     run_dir: Annotated[Path, typer.Argument(help="A run directory written by 'digitnet train'.")],
@@ -37,7 +37,7 @@ def inspect(
         console.print(f"wrote {path}", highlight=False, soft_wrap=True)
 
 
-@app.command("lr-find")
+@app.command("lr-find", short_help="The learning-rate range test: the loss as the rate rises.")
 @with_run_options()
 @friendly
 def lr_find(

@@ -13,7 +13,7 @@ from digitnet.cli.common import FLAG, app, choices_metavar, console, fail, frien
 FORMATS = ("onnx",)
 
 
-@app.command()
+@app.command(short_help="Write the model as ONNX, checked by onnxruntime.")
 @friendly
 def export(
     run_dir: Annotated[Path, typer.Argument(help="A run directory written by 'digitnet train'.")],
@@ -40,7 +40,7 @@ def export(
     )
 
 
-@app.command()
+@app.command(short_help="Draw digits in the browser; your model reads them.")
 @friendly
 def playground(
     run_dir: Annotated[Path, typer.Argument(help="A run directory written by 'digitnet train'.")],

@@ -21,7 +21,7 @@ from digitnet.cli.common import (
 # --------------------------------------------------------------------------------- evaluate, predict
 
 
-@app.command()
+@app.command(short_help="Measure a run's model on the test set, class by class.")
 @friendly
 def evaluate(
     run_dir: Annotated[Path, typer.Argument(help="A run directory written by 'digitnet train'.")],
@@ -60,7 +60,7 @@ def evaluate(
     console.print(f"{result.mistakes} mistakes · written to {result.files[0].parent}", highlight=False)
 
 
-@app.command()
+@app.command(short_help="Read the digit in your own images (top 3).")
 @friendly
 def predict(
     run_dir: Annotated[Path, typer.Argument(help="A run directory written by 'digitnet train'.")],
@@ -88,7 +88,7 @@ def predict(
 # -------------------------------------------------------------------------------------------- report
 
 
-@app.command()
+@app.command(short_help="Run every experiment of the docs site and write its pages.")
 @friendly
 def report(
     *,

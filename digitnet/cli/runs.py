@@ -37,7 +37,7 @@ BACKEND_NAMES = ("local", "ray")
 # --------------------------------------------------------------------------------------------- train
 
 
-@app.command()
+@app.command(short_help="Train one model and write its run directory.")
 @with_run_options()
 @friendly
 def train(
@@ -165,7 +165,7 @@ def train(
 # ------------------------------------------------------------------------------------------- compare
 
 
-@app.command()
+@app.command(short_help="Train each value of a factor over seeds: tables, verdicts.")
 @with_run_options(seed="First seed; the seeds are seed, seed+1, …")
 @friendly
 def compare(

@@ -10,7 +10,7 @@ import typer
 from digitnet.cli.common import FLAG, app, console, fail, friendly, print_notes
 
 
-@app.command()
+@app.command(short_help="Write a lab report (Markdown, HTML, PDF) from runs.")
 @friendly
 def writeup(
     sources: Annotated[
