@@ -134,12 +134,18 @@ def test_real_tiny_training_run_end_to_end(tmp_path: Path) -> None:
             "adam",
             "--lr",
             "0.002",
+            "--schedule",
+            "onecycle",
             "--out",
             str(out),
         ],
     )
     assert result.exit_code == 0, result.output
     assert "5,000-digit" in result.output  # the sample notice (stderr is mixed into output here)
+    title = digitnet.settings.run_config_from_dict(
+        json.loads((out / "config.json").read_text())["config"]
+    ).title()
+    assert title in [line.strip() for line in result.output.splitlines()]  # whole, on a line of its own
     assert f"run written to {out}" in result.output.replace("\n", "")
     summary = json.loads((out / "summary.json").read_text())
     assert summary["status"] == "completed" and summary["test_accuracy"] > 0.5

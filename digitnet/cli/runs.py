@@ -110,7 +110,9 @@ def train(
         result = run_experiment(config, run_dir, on_start=on_start, on_epoch=on_epoch, restart=restart)
 
     summary = result.summary
-    table = Table(title=config.title(), title_style="bold", show_edge=False)
+    # The run's title on a line of its own: as the table's title it wrapped to the table's width.
+    console.print(config.title(), style="bold", highlight=False, soft_wrap=True)
+    table = Table(show_edge=False)
     eval_train = summary.train_eval_accuracy is not None
     columns = ("", "train (running)", *(("train (eval)",) if eval_train else ()), "validation", "test")
     for column in columns:
