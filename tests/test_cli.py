@@ -389,7 +389,7 @@ def test_help_lists_the_sweeps_own_names_without_importing_torch() -> None:
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False"  # --help and typos answer at once
     help_text = " ".join(runner.invoke(app, ["compare", "--help"]).output.split())
-    assert "[lr | batch-size | optimizer |" in help_text and "[local | ray]" in help_text
+    assert "one factor at a time: lr, batch-size, optimizer," in help_text and "[local | ray]" in help_text
 
 
 # A module-level object whose finaliser prints: Python's own exit tears it down and prints, main's quick

@@ -165,7 +165,7 @@ def test_cli_compare_end_to_end(tmp_path: Path) -> None:
     again = CliRunner().invoke(app, args)
     assert "0 run(s) trained, 4 reused" in again.output
     bad = CliRunner().invoke(app, ["compare", "colour", "--out", str(tmp_path / "x")])
-    assert bad.exit_code == 2 and "factor" in bad.output and not (tmp_path / "x").exists()
+    assert bad.exit_code == 2 and "FACTOR" in bad.output and not (tmp_path / "x").exists()
 
 
 def test_optimizers_run_at_their_conventional_rate_unless_lr_is_given() -> None:

@@ -134,6 +134,15 @@ def choices_metavar(names: Sequence[str]) -> str:
     return "[" + " | ".join(names) + "]"
 
 
+# A run directory as a command's first argument, named as the defaults that derive from it name it
+# (RUN_DIR/evaluation, RUN_DIR/inside, …).
+RunDir: TypeAlias = Annotated[
+    Path,
+    typer.Argument(
+        help="A run directory written by 'digitnet train'.", metavar="RUN_DIR", show_default=False
+    ),
+]
+
 Preset = Annotated[
     str | None,
     typer.Option(

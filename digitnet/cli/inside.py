@@ -8,7 +8,16 @@ from typing import Annotated, Any
 
 import typer
 
-from digitnet.cli.common import Preset, app, console, friendly, print_notes, run_settings, with_run_options
+from digitnet.cli.common import (
+    Preset,
+    RunDir,
+    app,
+    console,
+    friendly,
+    print_notes,
+    run_settings,
+    with_run_options,
+)
 
 FEW_STEPS = 500  # fewer steps than this over the range make the suggestion a rough one
 
@@ -16,7 +25,7 @@ FEW_STEPS = 500  # fewer steps than this over the range make the suggestion a ro
 @app.command(short_help="Draw what a trained model learned, and its mistakes.")
 @friendly
 def inspect(
-    run_dir: Annotated[Path, typer.Argument(help="A run directory written by 'digitnet train'.")],
+    run_dir: RunDir,
     *,
     out: Annotated[
         Path | None, typer.Option(help="Figures directory.", show_default="RUN_DIR/inside")

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from digitnet.cli.common import FLAG, app, choices_metavar, console, fail, friendly
+from digitnet.cli.common import FLAG, RunDir, app, choices_metavar, console, fail, friendly
 
 FORMATS = ("onnx",)
 
@@ -16,7 +16,7 @@ FORMATS = ("onnx",)
 @app.command(short_help="Write the model as ONNX, checked by onnxruntime.")
 @friendly
 def export(
-    run_dir: Annotated[Path, typer.Argument(help="A run directory written by 'digitnet train'.")],
+    run_dir: RunDir,
     *,
     format: Annotated[
         str, typer.Option("--format", help="File format.", metavar=choices_metavar(FORMATS))
@@ -43,9 +43,11 @@ def export(
 @app.command(short_help="Draw digits in the browser; your model reads them.")
 @friendly
 def playground(
-    run_dir: Annotated[Path, typer.Argument(help="A run directory written by 'digitnet train'.")],
+    run_dir: RunDir,
     *,
-    port: Annotated[int, typer.Option(help="Port on 127.0.0.1 (0: any free one).", min=0, max=65535)] = 8000,
+    port: Annotated[
+        int, typer.Option(help="Port on 127.0.0.1 (0: any free one).", min=0, max=65535, metavar="<int>")
+    ] = 8000,
     no_browser: Annotated[
         bool, typer.Option("--no-browser", help="Do not open a browser.", metavar=FLAG)
     ] = False,

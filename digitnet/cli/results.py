@@ -11,6 +11,7 @@ from rich.table import Table
 from digitnet.cli.common import (
     FLAG,
     DataDir,
+    RunDir,
     app,
     console,
     err_console,
@@ -24,7 +25,7 @@ from digitnet.cli.common import (
 @app.command(short_help="Measure a run's model on the test set, class by class.")
 @friendly
 def evaluate(
-    run_dir: Annotated[Path, typer.Argument(help="A run directory written by 'digitnet train'.")],
+    run_dir: RunDir,
     *,
     out: Annotated[
         Path | None,
@@ -63,8 +64,10 @@ def evaluate(
 @app.command(short_help="Read the digit in your own images (top 3).")
 @friendly
 def predict(
-    run_dir: Annotated[Path, typer.Argument(help="A run directory written by 'digitnet train'.")],
-    images: Annotated[list[Path], typer.Argument(help="PNG/JPG images of single digits, any size.")],
+    run_dir: RunDir,
+    images: Annotated[
+        list[Path], typer.Argument(help="PNG/JPG images of single digits, any size.", metavar="IMAGES")
+    ],
     *,
     show: Annotated[
         bool,

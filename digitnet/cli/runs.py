@@ -175,8 +175,8 @@ def compare(
     factor: Annotated[
         str,
         typer.Argument(
-            help="What to vary, one factor at a time.",
-            metavar=choices_metavar(FACTOR_NAMES),
+            help=f"What to vary, one factor at a time: {', '.join(FACTOR_NAMES)}.",
+            metavar="FACTOR",
             show_default=False,
         ),
     ],
@@ -185,6 +185,7 @@ def compare(
         typer.Argument(
             help="Values to try, separated by spaces or commas (hidden sizes: by spaces, e.g. 100,50 30,5; "
             "default: a sensible set per factor).",
+            metavar="VALUES",
             show_default=False,
         ),
     ] = None,
@@ -203,7 +204,10 @@ def compare(
     ] = None,
     variant: Annotated[
         list[str] | None,
-        typer.Option(help="With 'variants': paired settings, e.g. 'lr=0.001 dropout=0.2' (repeatable)."),
+        typer.Option(
+            help="With 'variants': paired settings, e.g. 'lr=0.001 dropout=0.2' (repeatable).",
+            metavar="SETTINGS",
+        ),
     ] = None,
     by: Annotated[
         tuple[str, str] | None,
@@ -220,7 +224,7 @@ def compare(
     backend: Annotated[
         str,
         typer.Option(
-            help="local = worker processes; ray = Ray tasks (needs pip install -e '.\\[ray]').",
+            help="local = worker processes; ray = Ray tasks (needs pip install -e '.[ray]').",
             metavar=choices_metavar(BACKEND_NAMES),
         ),
     ] = "local",

@@ -18,6 +18,7 @@ def writeup(
         typer.Argument(
             help="Run directories ('digitnet train') and sweep directories ('digitnet compare'), in the "
             "order the report shows them.",
+            metavar="SOURCES",
             show_default=False,
         ),
     ] = None,

@@ -76,7 +76,7 @@ class SweepSpec:
 
     def __post_init__(self) -> None:
         if self.factor not in FACTORS:
-            raise ConfigError(f"factor: expected one of {', '.join(FACTORS)}, got {self.factor!r}")
+            raise ConfigError(f"FACTOR: expected one of {', '.join(FACTORS)}, got {self.factor!r}")
         if self.seeds < 1:
             raise ConfigError(f"--seeds: expected a whole number ≥ 1, got {self.seeds}")
         unknown = [m for m in self.models if m not in MODEL_VARIANTS]
