@@ -130,7 +130,8 @@ def main(
 
 
 def choices_metavar(names: Sequence[str]) -> str:
-    """``[a|b|c]``: how an option's choices show in ``--help`` (checked by the configs, not by click)."""
+    """``[a | b | c]``: how an option's choices show in ``--help`` (checked by the configs, not by click);
+    spaced, so that a long list wraps between names."""
     return "[" + " | ".join(names) + "]"
 
 
