@@ -187,7 +187,7 @@ CATALOGUE: dict[str, Case] = {
     # --- flags
     "unknown --model": lambda t: (["train", "--model", "resnet"], "--model"),
     "unknown --optimizer": lambda t: (["train", "--optimizer", "lbfgs"], "--optimizer"),
-    "unknown compare factor": lambda t: (["compare", "colour"], "factor"),
+    "unknown compare factor": lambda t: (["compare", "colour"], "FACTOR: expected one of lr"),
     "unknown --variant setting": lambda t: (["compare", "variants", "--variant", "learning=0.1"], "learning"),
     "lr zero": lambda t: (["train", "--lr", "0"], "--lr"),
     "lr negative": lambda t: (["compare", "batch-size", "--lr", "-1"], "--lr"),
