@@ -114,11 +114,11 @@ def _draw_at_once(history: History, title: str) -> dict[str, bytes]:
     drawn at once take little more than one. A child that fails leaves its figure to be drawn here, so
     the files are the same either way. Where there is no ``fork`` (Windows) or forking a process with
     system frameworks loaded is unsafe (macOS), they are drawn one after the other."""
-    from digitnet.plotting import run_figure, run_figure_stems
+    from digitnet.plotting import run_figure, run_figure_stems, run_figures
 
-    stems = run_figure_stems(history)
     if sys.platform != "linux":
-        return {name: data for stem in stems for name, data in run_figure(history, stem, title).items()}
+        return run_figures(history, title)
+    stems = run_figure_stems(history)
     children: dict[str, tuple[int, int]] = {}  # stem → (pid, the read end of its pipe)
     for stem in stems[1:]:
         read, write = os.pipe()
