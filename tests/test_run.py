@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 import torch
@@ -20,6 +21,9 @@ from digitnet.errors import CheckpointError, ConfigError
 from digitnet.run import run_experiment
 from digitnet.settings import RunConfig, make_run_config, parse_assignments, run_config_from_dict
 from digitnet.trainer import evaluate
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 RUN_FILES = {
     ".digitnet",  # the marker that lets a later run of this config replace it (and nothing else)
@@ -173,11 +177,17 @@ def test_a_short_run_is_drawn_on_whole_epochs_from_zero(finished_run) -> None:  
         history = History.from_dict(json.load(handle))
     history.epochs = history.epochs[:1]
     for figure in (plot_loss(history), plot_accuracy(history)):
-        axes = figure.axes[0]
-        figure.canvas.draw()  # ticks are placed when drawn
-        low, high = axes.get_xlim()
-        shown = [tick for tick in axes.get_xticks() if low <= tick <= high]
-        assert low == 0 and shown and all(float(tick).is_integer() for tick in shown)
+        shown = _shown_xticks(figure)[0]
+        assert figure.axes[0].get_xlim()[0] == 0 and shown and all(float(tick).is_integer() for tick in shown)
+
+
+def _shown_xticks(figure: Figure) -> list[list[float]]:
+    """Each axes' x ticks inside its limits, as the figure draws them (ticks are placed when drawn)."""
+    figure.canvas.draw()
+    return [
+        [tick for tick in axes.get_xticks() if axes.get_xlim()[0] <= tick <= axes.get_xlim()[1]]
+        for axes in figure.axes
+    ]
 
 
 def test_a_one_epoch_diagnostics_figure_is_drawn_on_whole_epochs() -> None:
@@ -186,11 +196,7 @@ def test_a_one_epoch_diagnostics_figure_is_drawn_on_whole_epochs() -> None:
     from digitnet.plotting import plot_diagnostics
 
     layers = [LayerHealth("fc1", 0.5, 1e-3, 0.0), LayerHealth("fc2", 0.2, 2e-3, 0.1)]
-    figure = plot_diagnostics(History(diagnostics=[EpochHealth(1, layers)]))
-    figure.canvas.draw()  # ticks are placed when drawn
-    for axes in figure.axes:
-        low, high = axes.get_xlim()
-        shown = [tick for tick in axes.get_xticks() if low <= tick <= high]
+    for shown in _shown_xticks(plot_diagnostics(History(diagnostics=[EpochHealth(1, layers)]))):
         assert 1 in shown and all(float(tick).is_integer() for tick in shown)
 
 
