@@ -22,7 +22,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -32,6 +32,9 @@ from digitnet.checkpoint import load_checkpoint
 from digitnet.data import NUM_CLASSES, NormStats, load_split, to_tensors
 from digitnet.errors import ConfigError, DataError
 from digitnet.settings import RunConfig
+
+if TYPE_CHECKING:
+    from digitnet.sweep import SweepSpec
 
 
 @dataclass(frozen=True)
@@ -585,6 +588,15 @@ def draw_inside_figures(
 HEALTH_RATES = ("0.001", "0.01", "0.1")
 
 
+def health_spec(data: dict[str, str], epochs: int) -> SweepSpec:
+    """The training-health sweep: the baseline MLP with ``--diagnostics`` at each of ``HEALTH_RATES``,
+    one seed. ``digitnet report`` trains its runs in one pool with every experiment's."""
+    from digitnet.sweep import SweepSpec
+
+    base = {**data, "epochs": epochs, "diagnostics": True}
+    return SweepSpec("lr", HEALTH_RATES, tuple(sorted(base.items())), seeds=1)
+
+
 def _health_figures(docs_dir: Path, cache_dir: Path, data: dict[str, str], epochs: int) -> list[Path]:
     """The baseline MLP with ``--diagnostics`` at a slow, the usual and a large rate: each run's
     ``diagnostics.png`` and a table of the last epoch's numbers per layer."""
@@ -593,10 +605,9 @@ def _health_figures(docs_dir: Path, cache_dir: Path, data: dict[str, str], epoch
     from digitnet.plotting import IMAGE_FORMATS, plot_diagnostics, save_figure
     from digitnet.runtime import atomic_write_text
     from digitnet.settings import run_config_from_dict
-    from digitnet.sweep import SweepSpec, run_sweep
+    from digitnet.sweep import run_sweep
 
-    base = {**data, "epochs": epochs, "diagnostics": True}
-    spec = SweepSpec("lr", HEALTH_RATES, tuple(sorted(base.items())), seeds=1)
+    spec = health_spec(data, epochs)
     result = run_sweep(spec, cache_dir / "health", jobs=1, runs_dir=cache_dir / "runs")
     target = docs_dir / "figures" / "inside"
     written: list[Path] = []

@@ -1,9 +1,11 @@
 """Regenerate every figure and table the docs site shows, from the project's own runs.
 
-``digitnet report`` runs each write-up's experiment through ``digitnet.sweep.run_sweep`` (so runs
-are cached and a rerun only trains what is missing), keeps the runs under a cache directory, and copies
-only figures and tables into the docs: ``<docs>/figures/<experiment>/`` and ``<docs>/results/<experiment>/``.
-Each results folder also gets ``command.md``, the exact ``digitnet compare`` command that reproduces it.
+``digitnet report`` plans every write-up's experiment at once and trains all their runs in one pool of
+worker processes (runs are cached by config, so a rerun only trains what is missing); as each experiment's
+last run comes in, ``digitnet.sweep.run_sweep`` aggregates it from the cache and its figures and tables
+are copied into the docs (``<docs>/figures/<experiment>/`` and ``<docs>/results/<experiment>/``) while
+the workers train the rest. Each results folder also gets ``command.md``, the exact ``digitnet compare``
+command that reproduces it.
 
 ``--quick`` runs the same path on the bundled sample with one seed and two epochs, for CI.
 
@@ -14,6 +16,8 @@ written = run_report(Path("docs"), Path("runs/report"), quick=True)
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import shlex
 import shutil
 from collections.abc import Callable
@@ -21,8 +25,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from digitnet.configs import DataConfig
 from digitnet.runtime import atomic_write_text
-from digitnet.sweep import SweepResult, SweepSpec, results_markdown, run_sweep
+from digitnet.settings import RunConfig
+from digitnet.sweep import Cell, RunRecord, SweepResult, SweepSpec, results_markdown, run_sweep
+from digitnet.sweep.execution import execute, shared_split
 
 VARIANTS = ("lr=0.001 dropout=0.2", "lr=0.0005 dropout=0.4", "lr=0.0001 dropout=0.6")
 
@@ -98,9 +105,7 @@ def claim_text(claim: Claim, result: SweepResult) -> str:
 
 def experiments(quick: bool, data_dir: str | None) -> list[Experiment]:
     """The report's sweeps. Full: MNIST, 3 seeds, the assignments' epochs; quick: sample, 1 seed, 2 epochs."""
-    data: dict[str, Any] = {"dataset": "sample"} if quick else {"dataset": "mnist"}
-    if data_dir and not quick:
-        data["data-dir"] = data_dir
+    data: dict[str, Any] = report_data(quick, data_dir)
     epochs = 2 if quick else 10
     seeds = 1 if quick else 3
 
@@ -232,6 +237,7 @@ def command_line(spec: SweepSpec) -> str:
 
 
 ReportCallback = Callable[[str, SweepResult], None]
+ReportRunCallback = Callable[[str, RunRecord, int, int], None]
 
 
 def _publish(source_dir: Path, names: tuple[str, ...], target_dir: Path, prefix: str = "") -> list[Path]:
@@ -245,6 +251,63 @@ def _publish(source_dir: Path, names: tuple[str, ...], target_dir: Path, prefix:
     return copied
 
 
+@dataclass(frozen=True)
+class ReportPlan:
+    """Every run the report needs, in the order they train, and which of them each step waits for."""
+
+    experiments: list[Experiment]
+    health: SweepSpec
+    """The Inside page's training-health runs (see [health_spec][digitnet.inside.health_spec])"""
+    runs: list[tuple[Cell, int, RunConfig]]
+    """Each distinct run once, in training order (see [TRAINED_FIRST][digitnet.report.TRAINED_FIRST])"""
+    keys: dict[str, frozenset[str]]
+    """Experiment name (and ``"health"``) → the keys of its runs"""
+    owner: dict[str, str]
+    """Run key → the first experiment, in the report's order, that plans it: the one that counts it trained"""
+
+
+TRAINED_FIRST = ("cnn", "baseline", "health")
+"""The experiments whose runs train first: the CNN's are the longest (one of them left for last would keep
+one core busy and the other idle), and the Inside page's views of the baseline's and the CNN's first
+runs (t-SNE takes a while) and its health runs can then be drawn while the others train."""
+
+
+def plan_report(quick: bool, data_dir: str | None) -> ReportPlan:
+    """The report's runs, planned at once so that one pool of workers trains them all.
+
+    Planned one experiment at a time, each experiment's last runs left a core idle while they finished,
+    and every experiment started its workers again (torch's import and the data, ~6 s each time).
+    """
+    from digitnet.inside import health_spec
+    from digitnet.sweep import plan_sweep, run_configs
+
+    chosen = experiments(quick, data_dir)
+    health = health_spec(report_data(quick, data_dir), epochs=2 if quick else 10)
+    specs = {e.name: e.spec for e in chosen} | {"health": health}
+    keyed = {
+        name: [(run, run[2].key()) for run in run_configs(spec, plan_sweep(spec))]
+        for name, spec in specs.items()
+    }
+    keys = {name: frozenset(key for _, key in runs) for name, runs in keyed.items()}
+    owner: dict[str, str] = {}
+    for name in specs:
+        for _, key in keyed[name]:
+            owner.setdefault(key, name)
+    order = [*TRAINED_FIRST, *(name for name in specs if name not in TRAINED_FIRST)]
+    runs: dict[str, tuple[Cell, int, RunConfig]] = {}
+    for name in order:
+        for run, key in keyed[name]:
+            runs.setdefault(key, run)
+    return ReportPlan(chosen, health, list(runs.values()), keys, owner)
+
+
+def report_data(quick: bool, data_dir: str | None) -> dict[str, str]:
+    """The report's data settings: the bundled sample for ``--quick``, else MNIST (from ``data_dir``)."""
+    if quick:
+        return {"dataset": "sample"}
+    return {"dataset": "mnist", **({"data-dir": data_dir} if data_dir else {})}
+
+
 def run_report(
     docs_dir: Path,
     cache_dir: Path,
@@ -252,35 +315,115 @@ def run_report(
     data_dir: str | None = None,
     jobs: int = 1,
     on_experiment: ReportCallback | None = None,
+    on_run: ReportRunCallback | None = None,
 ) -> list[Path]:
-    """Run every experiment (reusing cached runs) and publish figures and tables under ``docs_dir``."""
-    from digitnet.analysis import draw_data_figures
-    from digitnet.configs import DataConfig
-    from digitnet.evaluate import evaluate_run
-    from digitnet.inside import draw_inside_figures
+    """Run every experiment (reusing cached runs) and publish figures and tables under ``docs_dir``.
 
-    written: list[Path] = []
-    playground_rows: list[str] = []
+    One pool of ``jobs`` workers trains every run of the report ([plan_report][digitnet.report.plan_report]);
+    meanwhile this process publishes each experiment as soon as its last run is in, so tables, figures
+    and the Inside page's views are drawn while the workers train the rest. ``on_run`` hears of every
+    run (cached ones too) with the name of the experiment that counts it, ``on_experiment`` of every
+    experiment once it is published.
+    """
+    from threadpoolctl import threadpool_limits
+
+    from digitnet.runtime import claim_output, using_threads
+
+    plan = plan_report(quick, data_dir)
+    for name in (*(e.name for e in plan.experiments), "health"):
+        claim_output(cache_dir / name, "sweep")  # before any training, as each sweep does
     data_config = DataConfig(dataset="sample") if quick else DataConfig(dataset="mnist", data_dir=data_dir)
-    data_files, _ = draw_data_figures(
-        data_config, docs_dir / "figures" / "data", tables_dir=docs_dir / "results" / "data"
-    )
-    written += data_files
-    results: dict[str, SweepResult] = {}
-    first_runs: dict[str, Path] = {}
-    for experiment in experiments(quick, data_dir):
-        result = results[experiment.name] = run_sweep(
-            experiment.spec, cache_dir / experiment.name, jobs=jobs, runs_dir=cache_dir / "runs"
+    shared_split(data_config)  # a broken data file fails here, before any worker starts
+    data = report_data(quick, data_dir)
+    publisher = _Publisher(plan, docs_dir, cache_dir, data_config, data, on_experiment)
+
+    def finished(record: RunRecord, done: int, total: int) -> None:
+        if on_run is not None:
+            on_run(plan.owner[record.key], record, done, total)
+        publisher.run_finished(record)
+
+    # While the workers train, this process draws with one thread (torch's, and the OpenMP threads of
+    # t-SNE): more would wait on cores the workers keep busy (the Speed page's busy machine).
+    threads = 1 if jobs > 1 else None
+    with using_threads(threads), threadpool_limits(threads):
+        execute(plan.runs, cache_dir / "runs", jobs, finished)
+        publisher.publish_ready()
+    return publisher.written
+
+
+class _Publisher:
+    """The report's publishing steps, each taken once every run it reads is in (in the report's order
+    when several are ready at once): the data figures, one step per experiment, the Inside page, and
+    the claims and the Playground's table once everything is."""
+
+    def __init__(
+        self,
+        plan: ReportPlan,
+        docs_dir: Path,
+        cache_dir: Path,
+        data_config: DataConfig,
+        data: dict[str, str],
+        on_experiment: ReportCallback | None,
+    ) -> None:
+        self.plan, self.docs_dir, self.cache_dir = plan, docs_dir, cache_dir
+        self.data_config, self.data, self.on_experiment = data_config, data, on_experiment
+        self.quick = data_config.dataset == "sample"
+        self.written: list[Path] = []
+        self.results: dict[str, SweepResult] = {}
+        self.playground_rows: dict[str, str] = {}
+        self.first_runs: dict[str, Path] = {}
+        self.done: set[str] = set()
+        self.trained: set[str] = set()
+        inside = plan.keys["health"] | plan.keys["baseline"] | plan.keys["cnn"]
+        self.steps: list[tuple[frozenset[str], Callable[[], None]]] = [
+            (frozenset(), self.data_figures),  # at the first run's end, while the workers train on
+            *((plan.keys[e.name], functools.partial(self.experiment, e)) for e in plan.experiments),
+            (inside, self.inside),
+            (frozenset(plan.owner), self.claims_and_playground),
+        ]
+
+    def run_finished(self, record: RunRecord) -> None:
+        self.done.add(record.key)
+        if not record.cached:
+            self.trained.add(record.key)
+        self.publish_ready()
+
+    def trained_for(self, name: str) -> int:
+        """How many of experiment ``name``'s runs this report trained, each counted by the first experiment
+        (in the report's order) that plans it, as when the experiments were trained one after another."""
+        return sum(1 for key in self.plan.keys[name] if key in self.trained and self.plan.owner[key] == name)
+
+    def publish_ready(self) -> None:
+        while ready := [step for step in self.steps if step[0] <= self.done]:
+            self.steps.remove(ready[0])
+            ready[0][1]()
+
+    def data_figures(self) -> None:
+        from digitnet.analysis import draw_data_figures
+
+        figures, tables = self.docs_dir / "figures" / "data", self.docs_dir / "results" / "data"
+        self.written += draw_data_figures(self.data_config, figures, tables_dir=tables)[0]
+
+    def experiment(self, experiment: Experiment) -> None:
+        """Aggregate one experiment's (cached) runs and publish its figures, tables and command."""
+        from digitnet.evaluate import evaluate_run
+
+        name, docs_dir, cache_dir = experiment.name, self.docs_dir, self.cache_dir
+        result = run_sweep(experiment.spec, cache_dir / name, runs_dir=cache_dir / "runs")
+        new = self.trained_for(name)
+        result = self.results[name] = dataclasses.replace(
+            result, trained=new, reused=result.trained + result.reused - new
         )
-        figures_dir = docs_dir / "figures" / experiment.name
-        results_dir = docs_dir / "results" / experiment.name
+        figures_dir = docs_dir / "figures" / name
+        results_dir = docs_dir / "results" / name
+        written = self.written
         written += _publish(result.out_dir, experiment.figures, figures_dir)
-        if experiment.name in ("baseline", "cnn"):
+        if name in PLAYGROUND_MODELS:
             # the first seed's own figures: per-iteration loss with its moving average, accuracy per epoch
-            first_run = result.cells[0].runs[0].run_dir
+            first_run = self.first_runs[name] = result.cells[0].runs[0].run_dir
             written += _publish(first_run, ("loss.png", "accuracy.png"), figures_dir, prefix="run_")
-            playground_rows.append(_export_playground_model(first_run, docs_dir, experiment.name))
-            written.append(docs_dir / "playground" / "models" / f"{PLAYGROUND_MODELS[experiment.name]}.onnx")
+            self.playground_rows[name] = _export_playground_model(first_run, docs_dir, name)
+            written.append(docs_dir / "playground" / "models" / f"{PLAYGROUND_MODELS[name]}.onnx")
         written += _publish(
             result.out_dir, ("results.md", "results.csv", "verdicts.md", "verdicts.csv"), results_dir
         )
@@ -290,38 +433,38 @@ def run_report(
             result.summary,
             result.data,
             experiment.columns,
-            f"results/{experiment.name}/results.csv",
+            f"results/{name}/results.csv",
         )
         atomic_write_text(results_dir / "table.md", table)
-        written.append(results_dir / "table.md")
         atomic_write_text(results_dir / "command.md", f"```bash\n{command_line(experiment.spec)}\n```\n")
-        written.append(results_dir / "command.md")
-        if experiment.name == "cnn":
-            evaluation = evaluate_run(result.cells[0].runs[0].run_dir, cache_dir / "cnn-evaluation")
+        written += [results_dir / "table.md", results_dir / "command.md"]
+        if name == "cnn":
+            evaluation = evaluate_run(self.first_runs[name], cache_dir / "cnn-evaluation")
             gallery = ("confusion_matrix.png", "misclassified.png", "confident_mistakes.png", "correct.png")
             written += _publish(evaluation.files[0].parent, gallery, figures_dir)
-        if experiment.name in ("baseline", "cnn"):
-            first_runs["mlp" if experiment.name == "baseline" else "cnn"] = result.cells[0].runs[0].run_dir
-        if on_experiment is not None:
-            on_experiment(experiment.name, result)
-    claims_dir = docs_dir / "results" / "claims"
-    for claim in CLAIMS:
-        cells = {c.cell.label for c in results[claim.experiment].cells}
-        if quick and not {claim.first, claim.second} <= cells:
-            continue  # the quick grids are smaller (2 epochs): a claim about epoch 10 has no cells there
-        atomic_write_text(claims_dir / f"{claim.name}.md", claim_text(claim, results[claim.experiment]))
-        written.append(claims_dir / f"{claim.name}.md")
-    table = PLAYGROUND_HEADER + "".join(playground_rows)
-    atomic_write_text(docs_dir / "results" / "playground" / "models.md", table)
-    written.append(docs_dir / "results" / "playground" / "models.md")
-    # "Inside the network": the baseline MLP's and the CNN's views, and the lr page's range test
-    data = (
-        {"dataset": "sample"}
-        if quick
-        else {"dataset": "mnist", **({"data-dir": data_dir} if data_dir else {})}
-    )
-    written += draw_inside_figures(docs_dir, cache_dir, first_runs, data, epochs=2 if quick else 10)
-    return written
+        if self.on_experiment is not None:
+            self.on_experiment(name, result)
+
+    def inside(self) -> None:
+        """ "Inside the network": the baseline MLP's and the CNN's views, and the lr page's range test."""
+        from digitnet.inside import draw_inside_figures
+
+        runs = {"mlp": self.first_runs["baseline"], "cnn": self.first_runs["cnn"]}
+        epochs = 2 if self.quick else 10
+        self.written += draw_inside_figures(self.docs_dir, self.cache_dir, runs, self.data, epochs=epochs)
+
+    def claims_and_playground(self) -> None:
+        """Each claim's verdict (skipped where the quick grids lack its cells) and the Playground's table."""
+        claims_dir = self.docs_dir / "results" / "claims"
+        for claim in CLAIMS:
+            result = self.results[claim.experiment]
+            if self.quick and not {claim.first, claim.second} <= {c.cell.label for c in result.cells}:
+                continue  # the quick grids are smaller (2 epochs): a claim about epoch 10 has no cells there
+            atomic_write_text(claims_dir / f"{claim.name}.md", claim_text(claim, result))
+            self.written.append(claims_dir / f"{claim.name}.md")
+        rows = "".join(self.playground_rows[name] for name in PLAYGROUND_MODELS)
+        atomic_write_text(self.docs_dir / "results" / "playground" / "models.md", PLAYGROUND_HEADER + rows)
+        self.written.append(self.docs_dir / "results" / "playground" / "models.md")
 
 
 # The Playground page's models: the first run (seed 0) of these experiments, exported to ONNX.

@@ -14,9 +14,10 @@ from digitnet.cli.common import (
     RunDir,
     app,
     console,
-    err_console,
     friendly,
+    log_line,
     print_notes,
+    progress_bar,
 )
 
 # --------------------------------------------------------------------------------- evaluate, predict
@@ -110,22 +111,32 @@ def report(
 ) -> None:
     """Run every experiment of the docs site (cached) and write its figures, tables and CLI reference."""
     from digitnet.report import run_report, write_cli_reference
-    from digitnet.sweep import SweepResult, default_jobs
+    from digitnet.sweep import RunRecord, SweepResult, default_jobs
 
-    def on_experiment(name: str, result: SweepResult) -> None:
-        err_console.print(
-            f"{name}: {result.trained} trained, {result.reused} reused · {result.summary}",
-            highlight=False,
-            soft_wrap=True,
+    with progress_bar("runs") as progress:
+        task = progress.add_task("planning…", total=None)
+
+        def on_run(experiment: str, record: RunRecord, done: int, total: int) -> None:
+            status = "cached" if record.cached else record.summary.status
+            text = f"{experiment}: {record.cell.label} seed {record.seed}: {status}"
+            progress.update(task, completed=done, total=total, description=text)
+            log_line(progress, f"run {done}/{total} · {text}")
+
+        def on_experiment(name: str, result: SweepResult) -> None:
+            progress.console.print(
+                f"{name}: {result.trained} trained, {result.reused} reused · {result.summary}",
+                highlight=False,
+                soft_wrap=True,
+            )
+
+        written = run_report(
+            docs_dir,
+            cache_dir,
+            quick=quick,
+            data_dir=str(data_dir) if data_dir else None,
+            jobs=jobs or default_jobs(),
+            on_experiment=on_experiment,
+            on_run=on_run,
         )
-
-    written = run_report(
-        docs_dir,
-        cache_dir,
-        quick=quick,
-        data_dir=str(data_dir) if data_dir else None,
-        jobs=jobs or default_jobs(),
-        on_experiment=on_experiment,
-    )
     written.append(write_cli_reference(docs_dir))
     console.print(f"{len(written)} files written under {docs_dir}", highlight=False)

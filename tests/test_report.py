@@ -1,0 +1,86 @@
+"""The report's plan (every run once, in one pool, the longest first) and its publishing as runs finish."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from digitnet.configs import DataConfig
+from digitnet.report import TRAINED_FIRST, Experiment, ReportPlan, _Publisher, experiments, plan_report
+from digitnet.run import RunSummary
+from digitnet.sweep import RunRecord, plan_sweep, run_configs
+
+
+def _keys(plan: ReportPlan) -> list[str]:
+    return [config.key() for _, _, config in plan.runs]
+
+
+def test_the_plan_holds_every_run_of_every_experiment_once_the_longest_first() -> None:
+    plan = plan_report(quick=True, data_dir=None)
+    keys = _keys(plan)
+    assert len(keys) == len(set(keys))
+    every = set()
+    for experiment in experiments(quick=True, data_dir=None):
+        planned = {c.key() for _, _, c in run_configs(experiment.spec, plan_sweep(experiment.spec))}
+        assert planned == plan.keys[experiment.name]
+        every |= planned
+    health = {c.key() for _, _, c in run_configs(plan.health, plan_sweep(plan.health))}
+    assert health == plan.keys["health"] and health.isdisjoint(every)  # diagnostics runs are their own
+    assert set(keys) == every | health
+    # the CNN's runs, then the baseline's, then the health runs, then the rest
+    first = [key for name in TRAINED_FIRST for key in plan.keys[name]]
+    assert set(keys[: len(first)]) == set(first)
+    assert keys[0] in plan.keys["cnn"]
+    # each run is counted by the first experiment, in the report's order, that plans it
+    assert plan.owner[next(iter(plan.keys["baseline"]))] == "baseline"
+    shared = plan.keys["baseline"] & plan.keys["lr"]
+    assert shared and all(plan.owner[key] == "baseline" for key in shared)
+
+
+class _Recorder(_Publisher):
+    """The publisher's schedule with the publishing itself replaced by a log of what would be published."""
+
+    log: list[str]
+
+    def data_figures(self) -> None:
+        self.log.append("data")
+
+    def experiment(self, experiment: Experiment) -> None:
+        name = experiment.name
+        self.log.append(f"{name} (trained {self.trained_for(name)})")
+
+    def inside(self) -> None:
+        self.log.append("inside")
+
+    def claims_and_playground(self) -> None:
+        self.log.append("claims")
+
+
+def _record(key: str, cached: bool) -> RunRecord:
+    summary = RunSummary.failed(key, "stand-in")
+    cell = plan_sweep(plan_report(True, None).health)[0]
+    return RunRecord(cell, 0, key, Path(key), summary, cached)
+
+
+def test_each_experiment_is_published_once_its_last_run_is_in(tmp_path: Path) -> None:
+    plan = plan_report(quick=True, data_dir=None)
+    publisher = _Recorder(plan, tmp_path, tmp_path, DataConfig(dataset="sample"), {"dataset": "sample"}, None)
+    publisher.log = []
+    cached = set(list(plan.keys["lr"])[:2])  # from an earlier report: reused, not counted as trained
+    finished_after: dict[str, int] = {}
+    for count, key in enumerate(_keys(plan), start=1):
+        publisher.run_finished(_record(key, cached=key in cached))
+        for entry in publisher.log:
+            finished_after.setdefault(entry.split(" ")[0], count)
+    position = {key: i for i, key in enumerate(_keys(plan), start=1)}
+    last = {name: max(position[k] for k in keys) for name, keys in plan.keys.items()}
+    assert finished_after["data"] == 1  # drawn at the first run's end, while the workers train on
+    for experiment in experiments(quick=True, data_dir=None):
+        assert finished_after[experiment.name] == last[experiment.name], experiment.name
+    assert finished_after["inside"] == max(last["cnn"], last["baseline"], last["health"])
+    assert finished_after["inside"] < len(plan.runs)  # drawn while later experiments still train
+    assert publisher.log[-1] == "claims" and len(publisher.log) == len(set(publisher.log))
+    # trained counts as in a report that trained the experiments one after another
+    assert "baseline (trained 1)" in publisher.log  # quick: one seed
+    lr_new = len([k for k in plan.keys["lr"] if plan.owner[k] == "lr" and k not in cached])
+    assert f"lr (trained {lr_new})" in publisher.log
+    assert lr_new == len(plan.keys["lr"]) - 1 - len(cached)  # the baseline's rate is the baseline's
