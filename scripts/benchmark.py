@@ -550,6 +550,61 @@ def report_cost(docs_dir: Path) -> str:
     return table_text
 
 
+def report_wall(data_dir: Path, keep: Path | None) -> str:
+    """Run ``digitnet report`` on full MNIST from an empty cache (2 cores: 2 workers, its default), time it
+    with nothing else running, and describe its timeline (see ``report_timeline``)."""
+    root = keep or Path(tempfile.mkdtemp(prefix="digitnet-report-"))
+    docs, cache = root / "docs", root / "runs"
+    docs.mkdir(parents=True)
+    command = [sys.executable, "-c", CONSOLE_SCRIPT, "report", "--data-dir", str(data_dir)]
+    command += ["--docs-dir", str(docs), "--cache-dir", str(cache)]
+    started = time.time()
+    subprocess.run(command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    ended = time.time()
+    (cache / "wall.json").write_text(json.dumps({"started": started, "ended": ended}))
+    try:
+        return report_timeline(cache)
+    finally:
+        if keep is None:
+            shutil.rmtree(root, ignore_errors=True)
+
+
+def report_timeline(cache: Path) -> str:
+    """Where a report's wall time went, from its cache: a run's ``summary.json`` is written when its training
+    and evaluation end and records how long they took, and its figures are the last files written, so the
+    runs' intervals show how many were in progress at each moment between the report's start and end
+    (``wall.json``: Unix times)."""
+    stamps = json.loads((cache / "wall.json").read_text())
+    started, ended = float(stamps["started"]), float(stamps["ended"])
+    intervals = []
+    for summary in sorted((cache / "runs").glob("*/summary.json")):
+        seconds = float(json.loads(summary.read_text())["total_seconds"])
+        last_file = max(path.stat().st_mtime for path in summary.parent.iterdir())
+        intervals.append((summary.stat().st_mtime - seconds, last_file))
+    events = sorted([(start, 1) for start, _ in intervals] + [(end, -1) for _, end in intervals])
+    busy = [0.0, 0.0, 0.0]  # seconds with 0, 1, 2 or more runs training
+    running, last = 0, started
+    for moment, change in events:
+        moment = min(max(moment, started), ended)
+        busy[min(running, 2)] += moment - last
+        running, last = running + change, moment
+    busy[min(running, 2)] += ended - last
+    wall = ended - started
+    lines = [
+        f"{len(intervals)} runs, {wall:.0f} s ({wall / 60:.1f} min) wall; the runs (training, evaluation, "
+        f"figures) add up to {sum(end - start for start, end in intervals):.0f} s.",
+        "",
+        "| runs training at once | seconds of the report |",
+        "|---|---:|",
+        f"| none (start-up, figures, the Inside page's views) | {busy[0]:.0f} |",
+        f"| one (one core idle, unless drawing) | {busy[1]:.0f} |",
+        f"| two or more | {busy[2]:.0f} |",
+    ]
+    text = "\n".join(lines) + "\n"
+    print(text)
+    return text
+
+
 def bare_torch_import() -> float:
     """Seconds ``import torch`` takes in a fresh Python that does nothing else: the yardstick of how fast
     this (shared, drifting) machine is today, to set start-up tables from different days side by side."""
@@ -738,6 +793,22 @@ def main() -> None:
         help="only what each experiment of digitnet report costs to train (from docs/results/*/results.csv)",
     )
     parser.add_argument(
+        "--report-wall",
+        action="store_true",
+        help="only the whole digitnet report from an empty cache, timed, with how many runs trained at once "
+        "(about 25 minutes on 2 cores)",
+    )
+    parser.add_argument(
+        "--keep", type=Path, metavar="DIR", help="with --report-wall: keep the report's docs and runs in DIR"
+    )
+    parser.add_argument(
+        "--report-timeline",
+        type=Path,
+        metavar="CACHE",
+        help="only the timeline of a report already run into CACHE (its runs/ and a wall.json of "
+        '{"started": …, "ended": …} Unix times)',
+    )
+    parser.add_argument(
         "--compare-precision",
         action="store_true",
         help="only --preset PRESET at float32 against bfloat16, each seed at both (whole trainings: "
@@ -752,6 +823,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.against and not args.startup:
         parser.error("--against goes with --startup")
+    if args.keep and not args.report_wall:
+        parser.error("--keep goes with --report-wall")
     if args.preset and not args.compare_precision:
         parser.error("--preset goes with --compare-precision")
     repeats = args.repeats or 3
@@ -760,6 +833,8 @@ def main() -> None:
     table: str | None = None
     if args.report_cost:  # reads the published results only, no MNIST
         table = report_cost(Path(__file__).resolve().parents[1] / "docs")
+    elif args.report_timeline:
+        table = report_timeline(args.report_timeline)
     elif args.data_dir is None:
         parser.error("benchmark needs full MNIST: --data-dir or $DIGITNET_DATA")
     elif args.startup:
@@ -770,6 +845,8 @@ def main() -> None:
             table = startup_breakdown(data_dir, repeats)
     elif args.compare_precision:
         table = precision_comparison(Path(args.data_dir), repeats, args.preset or "fast")
+    elif args.report_wall:
+        table = report_wall(Path(args.data_dir), args.keep)
     elif args.busy:
         table = busy_markdown(busy_machine(Path(args.data_dir), repeats))
     if table is not None:
