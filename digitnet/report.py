@@ -18,18 +18,21 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import queue
 import shlex
 import shutil
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from digitnet.configs import DataConfig
+from digitnet.errors import ConfigError
 from digitnet.runtime import atomic_write_text
 from digitnet.settings import RunConfig
 from digitnet.sweep import Cell, RunRecord, SweepResult, SweepSpec, results_markdown, run_sweep
-from digitnet.sweep.execution import execute, shared_split
+from digitnet.sweep.execution import RunCallback, execute, shared_split
 
 VARIANTS = ("lr=0.001 dropout=0.2", "lr=0.0005 dropout=0.4", "lr=0.0001 dropout=0.6")
 
@@ -322,33 +325,84 @@ def run_report(
     One pool of ``jobs`` workers trains every run of the report ([plan_report][digitnet.report.plan_report]);
     meanwhile this process publishes each experiment as soon as its last run is in, so tables, figures
     and the Inside page's views are drawn while the workers train the rest. ``on_run`` hears of every
-    run (cached ones too) with the name of the experiment that counts it, ``on_experiment`` of every
-    experiment once it is published.
+    run as it ends (cached ones first) with the name of the experiment that counts it, from a thread of
+    its own when ``jobs`` > 1; ``on_experiment`` of every experiment once it is published. Bad options,
+    a broken data file and a cache folder holding someone else's files fail before anything trains.
     """
     from threadpoolctl import threadpool_limits
 
     from digitnet.runtime import claim_output, using_threads
 
+    if jobs < 1:
+        raise ConfigError(f"--jobs: expected a whole number ≥ 1, got {jobs}")
+    if docs_dir.exists() and not docs_dir.is_dir():
+        raise ConfigError(f"--docs-dir {docs_dir}: a file is there; the report writes a directory of pages")
     plan = plan_report(quick, data_dir)
     for name in (*(e.name for e in plan.experiments), "health"):
-        claim_output(cache_dir / name, "sweep")  # before any training, as each sweep does
+        claim_output(cache_dir / name, "sweep", flag="--cache-dir")  # before any training, as a sweep does
     data_config = DataConfig(dataset="sample") if quick else DataConfig(dataset="mnist", data_dir=data_dir)
     shared_split(data_config)  # a broken data file fails here, before any worker starts
     data = report_data(quick, data_dir)
     publisher = _Publisher(plan, docs_dir, cache_dir, data_config, data, on_experiment)
 
-    def finished(record: RunRecord, done: int, total: int) -> None:
+    def progress(record: RunRecord, done: int, total: int) -> None:
         if on_run is not None:
             on_run(plan.owner[record.key], record, done, total)
-        publisher.run_finished(record)
 
     # While the workers train, this process draws with one thread (torch's, and the OpenMP threads of
     # t-SNE): more would wait on cores the workers keep busy (the Speed page's busy machine).
     threads = 1 if jobs > 1 else None
     with using_threads(threads), threadpool_limits(threads):
-        execute(plan.runs, cache_dir / "runs", jobs, finished)
+        if jobs == 1:  # one run after another in this process, each experiment published as it completes
+
+            def finished(record: RunRecord, done: int, total: int) -> None:
+                progress(record, done, total)
+                publisher.run_finished(record)
+
+            execute(plan.runs, cache_dir / "runs", 1, finished)
+        else:
+            _train_while_publishing(plan, cache_dir / "runs", jobs, progress, publisher)
         publisher.publish_ready()
     return publisher.written
+
+
+def _train_while_publishing(
+    plan: ReportPlan, runs_dir: Path, jobs: int, progress: RunCallback, publisher: _Publisher
+) -> None:
+    """Train ``plan``'s runs in ``jobs`` workers, driven from a thread that reports each run as it ends,
+    while this (main) thread publishes the experiments whose runs are in. Publishing here keeps Ctrl-C
+    and SIGTERM, which only the main thread receives, able to stop a long drawing (t-SNE) at once; the
+    workers are then stopped as ``execute`` stops them (finished runs kept) before the error goes on."""
+    finished: queue.Queue[RunRecord | BaseException | None] = queue.Queue()
+    stop = threading.Event()
+
+    def ended(record: RunRecord, done: int, total: int) -> None:
+        progress(record, done, total)
+        finished.put(record)
+
+    def train() -> None:
+        try:
+            execute(plan.runs, runs_dir, jobs, ended, stop=stop)
+            finished.put(None)
+        except BaseException as error:  # handed to the main thread, which raises it
+            finished.put(error)
+
+    trainer = threading.Thread(target=train, name="digitnet-report-training")
+    trainer.start()
+    try:
+        while True:
+            try:
+                item = finished.get(timeout=0.5)  # a timeout, so that Ctrl-C is heard between waits
+            except queue.Empty:
+                continue
+            if item is None:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            publisher.run_finished(item)
+    finally:
+        stop.set()
+        trainer.join()
 
 
 class _Publisher:

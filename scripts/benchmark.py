@@ -574,8 +574,16 @@ def report_timeline(cache: Path) -> str:
     and evaluation end and records how long they took, and its figures are the last files written, so the
     runs' intervals show how many were in progress at each moment between the report's start and end
     (``wall.json``: Unix times)."""
-    stamps = json.loads((cache / "wall.json").read_text())
-    started, ended = float(stamps["started"]), float(stamps["ended"])
+    try:
+        stamps = json.loads((cache / "wall.json").read_text())
+        started, ended = float(stamps["started"]), float(stamps["ended"])
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise SystemExit(
+            f"benchmark: {cache / 'wall.json'}: {error!r}; write the report's start and end there as "
+            '{"started": <Unix time>, "ended": <Unix time>} (--report-wall does)'
+        ) from None
+    if not any((cache / "runs").glob("*/summary.json")):
+        raise SystemExit(f"benchmark: {cache}: no runs/*/summary.json; pass the report's --cache-dir")
     intervals = []
     for summary in sorted((cache / "runs").glob("*/summary.json")):
         seconds = float(json.loads(summary.read_text())["total_seconds"])
@@ -805,8 +813,8 @@ def main() -> None:
         "--report-timeline",
         type=Path,
         metavar="CACHE",
-        help="only the timeline of a report already run into CACHE (its runs/ and a wall.json of "
-        '{"started": …, "ended": …} Unix times)',
+        help="only the timeline of a report already run with --cache-dir CACHE (after --report-wall --keep "
+        'DIR: DIR/runs), from its runs/ and a CACHE/wall.json of {"started": …, "ended": …} Unix times',
     )
     parser.add_argument(
         "--compare-precision",

@@ -112,3 +112,68 @@ def test_the_report_timeline_counts_the_seconds_by_runs_training_at_once(
     text = benchmark.report_timeline(tmp_path)
     assert "3 runs, 100 s" in text and "add up to 90 s" in text
     assert "views) | 40 |" in text and "drawing) | 30 |" in text and "| two or more | 30 |" in text
+
+
+def test_a_stopped_worker_waiting_for_work_leaves_quietly_and_a_training_one_saves() -> None:
+    import signal
+
+    from digitnet.sweep import execution
+
+    previous = signal.getsignal(signal.SIGTERM)
+    try:
+        # waiting for its next run: nothing to save, and a KeyboardInterrupt would print the pool's traceback
+        with pytest.raises(SystemExit) as stopped:
+            execution._stop_worker(signal.SIGTERM, None)
+        assert stopped.value.code == 0
+        execution._WORKER_TRAINING.set()  # inside train_one: the run saves its finished epochs
+        with pytest.raises(KeyboardInterrupt):
+            execution._stop_worker(signal.SIGTERM, None)
+    finally:
+        execution._WORKER_TRAINING.clear()
+        execution._WORKER_STOPPING.clear()
+        signal.signal(signal.SIGTERM, previous)
+
+
+def test_setting_stop_ends_the_wait_for_runs_as_ctrl_c_would() -> None:
+    import threading
+    from concurrent.futures import Future
+
+    from digitnet.sweep.execution import _completed
+
+    done: Future[int] = Future()
+    done.set_result(1)
+    running: Future[int] = Future()  # a run still training
+    stop = threading.Event()
+    waiting = _completed([done, running], stop)
+    assert next(waiting) is done
+    stop.set()
+    with pytest.raises(KeyboardInterrupt):
+        next(waiting)
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (["--jobs", "0"], "--jobs: expected a whole number ≥ 1, got 0"),
+        (["--docs-dir", "afile"], "--docs-dir afile: a file is there"),
+        (["--cache-dir", "mine"], "--cache-dir mine/lr: it holds files digitnet did not write"),
+    ],
+)
+def test_bad_report_options_fail_in_one_line_before_anything_trains(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, options: list[str], message: str
+) -> None:
+    from typer.testing import CliRunner
+
+    from digitnet.cli import app
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "afile").write_text("a student's file\n")
+    (tmp_path / "mine" / "lr").mkdir(parents=True)
+    (tmp_path / "mine" / "lr" / "notes.txt").write_text("mine\n")
+    defaults = {"--docs-dir": "docs", "--cache-dir": "cache"}
+    defaults |= dict(zip(options[::2], options[1::2], strict=True))
+    words = [w for pair in defaults.items() for w in pair]
+    result = CliRunner().invoke(app, ["report", "--quick", *words])
+    assert result.exit_code == 2 and message in result.output and "Traceback" not in result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile", "mine"]  # nothing trained, nothing written
+    assert (tmp_path / "mine" / "lr" / "notes.txt").read_text() == "mine\n"

@@ -134,7 +134,7 @@ def report(
             cache_dir,
             quick=quick,
             data_dir=str(data_dir) if data_dir else None,
-            jobs=jobs or default_jobs(),
+            jobs=default_jobs() if jobs is None else jobs,
             on_experiment=on_experiment,
             on_run=on_run,
         )

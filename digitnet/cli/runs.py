@@ -288,7 +288,7 @@ def compare(
         result = run_sweep(
             spec,
             sweep_dir,
-            jobs=jobs or default_jobs(),
+            jobs=default_jobs() if jobs is None else jobs,
             on_run=on_run,
             backend=backend,
             ray_address=ray_address,

@@ -16,8 +16,8 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from collections.abc import Callable, Collection, Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, as_completed, wait
 from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
@@ -64,13 +64,17 @@ def shared_split(data: DataConfig) -> Split:
 def _stop_worker(signum: int, frame: object) -> None:
     """SIGTERM from the parent (or from ``kill``) stops the worker's run the way Ctrl-C stops ``train``:
     the run's finished epochs are saved and it resumes on the next sweep. Ignored from then on, so a
-    second signal cannot cut that saving short."""
+    second signal cannot cut that saving short. A worker waiting for its next run has nothing to save and
+    leaves quietly (a KeyboardInterrupt there would print the pool's traceback)."""
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     _WORKER_STOPPING.set()
+    if not _WORKER_TRAINING.is_set():
+        raise SystemExit(0)
     raise KeyboardInterrupt
 
 
 _WORKER_STOPPING = threading.Event()  # set once a worker was told to stop: it starts no further run
+_WORKER_TRAINING = threading.Event()  # set while a worker is inside train_one
 
 
 def _exit_with_parent(parent: int) -> None:
@@ -109,16 +113,20 @@ def train_one(config: RunConfig, run_dir: Path) -> RunSummary:
     A lock per config makes a second ``compare`` on the same cache wait for the first's run and reuse
     it, instead of training the same configuration twice at once.
     """
-    if _WORKER_STOPPING.is_set():  # a run the pool had already queued when the sweep was stopped
-        raise KeyboardInterrupt
-    from filelock import FileLock
+    _WORKER_TRAINING.set()
+    try:
+        if _WORKER_STOPPING.is_set():  # a run the pool had already queued when the sweep was stopped
+            raise KeyboardInterrupt
+        from filelock import FileLock
 
-    run_dir.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(run_dir.parent / f".{run_dir.name}.lock"):
-        done = finished_summary(run_dir)
-        if done is not None:
-            return done
-        return run_experiment(config, run_dir, split=shared_split(config.data)).summary
+        run_dir.parent.mkdir(parents=True, exist_ok=True)
+        with FileLock(run_dir.parent / f".{run_dir.name}.lock"):
+            done = finished_summary(run_dir)
+            if done is not None:
+                return done
+            return run_experiment(config, run_dir, split=shared_split(config.data)).summary
+    finally:
+        _WORKER_TRAINING.clear()
 
 
 def finished_summary(run_dir: Path) -> RunSummary | None:
@@ -146,6 +154,19 @@ def finished_summary(run_dir: Path) -> RunSummary | None:
 RunCallback = Callable[[RunRecord, int, int], None]
 
 
+def _completed(futures: Collection[Future[Any]], stop: threading.Event | None) -> Iterator[Future[Any]]:
+    """``as_completed(futures)``, raising KeyboardInterrupt once ``stop`` is set."""
+    if stop is None:
+        yield from as_completed(futures)
+        return
+    pending = set(futures)
+    while pending:
+        done, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
+        yield from done
+        if stop.is_set():
+            raise KeyboardInterrupt
+
+
 def default_jobs() -> int:
     """One worker per core: with one thread per run, that fills the machine without oversubscribing."""
     return max(1, os.cpu_count() or 1)
@@ -161,12 +182,16 @@ def execute(
     on_run: RunCallback | None = None,
     backend: str = "local",
     ray_address: str | None = None,
+    stop: threading.Event | None = None,
 ) -> list[RunRecord]:
     """Train what is missing from ``runs_dir`` and return every run's record.
 
     ``backend="local"`` trains in ``jobs`` processes on this machine; ``"ray"`` as Ray tasks (see
     [digitnet.sweep.on_ray][]). Either way each run lands in ``runs_dir/<key>`` through the same
     atomic write, so caching and resume do not depend on the backend.
+
+    ``stop``: when called from a thread other than the main one (which alone receives Ctrl-C), setting
+    this event stops the workers as Ctrl-C would (local backend, ``jobs`` > 1), within half a second.
     """
     if jobs < 1:
         raise ConfigError(f"--jobs: expected a whole number ≥ 1, got {jobs}")
@@ -206,7 +231,7 @@ def execute(
 
         if todo:
             run_on_ray(todo, runs_dir, finish, fail, ray_address)
-    elif jobs == 1 or len(todo) <= 1:
+    elif jobs == 1 or (len(todo) <= 1 and stop is None):  # a stoppable run needs a worker
         for cell, seed, config in todo:
             finish(cell, seed, config, train_one(config, runs_dir / config.key()))
     else:
@@ -220,7 +245,7 @@ def execute(
                 pool.submit(train_one, config, runs_dir / config.key()): (cell, seed, config)
                 for cell, seed, config in todo
             }
-            for future in as_completed(futures):
+            for future in _completed(futures, stop):
                 cell, seed, config = futures[future]
                 finish(cell, seed, config, future.result())
         except BaseException:
