@@ -333,7 +333,7 @@ def run_report(
 
     from digitnet.runtime import claim_output, using_threads
 
-    if jobs < 1:
+    if jobs < 1:  # execute checks it too, but only once the plan is made and the data loaded
         raise ConfigError(f"--jobs: expected a whole number ≥ 1, got {jobs}")
     if docs_dir.exists() and not docs_dir.is_dir():
         raise ConfigError(f"--docs-dir {docs_dir}: a file is there; the report writes a directory of pages")
@@ -343,7 +343,7 @@ def run_report(
     data_config = DataConfig(dataset="sample") if quick else DataConfig(dataset="mnist", data_dir=data_dir)
     shared_split(data_config)  # a broken data file fails here, before any worker starts
     data = report_data(quick, data_dir)
-    publisher = _Publisher(plan, docs_dir, cache_dir, data_config, data, on_experiment)
+    publisher = _Publisher(plan, docs_dir, cache_dir, data_config, data, quick, on_experiment)
 
     def progress(record: RunRecord, done: int, total: int) -> None:
         if on_run is not None:
@@ -417,11 +417,12 @@ class _Publisher:
         cache_dir: Path,
         data_config: DataConfig,
         data: dict[str, str],
+        quick: bool,
         on_experiment: ReportCallback | None,
     ) -> None:
         self.plan, self.docs_dir, self.cache_dir = plan, docs_dir, cache_dir
-        self.data_config, self.data, self.on_experiment = data_config, data, on_experiment
-        self.quick = data_config.dataset == "sample"
+        self.data_config, self.data, self.quick = data_config, data, quick
+        self.on_experiment = on_experiment
         self.written: list[Path] = []
         self.results: dict[str, SweepResult] = {}
         self.playground_rows: dict[str, str] = {}

@@ -65,7 +65,8 @@ def _record(key: str, cached: bool) -> RunRecord:
 
 def test_each_experiment_is_published_once_its_last_run_is_in(tmp_path: Path) -> None:
     plan = plan_report(quick=True, data_dir=None)
-    publisher = _Recorder(plan, tmp_path, tmp_path, DataConfig(dataset="sample"), {"dataset": "sample"}, None)
+    sample = DataConfig(dataset="sample")
+    publisher = _Recorder(plan, tmp_path, tmp_path, sample, {"dataset": "sample"}, True, None)
     publisher.log = []
     # two of the lr sweep's own runs come from an earlier report: reused, not counted as trained
     cached = set(sorted(k for k in plan.keys["lr"] if plan.owner[k] == "lr")[:2])

@@ -13,17 +13,20 @@ import signal
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Annotated, Any, NoReturn, ParamSpec, TypeAlias, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, ParamSpec, TypeAlias, TypeVar
 
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
 from digitnet import __version__
 from digitnet.errors import ConfigError, DigitnetError
 from digitnet.presets import PRESET_NAMES, preset_settings
 from digitnet.settings import SETTINGS, parse_setting
+
+if TYPE_CHECKING:  # the sweep package imports torch: only for the annotation
+    from digitnet.sweep import RunRecord
 
 app = typer.Typer(
     name="digitnet",
@@ -257,6 +260,17 @@ def progress_bar(unit: str) -> Progress:
 def log_line(progress: Progress, text: str) -> None:
     if progress.disable:
         err_console.print(text, highlight=False, soft_wrap=True)
+
+
+def show_run(
+    progress: Progress, task: TaskID, record: RunRecord, done: int, total: int, where: str = ""
+) -> None:
+    """One finished (or cached) run of a sweep or report on the bar, or as a line when stderr is not a
+    terminal; ``where``: the report's experiment the run belongs to."""
+    status = "cached" if record.cached else record.summary.status
+    text = f"{where}{': ' if where else ''}{record.cell.label} seed {record.seed}: {status}"
+    progress.update(task, completed=done, total=total, description=text)
+    log_line(progress, f"run {done}/{total} · {text}")
 
 
 def print_notes(notes: tuple[str, ...]) -> None:

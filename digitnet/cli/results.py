@@ -15,9 +15,9 @@ from digitnet.cli.common import (
     app,
     console,
     friendly,
-    log_line,
     print_notes,
     progress_bar,
+    show_run,
 )
 
 # --------------------------------------------------------------------------------- evaluate, predict
@@ -117,10 +117,7 @@ def report(
         task = progress.add_task("planning…", total=None)
 
         def on_run(experiment: str, record: RunRecord, done: int, total: int) -> None:
-            status = "cached" if record.cached else record.summary.status
-            text = f"{experiment}: {record.cell.label} seed {record.seed}: {status}"
-            progress.update(task, completed=done, total=total, description=text)
-            log_line(progress, f"run {done}/{total} · {text}")
+            show_run(progress, task, record, done, total, where=experiment)
 
         def on_experiment(name: str, result: SweepResult) -> None:
             progress.console.print(

@@ -25,6 +25,7 @@ from digitnet.cli.common import (
     print_notes,
     progress_bar,
     run_settings,
+    show_run,
     terminated,
     with_run_options,
 )
@@ -272,14 +273,7 @@ def compare(
         task = progress.add_task("planning…", total=None)
 
         def on_run(record: RunRecord, done: int, total: int) -> None:
-            status = "cached" if record.cached else record.summary.status
-            progress.update(
-                task,
-                completed=done,
-                total=total,
-                description=f"{record.cell.label} seed {record.seed}: {status}",
-            )
-            log_line(progress, f"run {done}/{total} · {record.cell.label} seed {record.seed}: {status}")
+            show_run(progress, task, record, done, total)
 
         def on_data(data: str, notes: tuple[str, ...]) -> None:
             print_notes(notes)
