@@ -582,10 +582,11 @@ def report_timeline(cache: Path) -> str:
             f"benchmark: {cache / 'wall.json'}: {error!r}; write the report's start and end there as "
             '{"started": <Unix time>, "ended": <Unix time>} (--report-wall does)'
         ) from None
-    if not any((cache / "runs").glob("*/summary.json")):
+    summaries = sorted((cache / "runs").glob("*/summary.json"))
+    if not summaries:
         raise SystemExit(f"benchmark: {cache}: no runs/*/summary.json; pass the report's --cache-dir")
     intervals = []
-    for summary in sorted((cache / "runs").glob("*/summary.json")):
+    for summary in summaries:
         seconds = float(json.loads(summary.read_text())["total_seconds"])
         last_file = max(path.stat().st_mtime for path in summary.parent.iterdir())
         intervals.append((summary.stat().st_mtime - seconds, last_file))
