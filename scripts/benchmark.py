@@ -368,6 +368,90 @@ def busy_markdown(rows: list[dict[str, object]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def choice_of_threads_seconds(calls: int = 200) -> tuple[float, float, int]:
+    """What digitnet's choice of threads costs, timed in this process: the reading of the CPU counters
+    that every command takes when it starts (``cpuload.read``), and ``choose_threads``, which a run with
+    no ``--threads`` calls to read them again and compare. Medians of ``calls`` timings each, in seconds,
+    and the count chosen.
+
+    ``choose_threads`` is given a start-up reading one second old, so it takes the path a ``train``
+    process takes (the window since start-up, no sampling pause of its own)."""
+    from digitnet import cpuload, runtime
+
+    def median_seconds(call: Callable[[], object]) -> float:
+        times = []
+        for _ in range(calls):
+            start = time.perf_counter()
+            call()
+            times.append(time.perf_counter() - start)
+        return statistics.median(times)
+
+    read = median_seconds(cpuload.read)
+    cpuload.START = cpuload.read()
+    time.sleep(1.0)
+    choose = median_seconds(runtime.choose_threads)
+    return read, choose, runtime.choose_threads()[0]
+
+
+def idle_cost(data_dir: Path, pairs: int) -> str:
+    """The idle cost of letting digitnet choose the threads, two ways, as markdown for the docs.
+
+    Directly: the work the default adds (``choose_threads``, timed by ``choice_of_threads_seconds``) as a
+    share of an idle process.
+    As whole processes: ``pairs`` pairs of idle ``--preset fast`` processes, the default and ``--threads``
+    one per core, back to back in alternating order so that a drift in the machine's speed reaches both
+    alike; the mean of the pairs' log ratios and its 95% t-interval (scipy.stats)."""
+    from scipy import stats
+
+    cores = os.cpu_count() or 1
+    read, choose, chosen = choice_of_threads_seconds()
+    default: list[float] = []
+    per_core: list[float] = []
+    default_threads: list[int] = []
+    for pair in range(pairs):
+        arms = [[], ["--threads", str(cores)]]
+        for arm in arms if pair % 2 == 0 else arms[::-1]:
+            seconds, threads = train_process_seconds(arm, data_dir, busy=False)
+            (per_core if arm else default).append(seconds)
+            if not arm:
+                default_threads.append(threads)
+        print(
+            f"pair {pair + 1}/{pairs}: default {default[-1]:.1f} s, --threads {cores} {per_core[-1]:.1f} s",
+            flush=True,
+        )
+    logs = [math.log(d / p) for d, p in zip(default, per_core, strict=True)]
+    mean = statistics.fmean(logs)
+    half = (
+        stats.t.ppf(0.975, pairs - 1) * statistics.stdev(logs) / math.sqrt(pairs) if pairs > 1 else math.nan
+    )
+    lo, hi = mean - half, mean + half
+    idle = statistics.median(default)
+    lines = [
+        f"`digitnet train --preset fast` on full MNIST, idle machine, {cores} cores: digitnet's default "
+        f"(threads chosen by load) against `--threads {cores}`, {pairs} pairs of whole processes, each pair "
+        "back to back in alternating order.",
+        "",
+        "| pair | default (s) | " + f"--threads {cores} (s) | default / --threads {cores} |",
+        "|---:|---:|---:|---:|",
+        *(
+            f"| {i} | {d:.1f} | {p:.1f} | {d / p:.3f} |"
+            for i, (d, p) in enumerate(zip(default, per_core, strict=True), start=1)
+        ),
+        "",
+        "- Threads the default trained with: "
+        + " / ".join(str(t) for t in default_threads)
+        + f" (this process's `choose_threads` chose {chosen}).",
+        f"- What the default adds to a run: choosing the threads, {1e3 * choose:.3f} ms (median of 200 "
+        f"timings), {100 * choose / idle:.4f}% of the default's median idle process ({idle:.1f} s); the "
+        f"reading of the CPU counters it compares with ({1e3 * read:.3f} ms) is taken when any command "
+        "starts, `--threads` or not.",
+        f"- Whole processes: the default's time against `--threads {cores}`'s, geometric mean of the "
+        f"pairs' ratios: {100 * (math.exp(mean) - 1):+.1f}%, 95% interval {100 * (math.exp(lo) - 1):+.1f}% "
+        f"to {100 * (math.exp(hi) - 1):+.1f}%.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
 # The imports a `fast` process pays for, by module: "-X importtime" reports each one's cumulative time.
 IMPORTS = {
     "torch": "… importing torch",
@@ -829,6 +913,12 @@ def main() -> None:
         action="store_true",
         help="only the busy-machine case: --preset fast processes idle and beside one busy process",
     )
+    parser.add_argument(
+        "--idle-cost",
+        action="store_true",
+        help="only the idle cost of digitnet's choice of threads: the work it adds, timed, and idle "
+        "--preset fast processes paired against --threads N (--repeats pairs [10])",
+    )
     args = parser.parse_args()
     if args.against and not args.startup:
         parser.error("--against goes with --startup")
@@ -858,6 +948,8 @@ def main() -> None:
         table = report_wall(Path(args.data_dir), args.keep)
     elif args.busy:
         table = busy_markdown(busy_machine(Path(args.data_dir), repeats))
+    elif args.idle_cost:
+        table = idle_cost(Path(args.data_dir), args.repeats or 10)
     if table is not None:
         if args.markdown:
             from digitnet.runtime import atomic_write_text

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -90,12 +91,9 @@ def test_each_experiment_is_published_once_its_last_run_is_in(tmp_path: Path) ->
     assert lr_new == len(plan.keys["lr"]) - 1 - len(cached)  # the baseline's rate is the baseline's
 
 
-def test_the_report_timeline_counts_the_seconds_by_runs_training_at_once(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def _benchmark_script(monkeypatch: pytest.MonkeyPatch) -> Any:
+    """scripts/benchmark.py as a module (it is a script, not part of the package)."""
     import importlib.util
-    import json
-    import os
     import sys
 
     path = Path(__file__).resolve().parents[1] / "scripts" / "benchmark.py"
@@ -104,6 +102,16 @@ def test_the_report_timeline_counts_the_seconds_by_runs_training_at_once(
     benchmark = importlib.util.module_from_spec(spec)
     monkeypatch.setitem(sys.modules, "benchmark", benchmark)  # its dataclasses look their module up
     spec.loader.exec_module(benchmark)
+    return benchmark
+
+
+def test_the_report_timeline_counts_the_seconds_by_runs_training_at_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import json
+    import os
+
+    benchmark = _benchmark_script(monkeypatch)
     (tmp_path / "wall.json").write_text(json.dumps({"started": 1000.0, "ended": 1100.0}))
     for name, start, end in (("a", 1010, 1050), ("b", 1020, 1060), ("c", 1070, 1080)):
         summary = tmp_path / "runs" / name / "summary.json"
@@ -113,6 +121,38 @@ def test_the_report_timeline_counts_the_seconds_by_runs_training_at_once(
     text = benchmark.report_timeline(tmp_path)
     assert "3 runs, 100 s" in text and "add up to 90 s" in text
     assert "views) | 40 |" in text and "drawing) | 30 |" in text and "| two or more | 30 |" in text
+
+
+def test_the_idle_cost_pairs_the_arms_in_alternating_order_and_bounds_their_ratio(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import math
+    import os
+    import statistics
+
+    from scipy import stats
+
+    benchmark = _benchmark_script(monkeypatch)
+    order: list[bool] = []
+    default_seconds = iter([11.0, 9.0, 10.1, 10.1])  # against 10 s for --threads 2 in every pair
+
+    def process(arm: list[str], data_dir: Path, busy: bool) -> tuple[float, int]:
+        assert not busy
+        order.append(not arm)  # True: the default (no --threads)
+        return (next(default_seconds) if not arm else 10.0), 2
+
+    monkeypatch.setattr(benchmark, "train_process_seconds", process)
+    monkeypatch.setattr(benchmark, "choice_of_threads_seconds", lambda: (0.0001, 0.0002, 2))
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    text = benchmark.idle_cost(tmp_path, pairs=4)
+    assert order == [True, False, False, True, True, False, False, True]  # each pair's order flips
+    assert "Threads the default trained with: 2 / 2 / 2 / 2" in text
+    assert "choosing the threads, 0.200 ms" in text
+    logs = [math.log(1.1), math.log(0.9), math.log(1.01), math.log(1.01)]
+    mean, half = statistics.fmean(logs), stats.t.ppf(0.975, 3) * statistics.stdev(logs) / 2
+    low, high = (100 * (math.exp(mean + sign * half) - 1) for sign in (-1, 1))
+    ratio = f"{100 * (math.exp(mean) - 1):+.1f}%"
+    assert f"pairs' ratios: {ratio}, 95% interval {low:+.1f}% to {high:+.1f}%" in text
 
 
 def test_a_stopped_worker_waiting_for_work_leaves_quietly_and_a_training_one_saves() -> None:
