@@ -430,7 +430,7 @@ def plot_sweep(factor: str, series: Sequence[SweepSeries], data: str = "") -> di
         figures[metric] = figure
 
     numeric, axis_scale = _numeric_axis(factor, series)
-    figure = _figure(11, 4.2 + 0.3 * bool(data))
+    figure = _figure(11, 4.4 + 0.3 * bool(data), constrained=True)
     acc_axes, time_axes = figure.subplots(1, 2)
     for index, group in enumerate(groups):
         members = [s for s in series if s.group == group]
@@ -478,15 +478,21 @@ def plot_sweep(factor: str, series: Sequence[SweepSeries], data: str = "") -> di
             )
     acc_axes.set_ylabel("final accuracy (%)")
     acc_axes.set_title("final accuracy (mean ± std over seeds)", fontsize=10)
-    if len(groups) > 1:  # a grid's many series: the key goes under the panel, never over a point
-        acc_axes.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=len(groups))
-    else:
-        acc_axes.legend(fontsize=7)
+    # The keys go under the panels, never over a point (inside a panel even matplotlib's "best" corner can
+    # land on one) nor over the axis labels, which the figure's constrained layout keeps them clear of.
+    figure.legend(
+        *acc_axes.get_legend_handles_labels(),
+        loc="outside lower left",
+        ncol=len(groups) if len(groups) > 1 else 2,
+        fontsize=7,
+    )
     time_axes.set_ylabel("training time per run (s)")
     time_axes.set_ylim(bottom=0)  # from zero: run-to-run noise must not look like a peak
     time_axes.set_title("time cost", fontsize=10)
     if len(groups) > 1:
-        time_axes.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=len(groups))
+        figure.legend(
+            *time_axes.get_legend_handles_labels(), loc="outside lower right", ncol=len(groups), fontsize=7
+        )
     if data:
         figure.suptitle(data, fontsize=9)
     figures["final"] = figure

@@ -210,6 +210,44 @@ def test_a_run_stopped_before_its_first_epoch_says_so_in_its_figures() -> None:
         assert [t.get_text() for t in axes.texts] == ["stopped before the first epoch finished"]
 
 
+@pytest.mark.parametrize("grid", [False, True])
+def test_a_sweeps_keys_cover_no_point_and_no_axis_label(grid: bool) -> None:
+    """A value whose accuracy tops a panel's corner is where matplotlib's "best" legend can land; long
+    category names, rotated, are where a key placed under a panel by hand can land."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    from digitnet.plotting import CURVE_LABELS, SweepSeries, plot_sweep
+
+    names = ["baseline", "lr=0.001 dropout=0.2", "lr=0.0005 dropout=0.4", "lr=0.0001 dropout=0.6"]
+    accuracies = [0.2, 0.5, 0.7, 0.99]  # rising to the upper right corner, where "best" goes
+    series = [
+        SweepSeries(
+            label=f"{group} {name}",
+            value=name,
+            group=group,
+            curves={metric: [[acc]] for metric in CURVE_LABELS},
+            final={"val_accuracy": (acc, 0.0), "test_accuracy": (acc - 0.01, 0.0)},
+            seconds=(1.0 + acc, 0.1),
+            diverged=0,
+            seeds=1,
+        )
+        for group in (["mlp", "bn"] if grid else [""])
+        for name, acc in zip(names, accuracies, strict=True)
+    ]
+    figure = plot_sweep("variants", series)["final"]
+    canvas = FigureCanvasAgg(figure)  # as the figure is saved: drawn, then measured
+    canvas.draw()
+    renderer = canvas.get_renderer()
+    keys = [legend.get_window_extent(renderer) for legend in figure.legends]
+    keys += [axes.get_legend().get_window_extent(renderer) for axes in figure.axes if axes.get_legend()]
+    assert len(keys) == (2 if grid else 1)
+    for axes in figure.axes:
+        taken = [axes.get_window_extent(renderer), axes.xaxis.label.get_window_extent(renderer)]
+        taken += [label.get_window_extent(renderer) for label in axes.get_xticklabels() if label.get_text()]
+        for key in keys:
+            assert not any(key.overlaps(box) for box in taken)
+
+
 @contextlib.contextmanager
 def _spinning_process() -> Iterator[subprocess.Popen[bytes]]:
     """A process that never sleeps, so keeps one core busy; past its start-up when the block begins, and
