@@ -399,8 +399,10 @@ def plot_sweep(factor: str, series: Sequence[SweepSeries], data: str = "") -> di
             }
             for i in range(len(series))
         ]
+    columns = max(1, min(len(series), 4))
+    key_rows = -(-len(series) // columns)
     for metric, label in CURVE_LABELS.items():
-        figure = _figure(7.5, 4.4 + 0.2 * bool(data))
+        figure = _figure(7.5, 4.4 + 0.2 * bool(data) + 0.17 * key_rows, constrained=True)
         axes = figure.subplots()
         scale = 100.0 if "accuracy" in metric else 1.0
         for style, s in zip(styles, series, strict=True):
@@ -426,7 +428,9 @@ def plot_sweep(factor: str, series: Sequence[SweepSeries], data: str = "") -> di
         axes.set_ylabel(label)
         axes.set_title(f"{label} per epoch, by {factor} (mean ± std over seeds){under}", fontsize=10)
         axes.grid(alpha=0.3)
-        axes.legend(fontsize=7, ncol=2 if len(series) > 6 else 1)
+        # Under the panel: inside it a dozen series' key covers some curve wherever it goes (a short sweep's
+        # curves fill the panel), and the constrained layout gives it room below the axis label.
+        figure.legend(*axes.get_legend_handles_labels(), loc="outside lower center", ncol=columns, fontsize=7)
         figures[metric] = figure
 
     numeric, axis_scale = _numeric_axis(factor, series)
