@@ -866,7 +866,7 @@ def main() -> None:
         "--repeats",
         type=int,
         help="measurements per case, best kept [2; quick 1]; processes (or seeds) per arm for --startup, "
-        "--compare-precision and --busy [3]",
+        "--compare-precision and --busy [3]; pairs for --idle-cost [10]",
     )
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     parser.add_argument("--markdown", type=Path, help="also write the table as markdown to this file")
@@ -929,6 +929,8 @@ def main() -> None:
     repeats = args.repeats or 3
     if args.compare_precision and repeats < 2:
         parser.error("--compare-precision needs --repeats 2 or more: its intervals come from the seeds")
+    if args.idle_cost and args.repeats is not None and args.repeats < 2:
+        parser.error("--idle-cost needs --repeats 2 or more: its interval comes from the pairs")
     table: str | None = None
     if args.report_cost:  # reads the published results only, no MNIST
         table = report_cost(Path(__file__).resolve().parents[1] / "docs")
