@@ -78,6 +78,16 @@ def _require_onnx() -> tuple[Any, Any]:
     return onnx, onnxruntime
 
 
+def require_onnx(command: str) -> None:
+    """Fail now, in one line, where ``command`` would export a model later without the onnx extra: a
+    report should not train for minutes and then stop at the Playground's models. Only looked up, not
+    imported: importing onnxruntime costs time and writes its device id under the user's cache folder."""
+    from importlib.util import find_spec
+
+    if find_spec("onnx") is None or find_spec("onnxruntime") is None:
+        raise DigitnetError(MISSING_EXTRA.replace("digitnet export", command))
+
+
 def check_digits(count: int = CHECK_DIGITS) -> np.ndarray:
     """(count, 1, 28, 28) float32 pixels in 0..1: real digits from the bundled sample, always at hand."""
     from digitnet.data.sources import load_sample

@@ -331,12 +331,14 @@ def run_report(
     """
     from threadpoolctl import threadpool_limits
 
+    from digitnet.export import require_onnx
     from digitnet.runtime import claim_output, using_threads
 
     if jobs < 1:  # execute checks it too, but only once the plan is made and the data loaded
         raise ConfigError(f"--jobs: expected a whole number ≥ 1, got {jobs}")
     if docs_dir.exists() and not docs_dir.is_dir():
         raise ConfigError(f"--docs-dir {docs_dir}: a file is there; the report writes a directory of pages")
+    require_onnx("digitnet report (it exports the Playground's models)")
     plan = plan_report(quick, data_dir)
     for name in (*(e.name for e in plan.experiments), "health"):
         claim_output(cache_dir / name, "sweep", flag="--cache-dir")  # before any training, as a sweep does

@@ -109,7 +109,10 @@ def report(
     data_dir: DataDir = None,
     jobs: Annotated[int | None, typer.Option(help="Worker processes.", show_default="CPU cores")] = None,
 ) -> None:
-    """Run every experiment of the docs site (cached) and write its figures, tables and CLI reference."""
+    """Run every experiment of the docs site (cached) and write its figures, tables and CLI reference.
+
+    Needs the onnx extra (pip install "digitnet[onnx]"): the report exports the Playground's models.
+    """
     from digitnet.report import run_report, write_cli_reference
     from digitnet.sweep import RunRecord, SweepResult, default_jobs
 
