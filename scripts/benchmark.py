@@ -28,7 +28,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, NoReturn, cast
 
 import torch
 from torch import nn
@@ -852,8 +852,25 @@ def markdown_table(report: dict[str, object], samples: int, repeats: int) -> str
     return "\n".join(lines) + "\n"
 
 
+def mnist_files_or_none(directory: Path) -> dict[str, Path] | None:
+    """The four MNIST files in ``directory``, or None where they are not all there (or it is no folder)."""
+    from digitnet.errors import DigitnetError
+
+    try:
+        return find_mnist_files(directory) if directory.is_dir() else None
+    except DigitnetError:  # some but not all of them
+        return None
+
+
+class OneLineErrors(argparse.ArgumentParser):
+    """argparse, with a bad option told in one line (not after the whole usage block)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (--help lists the options)\n")
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = OneLineErrors(description=__doc__.splitlines()[0])
     parser.add_argument(
         "--data-dir",
         type=Path,
@@ -938,6 +955,8 @@ def main() -> None:
         table = report_timeline(args.report_timeline)
     elif args.data_dir is None:
         parser.error("benchmark needs full MNIST: --data-dir or $DIGITNET_DATA")
+    elif not mnist_files_or_none(Path(args.data_dir)):
+        parser.error(f"--data-dir {args.data_dir}: the four MNIST files are not there")
     elif args.startup:
         data_dir = Path(args.data_dir)
         if args.against:
@@ -953,6 +972,7 @@ def main() -> None:
     elif args.idle_cost:
         table = idle_cost(Path(args.data_dir), args.repeats or 10)
     if table is not None:
+        print(table, end="")
         if args.markdown:
             from digitnet.runtime import atomic_write_text
 
