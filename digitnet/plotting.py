@@ -23,12 +23,12 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import matplotlib
 import numpy as np
 from matplotlib.axes import Axes
-from matplotlib.figure import Figure
+from matplotlib.figure import Figure, SubFigure
 from matplotlib.ticker import MaxNLocator, NullLocator
 
 from digitnet.history import History
@@ -137,7 +137,7 @@ def plot_loss(history: History, title: str = "", window: int = 10) -> Figure:
     The x axis is in epochs (iteration i of an epoch of S steps sits at epoch + i/S), so the per-epoch
     points land where the epoch ended.
     """
-    figure = _figure(7.5, 4.2)
+    figure = _figure(7.5, 4.6, constrained=True)
     axes = figure.subplots()
     losses = np.asarray(history.iteration_loss, dtype=np.float64)
     n_epochs = max(len(history.epochs), 1)
@@ -177,15 +177,54 @@ def plot_loss(history: History, title: str = "", window: int = 10) -> Figure:
         axes.axvline(history.diverged_at["epoch"], color="tab:red", linestyle="--", label="diverged")
     finite = losses[np.isfinite(losses)]
     if finite.size:
-        axes.set_ylim(0, min(float(np.percentile(finite, 99.5)) * 1.1, float(finite.max()) * 1.05))
+        # A few wild iterations must not flatten the rest, but every per-epoch point stays in view (a
+        # first epoch's validation loss can sit above every iteration that followed it).
+        top = min(float(np.percentile(finite, 99.5)) * 1.1, float(finite.max()) * 1.05)
+        points = [v for r in history.epochs for v in (r.train_loss, r.val_loss, r.train_eval_loss)]
+        top = max([top, *(1.05 * v for v in points if v is not None and math.isfinite(v))])
+        axes.set_ylim(0, top)
     axes.set_xlabel("epoch")
     _epoch_axis(axes, len(history.epochs))
     axes.set_ylabel("cross-entropy loss")
     if title:
         axes.set_title(title, fontsize=10)
     axes.grid(alpha=0.3)
-    axes.legend(fontsize=8)
+    _key_under(figure, axes)
     return figure
+
+
+def _key_under(
+    figure: Figure | SubFigure,
+    axes: Axes,
+    columns: int = 3,
+    title: str | None = None,
+    fontsize: float = 8,
+    by_rows: bool = True,
+) -> None:
+    """The panel's key under it, in the figure's constrained layout.
+
+    Inside the panel a key covers a line wherever it goes in some run or sweep (a first epoch's loss in
+    the top corner, the test line across the panel, a short sweep's dozen curves filling it); under it,
+    the layout keeps it clear of the tick labels and the axis name. matplotlib fills a key column by
+    column; ``by_rows`` reorders the entries to read row by row in the order drawn, as a list would.
+    """
+    handles, labels = axes.get_legend_handles_labels()
+    if not handles:
+        return
+    columns = max(1, min(columns, len(labels)))
+    rows = -(-len(labels) // columns)
+    order = [r * columns + c for c in range(columns) for r in range(rows) if r * columns + c < len(labels)]
+    if not by_rows:
+        order = list(range(len(labels)))
+    figure.legend(
+        [handles[i] for i in order],
+        [labels[i] for i in order],
+        loc="outside lower center",
+        ncol=columns,
+        fontsize=fontsize,
+        title=title,
+        title_fontsize=fontsize,
+    )
 
 
 def plot_accuracy(history: History, title: str = "") -> Figure:
@@ -195,7 +234,7 @@ def plot_accuracy(history: History, title: str = "") -> Figure:
     [plot_loss][digitnet.plotting.plot_loss], it is drawn mid-epoch; validation (and, with
     ``--eval-train``, the training split measured in eval mode) are measured at the epoch's end.
     """
-    figure = _figure(7.5, 4.2)
+    figure = _figure(7.5, 4.6, constrained=True)
     axes = figure.subplots()
     epochs = [r.epoch for r in history.epochs]
     axes.plot(
@@ -230,7 +269,7 @@ def plot_accuracy(history: History, title: str = "") -> Figure:
     if title:
         axes.set_title(title, fontsize=10)
     axes.grid(alpha=0.3)
-    axes.legend(fontsize=8)
+    _key_under(figure, axes)
     return figure
 
 
@@ -378,6 +417,8 @@ def plot_sweep(factor: str, series: Sequence[SweepSeries], data: str = "") -> di
     """
     figures: dict[str, Figure] = {}
     under = f"\n{data}" if data else ""
+    # one seed has no spread to show: the title must not promise one
+    spread = "mean ± std over seeds" if max((s.seeds for s in series), default=1) > 1 else "one seed each"
     groups = list(dict.fromkeys(s.group for s in series))
     if len(groups) > 1:
         values = list(dict.fromkeys(s.value for s in series))
@@ -426,16 +467,16 @@ def plot_sweep(factor: str, series: Sequence[SweepSeries], data: str = "") -> di
         axes.set_xlabel("epoch")
         axes.xaxis.set_major_locator(MaxNLocator(integer=True))
         axes.set_ylabel(label)
-        axes.set_title(f"{label} per epoch, by {factor} (mean ± std over seeds){under}", fontsize=10)
+        axes.set_title(f"{label} per epoch, by {factor} ({spread}){under}", fontsize=10)
         axes.grid(alpha=0.3)
-        # Under the panel: inside it a dozen series' key covers some curve wherever it goes (a short sweep's
-        # curves fill the panel), and the constrained layout gives it room below the axis label.
-        figure.legend(*axes.get_legend_handles_labels(), loc="outside lower center", ncol=columns, fontsize=7)
+        # a one-factor sweep labels its curves by value alone: the key says which factor
+        _key_under(figure, axes, columns, title=factor if len(groups) == 1 else None, fontsize=7)
         figures[metric] = figure
 
     numeric, axis_scale = _numeric_axis(factor, series)
     figure = _figure(11, 4.4 + 0.3 * bool(data), constrained=True)
-    acc_axes, time_axes = figure.subplots(1, 2)
+    halves = cast(Sequence[SubFigure], figure.subfigures(1, 2))  # each panel with its key under it
+    acc_axes, time_axes = halves[0].subplots(), halves[1].subplots()
     for index, group in enumerate(groups):
         members = [s for s in series if s.group == group]
         positions = [float(s.value) for s in members] if numeric else list(range(len(members)))
@@ -481,22 +522,16 @@ def plot_sweep(factor: str, series: Sequence[SweepSeries], data: str = "") -> di
                 range(len(labels)), labels, rotation=20 if max(map(len, labels)) > 8 else 0, fontsize=8
             )
     acc_axes.set_ylabel("final accuracy (%)")
-    acc_axes.set_title("final accuracy (mean ± std over seeds)", fontsize=10)
-    # The keys go under the panels, never over a point (inside a panel even matplotlib's "best" corner can
-    # land on one) nor over the axis labels, which the figure's constrained layout keeps them clear of.
-    figure.legend(
-        *acc_axes.get_legend_handles_labels(),
-        loc="outside lower left",
-        ncol=len(groups) if len(groups) > 1 else 2,
-        fontsize=7,
+    acc_axes.set_title(f"final accuracy ({spread})", fontsize=10)
+    # a grid's key: one column per model, its val above its test
+    _key_under(
+        halves[0], acc_axes, len(groups) if len(groups) > 1 else 2, fontsize=7, by_rows=len(groups) == 1
     )
     time_axes.set_ylabel("training time per run (s)")
     time_axes.set_ylim(bottom=0)  # from zero: run-to-run noise must not look like a peak
     time_axes.set_title("time cost", fontsize=10)
     if len(groups) > 1:
-        figure.legend(
-            *time_axes.get_legend_handles_labels(), loc="outside lower right", ncol=len(groups), fontsize=7
-        )
+        _key_under(halves[1], time_axes, len(groups), fontsize=7)
     if data:
         figure.suptitle(data, fontsize=9)
     figures["final"] = figure

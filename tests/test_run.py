@@ -11,7 +11,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 import torch
@@ -239,16 +239,47 @@ def test_a_sweeps_keys_cover_no_curve_no_point_and_no_axis_label(grid: bool) -> 
         canvas = FigureCanvasAgg(figure)  # as the figure is saved: drawn, then measured
         canvas.draw()
         renderer = canvas.get_renderer()
-        keys = [legend.get_window_extent(renderer) for legend in figure.legends]
-        keys += [axes.get_legend().get_window_extent(renderer) for axes in figure.axes if axes.get_legend()]
-        assert len(keys) == (2 if grid and name == "final" else 1), name
-        for axes in figure.axes:
-            taken = [axes.get_window_extent(renderer), axes.xaxis.label.get_window_extent(renderer)]
-            taken += [
-                label.get_window_extent(renderer) for label in axes.get_xticklabels() if label.get_text()
-            ]
-            for key in keys:
-                assert not any(key.overlaps(box) for box in taken), name
+        assert len(_keys(figure, renderer)) == (2 if grid and name == "final" else 1), name
+        _assert_keys_clear(figure, renderer)
+
+
+def _keys(figure: Figure, renderer: Any) -> list[Any]:
+    """Where every key of ``figure`` is drawn: the figure's, its subfigures' and its panels' own."""
+    legends = [*figure.legends, *(legend for sub in figure.subfigs for legend in sub.legends)]
+    legends += [axes.get_legend() for axes in figure.axes if axes.get_legend()]
+    return [legend.get_window_extent(renderer) for legend in legends]
+
+
+def _assert_keys_clear(figure: Figure, renderer: Any) -> None:
+    """No key of ``figure`` over a panel (so over no line or point), a tick label or an axis name."""
+    for axes in figure.axes:
+        taken = [axes.get_window_extent(renderer), axes.xaxis.label.get_window_extent(renderer)]
+        taken += [label.get_window_extent(renderer) for label in axes.get_xticklabels() if label.get_text()]
+        for key in _keys(figure, renderer):
+            assert not any(key.overlaps(box) for box in taken)
+
+
+def test_a_runs_figures_show_every_epoch_and_keep_their_keys_clear(finished_run) -> None:  # type: ignore[no-untyped-def]
+    """A first epoch's validation loss above every training iteration's was drawn off the panel, under the
+    key in its corner."""
+    import dataclasses
+
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    from digitnet.plotting import plot_accuracy, plot_loss
+    from digitnet.trainer import History
+
+    with (finished_run.run_dir / "history.json").open() as handle:
+        history = History.from_dict(json.load(handle))
+    history.epochs[0] = dataclasses.replace(history.epochs[0], val_loss=3 * max(history.iteration_loss))
+    for figure in (plot_loss(history), plot_accuracy(history)):
+        canvas = FigureCanvasAgg(figure)
+        canvas.draw()
+        _assert_keys_clear(figure, canvas.get_renderer())
+        low, high = figure.axes[0].get_ylim()
+        for line in figure.axes[0].lines:
+            if line.get_marker() not in (None, "None", ""):  # the per-epoch points
+                assert all(low <= y <= high for y in line.get_ydata())
 
 
 @contextlib.contextmanager
