@@ -576,9 +576,7 @@ def precision_comparison(data_dir: Path, seeds: int, preset: str = "fast") -> st
         )
     speedup = statistics.median(column("float32", "train")) / statistics.median(column("bfloat16", "train"))
     lines += ["", f"Training epochs at bfloat16 take 1/{speedup:.2f} of their float32 time (medians)."]
-    table = "\n".join(lines) + "\n"
-    print(table)
-    return table
+    return "\n".join(lines) + "\n"
 
 
 def report_cost(docs_dir: Path) -> str:
@@ -629,9 +627,7 @@ def report_cost(docs_dir: Path) -> str:
         f"so about {totals[3] / 120:.0f} minutes of wall time on 2 cores (`--jobs 2`), before the Inside "
         "page's views, the range test and writing the figures.",
     ]
-    table_text = "\n".join(lines) + "\n"
-    print(table_text)
-    return table_text
+    return "\n".join(lines) + "\n"
 
 
 def report_wall(data_dir: Path, keep: Path | None) -> str:
@@ -693,9 +689,7 @@ def report_timeline(cache: Path) -> str:
         f"| one (one core idle, unless drawing) | {busy[1]:.0f} |",
         f"| two or more | {busy[2]:.0f} |",
     ]
-    text = "\n".join(lines) + "\n"
-    print(text)
-    return text
+    return "\n".join(lines) + "\n"
 
 
 def bare_torch_import() -> float:
@@ -733,8 +727,6 @@ def startup_breakdown(data_dir: Path, repeats: int) -> str:
     for name, seconds in imports.items():
         if name.startswith("…"):
             lines.append(f"| {name} | {seconds:.2f} |")
-    for line in lines[4:]:
-        print(line, flush=True)
     return "\n".join(lines) + "\n"
 
 
@@ -796,9 +788,7 @@ def startup_against(data_dir: Path, repeats: int, revision: str) -> str:
         lines.append(
             f"- {title}, now − `{revision}`, paired by repeat: median {median} s (from {low} to {high})."
         )
-    table = "\n".join(lines) + "\n"
-    print(table)
-    return table
+    return "\n".join(lines) + "\n"
 
 
 def markdown_table(report: dict[str, object], samples: int, repeats: int) -> str:
