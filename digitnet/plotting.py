@@ -213,9 +213,11 @@ def _key_under(
         return
     columns = max(1, min(columns, len(labels)))
     rows = -(-len(labels) // columns)
-    order = [r * columns + c for c in range(columns) for r in range(rows) if r * columns + c < len(labels)]
-    if not by_rows:
-        order = list(range(len(labels)))
+    order: Sequence[int] = range(len(labels))
+    if by_rows:
+        order = [
+            r * columns + c for c in range(columns) for r in range(rows) if r * columns + c < len(labels)
+        ]
     figure.legend(
         [handles[i] for i in order],
         [labels[i] for i in order],
@@ -915,9 +917,7 @@ def plot_diagnostics(history: History, title: str = "") -> Figure:
     panels[1].set_yscale("log")
     top = panels[2].get_ylim()[1]
     panels[2].set_ylim(-0.05 * max(top, 5.0), max(top, 5.0))  # a layer at 0% stays visible above the axis
-    handles, labels = panels[0].get_legend_handles_labels()
-    if handles:
-        figure.legend(handles, labels, loc="outside lower center", ncol=min(len(labels), 4), fontsize=8)
+    _key_under(figure, panels[0], 4)
     figure.suptitle(f"training health per layer\n{title}", fontsize=9)
     return figure
 
