@@ -91,6 +91,8 @@ CNN_MODELS: tuple[ModelName, ...] = ("cnn", "cnn-bn", "vgg")
 DEFAULT_MLP_HIDDEN = (100, 50)  # the reports' MLP, 784-100-50-10
 DEFAULT_CNN_HIDDEN = (120, 84)  # LeNet-5's fully connected widths
 DEFAULT_NMLP_DROPOUT = 0.2
+FirstLayer = Literal["learned", "pca"]
+FIRST_LAYERS: tuple[FirstLayer, ...] = ("learned", "pca")
 
 
 @dataclass(frozen=True)
@@ -104,6 +106,9 @@ class ModelConfig:
     """``None``: 0.2 for nmlp, 0 otherwise"""
     channels: tuple[int, int] = (16, 32)
     """CNNs only: output channels of the two convolution stages"""
+    first_layer: FirstLayer = "learned"
+    """``cnn`` only: ``pca`` fixes the first convolution's filters to the training digits' principal 5×5
+    patterns (whitened) instead of learning them (see [digitnet.models.pca_filters][])"""
 
     def __post_init__(self) -> None:
         if self.name not in MODELS:
@@ -132,7 +137,24 @@ class ModelConfig:
                 f"--channels: expected two widths between 1 and {MAX_WIDTH:,}, "
                 f"got {widths_text(self.channels)}"
             )
+        if self.first_layer not in FIRST_LAYERS:
+            raise ConfigError(
+                f"--first-layer: expected one of {', '.join(FIRST_LAYERS)}, got {self.first_layer!r}"
+            )
+        if self.first_layer == "pca" and self.name != "cnn":
+            raise ConfigError(
+                "--first-layer pca: only for --model cnn (the LeNet without BatchNorm), "
+                f"got --model {self.name}"
+            )
+        if self.first_layer == "pca" and self.channels[0] > PCA_FILTERS:
+            raise ConfigError(
+                f"--first-layer pca: 5×5 patches have {PCA_FILTERS} principal patterns, "
+                f"so --channels can start at {PCA_FILTERS} at most, got {self.channels[0]}"
+            )
 
+
+# A 5×5 patch has 25 pixels, so 25 principal patterns: the most channels a PCA first layer can have.
+PCA_FILTERS = 25
 
 # No layer of a digit classifier needs more; wider ones only exhaust memory (checked again, against this
 # machine's memory, by digitnet.memory.check_memory before anything is allocated).
@@ -273,15 +295,18 @@ __all__ = [
     "DEFAULT_NMLP_DROPOUT",
     "DEFAULT_TEST_FRACTION",
     "DEVICES",
+    "FIRST_LAYERS",
     "MAX_SEED",
     "MAX_WIDTH",
     "MODELS",
     "NORMALIZATIONS",
     "OPTIMIZERS",
+    "PCA_FILTERS",
     "PRECISIONS",
     "SCHEDULES",
     "DataConfig",
     "DatasetName",
+    "FirstLayer",
     "ModelConfig",
     "ModelName",
     "Normalization",

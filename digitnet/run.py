@@ -52,7 +52,13 @@ from digitnet.data import Split, describe_split, load_split, to_tensors
 from digitnet.errors import CheckpointError, DigitnetError
 from digitnet.history import EpochRecord, History
 from digitnet.memory import check_memory
-from digitnet.models import build_model, count_parameters, describe_model, planned_parameters
+from digitnet.models import (
+    build_model,
+    count_parameters,
+    describe_model,
+    planned_parameters,
+    use_pca_filters,
+)
 from digitnet.optim import build_optimizer, build_scheduler
 from digitnet.runtime import (
     atomic_directory,
@@ -293,6 +299,8 @@ def run_experiment(
         tensors = to_tensors(split, config.data, device)
         generator = seed_everything(config.train.seed)
         model = build_model(config.model).to(device)
+        if config.model.first_layer == "pca":  # before the optimizer, which takes only what learns
+            use_pca_filters(model, tensors.train_x)
         parameters = count_parameters(model)
         optimizer = build_optimizer(model.parameters(), config.optim)
         steps_per_epoch = math.ceil(len(split.train) / config.train.batch_size)

@@ -30,6 +30,7 @@ from digitnet.configs import (
     CONVENTIONAL_LR,
     DATASETS,
     DEVICES,
+    FIRST_LAYERS,
     MODELS,
     NORMALIZATIONS,
     OPTIMIZERS,
@@ -67,9 +68,9 @@ class RunConfig:
         Settings added after runs were cached (``KEYED_WHEN_SET``) count only away from their default: a
         run without them keeps the key it had before they existed, so cached runs stay valid."""
         data = asdict(self)
-        for name, default in KEYED_WHEN_SET.items():
-            if data["train"][name] == default:
-                del data["train"][name]
+        for (section, name), default in KEYED_WHEN_SET.items():
+            if data[section][name] == default:
+                del data[section][name]
         text = json.dumps(data, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(text.encode()).hexdigest()[:12]
 
@@ -97,9 +98,13 @@ def _describe_model(config: ModelConfig) -> str:
     return describe_model(config)
 
 
-# Training settings that joined the config after the docs' runs were cached, each with the default at which
-# it is left out of RunConfig.key().
-KEYED_WHEN_SET: dict[str, object] = {"diagnostics": False, "precision": "float32"}
+# Settings that joined the config after the docs' runs were cached, (section, field), each with the default
+# at which it is left out of RunConfig.key().
+KEYED_WHEN_SET: dict[tuple[Section, str], object] = {
+    ("train", "diagnostics"): False,
+    ("train", "precision"): "float32",
+    ("model", "first_layer"): "learned",
+}
 
 
 # ----------------------------------------------------------------------------------- config <-> JSON
@@ -200,6 +205,13 @@ SETTINGS: dict[str, Setting] = {
     ),
     "channels": Setting(
         "model", "channels", "CNNs only: channels of the two stages, e.g. 8,16.", _parse_channels
+    ),
+    "first-layer": Setting(
+        "model",
+        "first_layer",
+        "cnn only: learned; pca = fixed to the training digits' principal 5×5 patterns, not trained "
+        "(computed once per digit, so training skips the first convolution).",
+        choices=FIRST_LAYERS,
     ),
     "dropout": Setting(
         "model",

@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
@@ -34,9 +34,13 @@ from digitnet.configs import Precision, TrainConfig
 from digitnet.data import NUM_CLASSES, TensorSplit, batch_loader
 from digitnet.diagnostics import TrainingMonitor
 from digitnet.history import EpochRecord, History
+from digitnet.models import fixed_stage
 from digitnet.runtime import autocast
 
 DIVERGENCE_CHECK_EVERY = 25  # steps between finiteness checks: each check is a device sync
+# The most memory a fixed first stage's outputs may take (training and validation digits together); past it,
+# the stage runs on every batch instead (still without a backward pass).
+FIXED_STAGE_BYTES = 2**30
 
 
 @dataclass(frozen=True)
@@ -170,6 +174,33 @@ def train_one_epoch(
     )
 
 
+def past_fixed_stage(
+    model: nn.Module, data: TensorSplit, config: TrainConfig
+) -> tuple[nn.Module, TensorSplit]:
+    """The part of ``model`` that learns, and ``data``'s training and validation digits as it receives them.
+
+    A model whose first stage is fixed (``--first-layer pca``, see
+    [LeNet.fixed_stage][digitnet.models.LeNet.fixed_stage]) gives the same output for a digit every
+    epoch, so that output is computed once here and every epoch trains the rest on it: no first
+    convolution forward or backward per step. Everything else gets ``(model, data)`` back unchanged: models
+    that learn every layer, augmented digits (a digit differs every epoch), ``--diagnostics`` (its hooks
+    watch the whole model), and outputs larger than ``FIXED_STAGE_BYTES``.
+    """
+    stages = fixed_stage(model)
+    if stages is None or data.augment or config.diagnostics:
+        return model, data
+    first, rest = stages
+    with torch.no_grad():
+        shape = first(data.val_x[:1]).shape[1:]
+        if (len(data.train_x) + len(data.val_x)) * shape.numel() * 4 > FIXED_STAGE_BYTES:
+            return model, data
+
+        def through(images: Tensor) -> Tensor:
+            return torch.cat([first(chunk) for chunk in torch.split(images, config.eval_batch_size)])
+
+        return rest, replace(data, train_x=through(data.train_x), val_x=through(data.val_x))
+
+
 def fit(
     model: nn.Module,
     optimizer: Optimizer,
@@ -195,6 +226,9 @@ def fit(
     epoch, and the result is the same, bit for bit, as a run that was never stopped.
     """
     history = history if history is not None else History()
+    started = time.perf_counter()
+    model, data = past_fixed_stage(model, data, config)
+    prepared = time.perf_counter() - started  # counted in this process's first epoch
     batches = batch_loader(
         data.train_x,
         data.train_y,
@@ -208,6 +242,7 @@ def fit(
     try:
         for epoch in range(len(history.epochs) + 1, config.epochs + 1):
             stats = train_one_epoch(model, batches, optimizer, scheduler, config.precision)
+            seconds, prepared = stats.seconds + prepared, 0.0
             if stats.diverged_step is not None:
                 if monitor is not None:  # the diverging epoch is the one whose health explains it
                     history.diagnostics = [*(history.diagnostics or []), monitor.epoch_end(epoch)]
@@ -234,9 +269,9 @@ def fit(
                 val_loss=val.loss,
                 val_accuracy=val.accuracy,
                 lr=float(optimizer.param_groups[0]["lr"]),
-                train_seconds=stats.seconds,
+                train_seconds=seconds,
                 eval_seconds=time.perf_counter() - eval_started,
-                samples_per_second=stats.samples / stats.seconds if stats.seconds > 0 else math.inf,
+                samples_per_second=stats.samples / seconds if seconds > 0 else math.inf,
                 train_eval_loss=train.loss if train else None,
                 train_eval_accuracy=train.accuracy if train else None,
             )
@@ -262,6 +297,7 @@ __all__ = [
     "History",
     "evaluate",
     "fit",
+    "past_fixed_stage",
     "predict_logits",
     "score_logits",
     "train_one_epoch",

@@ -227,6 +227,7 @@ def run_settings(
     setting is a bug in the command, and fails loudly rather than being ignored.
     """
     settings: dict[str, Any] = preset_settings(preset)
+    given: set[str] = set()
     for python_name, value in options.items():
         name = python_name.replace("_", "-")
         if name not in SETTINGS:
@@ -240,6 +241,11 @@ def run_settings(
         elif isinstance(value, Path):
             value = str(value)
         settings[name] = value
+        given.add(name)
+    # A preset's fixed first layer belongs to its LeNet: another --model given beside the preset learns
+    # its first layer, as that model always does, rather than failing on a setting it cannot take.
+    if "first-layer" not in given and settings.get("model", "mlp") != "cnn":
+        settings.pop("first-layer", None)
     return settings
 
 

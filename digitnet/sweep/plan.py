@@ -241,6 +241,11 @@ def run_configs(spec: SweepSpec, cells: Sequence[Cell]) -> list[tuple[Cell, int,
     for cell in cells:
         for offset in range(spec.seeds):
             seed = first_seed + offset
-            config = resolve_run_config(make_run_config(base | cell.overrides | {"seed": seed}))
+            settings = base | cell.overrides | {"seed": seed}
+            if settings.get("model", "mlp") != "cnn" and "first-layer" not in cell.overrides:
+                # a fixed first layer is the LeNet's (a --preset fast base): the cell's other model
+                # learns its own first layer, as it always does
+                settings.pop("first-layer", None)
+            config = resolve_run_config(make_run_config(settings))
             planned.append((cell, seed, config))
     return planned

@@ -1,0 +1,157 @@
+"""``--first-layer pca``: the filters are the digits' principal patches, whitened; the fixed first stage is
+computed once and the rest trains exactly as the whole network would; the setting is checked and keyed."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+from sklearn.decomposition import PCA
+from typer.testing import CliRunner
+
+import digitnet.trainer as trainer
+from digitnet.cli import app
+from digitnet.data import DataConfig, load_split, to_tensors
+from digitnet.errors import ConfigError
+from digitnet.models import (
+    ModelConfig,
+    build_model,
+    count_parameters,
+    fixed_stage,
+    pca_filters,
+    use_pca_filters,
+)
+from digitnet.optim import OptimConfig, build_optimizer
+from digitnet.run import run_experiment
+from digitnet.runtime import seed_everything
+from digitnet.settings import RunConfig, make_run_config
+from digitnet.sweep import SweepSpec
+from digitnet.sweep.plan import plan_sweep, run_configs
+from digitnet.trainer import TrainConfig, fit
+
+CPU = torch.device("cpu")
+
+
+@pytest.fixture(scope="module")
+def tensors():  # type: ignore[no-untyped-def]
+    return to_tensors(load_split(DataConfig(dataset="sample")), DataConfig(), CPU)
+
+
+def _patches(images: torch.Tensor) -> torch.Tensor:
+    return F.unfold(images, 5, padding=2).transpose(1, 2).reshape(-1, 25).double()
+
+
+def test_filters_are_the_principal_patterns_whitened(tensors) -> None:  # type: ignore[no-untyped-def]
+    images = tensors.train_x[:1000]
+    weight, bias = pca_filters(images, 8)
+    assert weight.shape == (8, 1, 5, 5) and bias.shape == (8,)
+    patches = _patches(images)
+    # the same directions as scikit-learn's PCA of the same patches, up to each one's sign
+    reference = torch.from_numpy(PCA(n_components=8).fit(patches.numpy()).components_)
+    directions = weight.reshape(8, 25).double()
+    directions = directions / directions.norm(dim=1, keepdim=True)
+    torch.testing.assert_close((directions * reference).sum(1).abs(), torch.ones(8, dtype=torch.float64))
+    # whitened: over the patches each channel has mean 0 and variance 1, and no two are correlated
+    responses = patches @ weight.reshape(8, 25).double().T + bias.double()
+    torch.testing.assert_close(responses.mean(0), torch.zeros(8, dtype=torch.float64), atol=1e-3, rtol=0)
+    covariance = torch.cov(responses.T)
+    off_diagonal = covariance - torch.diag(covariance.diag())
+    assert float(off_diagonal.abs().max()) < 1e-3
+    # variance 1, less the small floor added to every pattern's variance before dividing by it
+    assert float(covariance.diag().min()) > 0.99 and float(covariance.diag().max()) < 1.001
+    # a fixed sign: each filter's largest weight is positive, so every machine builds the same layer
+    flat = weight.reshape(8, 25)
+    assert bool((flat.gather(1, flat.abs().argmax(1, keepdim=True)) > 0).all())
+
+
+def test_the_first_convolution_is_fixed_and_not_counted() -> None:
+    learned = build_model(ModelConfig("cnn", channels=(8, 16)))
+    fixed = build_model(ModelConfig("cnn", channels=(8, 16), first_layer="pca"))
+    assert count_parameters(learned) - count_parameters(fixed) == 8 * 25 + 8
+    assert fixed_stage(learned) is None and fixed_stage(fixed) is not None
+    first, rest = fixed_stage(fixed)  # type: ignore[misc]
+    x = torch.randn(4, 1, 28, 28)
+    torch.testing.assert_close(rest(first(x)), fixed(x), rtol=0, atol=0)
+
+
+def _fit(tensors, monkeypatch, room: int):  # type: ignore[no-untyped-def]
+    monkeypatch.setattr(trainer, "FIXED_STAGE_BYTES", room)
+    generator = seed_everything(5)
+    model = build_model(ModelConfig("cnn", channels=(8, 16), first_layer="pca"))
+    use_pca_filters(model, tensors.train_x)
+    first_weight = model.features[0].weight.clone()
+    optimizer = build_optimizer(model.parameters(), OptimConfig("adam", lr=1e-3))
+    assert not any(p is model.features[0].weight for group in optimizer.param_groups for p in group["params"])
+    history = fit(model, optimizer, tensors.head(1024, 256), TrainConfig(epochs=2, batch_size=64), generator)
+    assert torch.equal(model.features[0].weight, first_weight)  # nothing moved it
+    return history, model
+
+
+def test_training_on_the_stored_first_stage_equals_running_it_every_step(
+    tensors,  # type: ignore[no-untyped-def]
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    stored, stored_model = _fit(tensors, monkeypatch, trainer.FIXED_STAGE_BYTES)
+    every_step, every_step_model = _fit(tensors, monkeypatch, 0)  # no room: the stage runs per batch
+    torch.testing.assert_close(
+        torch.tensor(stored.iteration_loss), torch.tensor(every_step.iteration_loss), rtol=1e-5, atol=1e-6
+    )
+    assert [e.val_accuracy for e in stored.epochs] == pytest.approx(
+        [e.val_accuracy for e in every_step.epochs], abs=2 / 256
+    )
+    for (name, a), b in zip(
+        stored_model.state_dict().items(), every_step_model.state_dict().values(), strict=True
+    ):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5, msg=name)
+
+
+def test_the_setting_is_checked_and_keyed_only_when_set() -> None:
+    with pytest.raises(ConfigError, match="only for --model cnn"):
+        ModelConfig("mlp", first_layer="pca")
+    with pytest.raises(ConfigError, match="at most"):
+        ModelConfig("cnn", channels=(32, 64), first_layer="pca")
+    with pytest.raises(ConfigError, match="--first-layer: expected one of"):
+        ModelConfig("cnn", first_layer="random")  # type: ignore[arg-type]
+    assert make_run_config({"first-layer": "learned"}).key() == RunConfig().key() == "214228b7ceb7"
+    assert (
+        make_run_config({"model": "cnn", "first-layer": "pca"}).key()
+        != make_run_config({"model": "cnn"}).key()
+    )
+
+
+def test_a_pca_run_resumes_bit_for_bit_and_its_model_reloads(tmp_path: Path) -> None:
+    settings = {"dataset": "sample", "model": "cnn", "channels": (8, 16), "first-layer": "pca"}
+    settings |= {"optimizer": "adam", "lr": 0.003, "epochs": 2, "batch-size": 256, "threads": 1}
+    whole = run_experiment(make_run_config(settings), tmp_path / "whole")
+
+    def stop(record: object) -> None:
+        raise KeyboardInterrupt
+
+    run_experiment(make_run_config(settings), tmp_path / "split", on_epoch=stop)
+    resumed = run_experiment(make_run_config(settings), tmp_path / "split")
+    assert resumed.history.iteration_loss == whole.history.iteration_loss
+    assert resumed.summary.test_accuracy == whole.summary.test_accuracy
+    a, b = (json.loads((tmp_path / run / "history.json").read_text()) for run in ("whole", "split"))
+    assert a["epochs"][-1]["val_accuracy"] == b["epochs"][-1]["val_accuracy"]
+    result = CliRunner().invoke(app, ["evaluate", str(tmp_path / "split")])
+    assert result.exit_code == 0, result.output
+    assert f"{100 * whole.summary.test_accuracy:.2f}%" in result.output
+
+
+def test_the_command_line_refuses_it_for_an_mlp_in_one_line() -> None:
+    result = CliRunner().invoke(app, ["train", "--dataset", "sample", "--first-layer", "pca"])
+    assert result.exit_code == 2
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and "--first-layer pca: only for --model cnn" in lines[0], result.output
+
+
+def test_a_fast_base_lets_every_other_model_of_a_sweep_learn_its_first_layer() -> None:
+    base = tuple(sorted({"model": "cnn", "first-layer": "pca", "dataset": "sample"}.items()))
+    spec = SweepSpec("model", ("mlp", "cnn", "vgg"), base=base, seeds=1)
+    layers = {
+        config.model.name: config.model.first_layer for _, _, config in run_configs(spec, plan_sweep(spec))
+    }
+    assert layers == {"mlp": "learned", "cnn": "pca", "vgg": "learned"}
