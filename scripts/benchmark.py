@@ -529,17 +529,18 @@ def startup_run(data_dir: Path, importtime: bool) -> dict[str, float]:
     return row
 
 
-def precision_comparison(data_dir: Path, seeds: int, preset: str = "fast") -> str:
-    """``--preset PRESET`` at float32 and at bfloat16, one factor changed, seeds 0..seeds-1 (the two
-    precisions alternate, so both see the machine at the same moments): training time and accuracy, and
-    the paired t interval of each difference. Returned as markdown."""
+def one_factor_comparison(data_dir: Path, seeds: int, preset: str, setting: str, values: list[str]) -> str:
+    """``--preset PRESET`` with ``--SETTING`` at each of two ``values``, one factor changed, seeds
+    0..seeds-1 (the two values alternate, so both see the machine at the same moments): training time,
+    whole process and accuracy, and the paired t interval of each difference. Returned as markdown."""
     from scipy import stats
 
-    measured: dict[str, list[dict[str, float]]] = {"float32": [], "bfloat16": []}
+    first, second = values
+    measured: dict[str, list[dict[str, float]]] = {first: [], second: []}
     for seed in range(seeds):
-        for precision, runs in measured.items():
+        for value, runs in measured.items():
             # threads pinned: the count digitnet picks by load could differ between the two arms
-            options = ["--seed", str(seed), "--precision", precision, "--threads", str(os.cpu_count())]
+            options = ["--seed", str(seed), f"--{setting}", value, "--threads", str(os.cpu_count())]
             process = fast_process(data_dir, options, preset=preset)
             epochs = process["history"]["epochs"]
             runs.append(
@@ -550,32 +551,33 @@ def precision_comparison(data_dir: Path, seeds: int, preset: str = "fast") -> st
                     "test": 100 * process["summary"]["test_accuracy"],
                 }
             )
-            print(f"seed {seed} {precision}: {runs[-1]}", flush=True)
+            print(f"seed {seed} {value}: {runs[-1]}", flush=True)
 
-    def column(precision: str, name: str) -> list[float]:
-        return [run[name] for run in measured[precision]]
+    def column(value: str, name: str) -> list[float]:
+        return [run[name] for run in measured[value]]
 
     lines = [
-        f"`digitnet train --preset {preset} --precision P --seed S --threads {os.cpu_count()}` on full "
-        f"MNIST, seeds 0–{seeds - 1}, whole processes, idle, each seed at both precisions one after the "
-        "other; mean ± std, and the 95% interval of the mean paired difference bfloat16 − float32 "
+        f"`digitnet train --preset {preset} --{setting} V --seed S --threads {os.cpu_count()}` on full "
+        f"MNIST, seeds 0–{seeds - 1}, whole processes, idle, each seed at both values one after the "
+        f"other; mean ± std, and the 95% interval of the mean paired difference {second} − {first} "
         "(Student's t over the seeds: pairing takes out both the seed and the machine's drift between "
         "pairs).",
         "",
-        "| measure | float32 | bfloat16 | bfloat16 − float32 (95% interval) |",
+        f"| measure | {first} | {second} | {second} − {first} (95% interval) |",
         "|---|---:|---:|---:|",
     ]
     names = {"train": "training epochs (s)", "wall": "whole process (s)"}
     names |= {"val": "validation accuracy (%)", "test": "test accuracy (%)"}
     for name, label in names.items():
-        a, b = column("float32", name), column("bfloat16", name)
+        a, b = column(first, name), column(second, name)
         low, high = stats.ttest_rel(b, a).confidence_interval(0.95)
         lines.append(
             f"| {label} | {statistics.mean(a):.2f} ± {statistics.stdev(a):.2f} | "
             f"{statistics.mean(b):.2f} ± {statistics.stdev(b):.2f} | {low:+.2f} to {high:+.2f} |"
         )
-    speedup = statistics.median(column("float32", "train")) / statistics.median(column("bfloat16", "train"))
-    lines += ["", f"Training epochs at bfloat16 take 1/{speedup:.2f} of their float32 time (medians)."]
+    for name, label in (("train", "Training epochs"), ("wall", "Whole processes")):
+        ratio = statistics.median(column(first, name)) / statistics.median(column(second, name))
+        lines += ["", f"{label} at {second} take 1/{ratio:.2f} of their time at {first} (medians)."]
     return "\n".join(lines) + "\n"
 
 
@@ -859,6 +861,27 @@ class OneLineErrors(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (--help lists the options)\n")
 
 
+def compared_setting(text: str, parser: argparse.ArgumentParser) -> tuple[str, list[str]]:
+    """``"first-layer=learned,pca"`` → ``("first-layer", ["learned", "pca"])``, each value checked as
+    digitnet checks the option, so a typo fails here in one line rather than in the first process."""
+    from digitnet.errors import ConfigError
+    from digitnet.settings import SETTINGS, parse_setting
+
+    setting, _, listed = text.partition("=")
+    values = [value.strip() for value in listed.split(",") if value.strip()]
+    if setting not in SETTINGS or len(values) != 2 or values[0] == values[1]:
+        parser.error(f"--compare {text}: expected SETTING=A,B, two different values of a digitnet setting")
+    try:
+        for value in values:
+            parse_setting(setting, value)
+    except ConfigError as error:
+        parser.error(f"--compare {text}: {error}")
+    choices = SETTINGS[setting].choices
+    if choices and not set(values) <= set(choices):
+        parser.error(f"--compare {text}: {setting} is one of {', '.join(choices)}")
+    return setting, values
+
+
 def main() -> None:
     parser = OneLineErrors(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -873,7 +896,7 @@ def main() -> None:
         "--repeats",
         type=int,
         help="measurements per case, best kept [2; quick 1]; processes (or seeds) per arm for --startup, "
-        "--compare-precision and --busy [3]; pairs for --idle-cost [10]",
+        "--compare, --compare-precision and --busy [3]; pairs for --idle-cost [10]",
     )
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     parser.add_argument("--markdown", type=Path, help="also write the table as markdown to this file")
@@ -914,7 +937,13 @@ def main() -> None:
         help="only --preset PRESET at float32 against bfloat16, each seed at both (whole trainings: "
         "a dozen minutes for best-fast)",
     )
-    parser.add_argument("--preset", help="with --compare-precision: the preset to run [fast]")
+    parser.add_argument(
+        "--compare",
+        metavar="SETTING=A,B",
+        help="only --preset PRESET with one setting at two values, each seed at both, e.g. "
+        "first-layer=learned,pca (--compare-precision is precision=float32,bfloat16)",
+    )
+    parser.add_argument("--preset", help="with --compare or --compare-precision: the preset to run [fast]")
     parser.add_argument(
         "--busy",
         action="store_true",
@@ -931,11 +960,14 @@ def main() -> None:
         parser.error("--against goes with --startup")
     if args.keep and not args.report_wall:
         parser.error("--keep goes with --report-wall")
-    if args.preset and not args.compare_precision:
-        parser.error("--preset goes with --compare-precision")
+    if args.compare and args.compare_precision:
+        parser.error("--compare-precision is --compare precision=float32,bfloat16: give one of them")
+    if args.preset and not (args.compare_precision or args.compare):
+        parser.error("--preset goes with --compare or --compare-precision")
     repeats = args.repeats or 3
-    if args.compare_precision and repeats < 2:
-        parser.error("--compare-precision needs --repeats 2 or more: its intervals come from the seeds")
+    if (args.compare_precision or args.compare) and repeats < 2:
+        parser.error("--compare needs --repeats 2 or more: its intervals come from the seeds")
+    compared = compared_setting(args.compare or "precision=float32,bfloat16", parser)
     if args.idle_cost and args.repeats is not None and args.repeats < 2:
         parser.error("--idle-cost needs --repeats 2 or more: its interval comes from the pairs")
     table: str | None = None
@@ -953,8 +985,9 @@ def main() -> None:
             table = startup_against(data_dir, repeats, args.against)
         else:
             table = startup_breakdown(data_dir, repeats)
-    elif args.compare_precision:
-        table = precision_comparison(Path(args.data_dir), repeats, args.preset or "fast")
+    elif args.compare_precision or args.compare:
+        setting, values = compared
+        table = one_factor_comparison(Path(args.data_dir), repeats, args.preset or "fast", setting, values)
     elif args.report_wall:
         table = report_wall(Path(args.data_dir), args.keep)
     elif args.busy:
