@@ -245,7 +245,8 @@ def test_an_option_given_at_its_default_value_still_beats_the_preset(monkeypatch
     monkeypatch.setattr(digitnet.run, "run_experiment", fake_run)
     result = runner.invoke(app, ["train", "--preset", "fast", "--epochs", "10", "--model", "mlp"])
     assert result.exit_code == 0, result.output
-    assert received[0].train.epochs == 10 and received[0].model.name == "mlp"  # fast says 3 and cnn
+    assert received[0].train.epochs == 10 and received[0].model.name == "mlp"  # fast says 4 and cnn
+    assert received[0].model.first_layer == "learned"  # fast's fixed first layer is its LeNet's
     assert received[0].optim.name == "adam"  # what was not given still comes from the preset
 
 
