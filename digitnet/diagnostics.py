@@ -41,7 +41,9 @@ from digitnet.history import EpochHealth, LayerHealth
 def _label(index: int, module: nn.Module) -> str:
     if isinstance(module, nn.Conv2d):
         size = "×".join(str(k) for k in module.kernel_size)
-        return f"{index} Conv2d {module.in_channels}→{module.out_channels} {size}"
+        # a fixed layer (--first-layer pca) has no gradient or update to plot: its key entry says why
+        fixed = "" if any(p.requires_grad for p in module.parameters()) else " (fixed)"
+        return f"{index} Conv2d {module.in_channels}→{module.out_channels} {size}{fixed}"
     assert isinstance(module, nn.Linear)
     return f"{index} Linear {module.in_features}→{module.out_features}"
 

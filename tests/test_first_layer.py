@@ -155,3 +155,25 @@ def test_a_fast_base_lets_every_other_model_of_a_sweep_learn_its_first_layer() -
         config.model.name: config.model.first_layer for _, _, config in run_configs(spec, plan_sweep(spec))
     }
     assert layers == {"mlp": "learned", "cnn": "pca", "vgg": "learned"}
+
+
+def test_a_preset_fixed_layer_too_narrow_for_the_channels_names_the_preset_and_the_way_out() -> None:
+    result = CliRunner().invoke(
+        app, ["train", "--dataset", "sample", "--preset", "fast", "--channels", "32,64"]
+    )
+    assert result.exit_code == 2
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and "--preset fast" in lines[0] and "--first-layer learned" in lines[0], (
+        result.output
+    )
+
+
+def test_diagnostics_name_the_fixed_layer() -> None:
+    from digitnet.diagnostics import TrainingMonitor
+
+    model = build_model(ModelConfig("cnn", channels=(8, 16), first_layer="pca"))
+    monitor = TrainingMonitor(model, build_optimizer(model.parameters(), OptimConfig("adam")))
+    try:
+        assert monitor.names[0].endswith("(fixed)") and not monitor.names[1].endswith("(fixed)")
+    finally:
+        monitor.close()

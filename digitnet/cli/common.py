@@ -21,6 +21,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
 from digitnet import __version__
+from digitnet.configs import PCA_FILTERS, widths_text
 from digitnet.errors import ConfigError, DigitnetError
 from digitnet.presets import PRESET_NAMES, preset_settings
 from digitnet.settings import SETTINGS, parse_setting
@@ -246,6 +247,13 @@ def run_settings(
     # its first layer, as that model always does, rather than failing on a setting it cannot take.
     if "first-layer" not in given and settings.get("model", "mlp") != "cnn":
         settings.pop("first-layer", None)
+    channels = settings.get("channels", ())
+    if "first-layer" not in given and settings.get("first-layer") == "pca" and channels[:1] > (PCA_FILTERS,):
+        raise ConfigError(
+            f"--channels {widths_text(tuple(channels))}: --preset {preset} fixes the first layer to the "
+            f"digits' {PCA_FILTERS} principal 5×5 patterns, so its first stage has at most {PCA_FILTERS} "
+            "channels; add --first-layer learned to learn a wider one"
+        )
     return settings
 
 

@@ -78,6 +78,8 @@ def train(
 
     config = resolve_run_config(config)
     run_dir = out or Path("runs") / f"{config.model.name}-{config.optim.name}-{config.key()}"
+    # a fixed first layer's weights are not counted: say so where the count would otherwise puzzle
+    trained_word = "trainable " if config.model.first_layer == "pca" else ""
 
     with progress_bar("epoch") as progress:
         task = progress.add_task("loading data…", total=config.train.epochs)
@@ -85,7 +87,8 @@ def train(
         def on_start(start: RunStart) -> None:
             print_notes(start.notes + ((lr_note,) if lr_note else ()))
             progress.console.print(
-                f"{start.split} · {start.model} ({start.parameters:,} parameters) · {start.device}",
+                f"{start.split} · {start.model} ({start.parameters:,} {trained_word}parameters) · "
+                f"{start.device}",
                 highlight=False,
                 soft_wrap=True,
             )
@@ -139,7 +142,7 @@ def train(
     )
     console.print(table)
     console.print(
-        f"{summary.parameters:,} parameters · {summary.train_seconds:.1f} s training · "
+        f"{summary.parameters:,} {trained_word}parameters · {summary.train_seconds:.1f} s training · "
         f"test set: {summary.test_set}",
         highlight=False,
         soft_wrap=True,
