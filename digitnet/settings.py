@@ -361,6 +361,19 @@ def with_conventional_lr(settings: dict[str, Any]) -> tuple[dict[str, Any], str 
     return settings | {"lr": lr}, note
 
 
+def without_others_first_layer(settings: dict[str, Any]) -> dict[str, Any]:
+    """``settings`` without ``first-layer`` when their model is not ``cnn``.
+
+    A fixed first layer (a ``--preset fast`` base) belongs to its LeNet: another model given beside it
+    (``--model mlp``, a ``compare model`` cell) learns its first layer, as that model always does, rather
+    than failing on a setting it cannot take. Callers apply this only where ``first-layer`` was not given
+    for that model itself, so ``--model mlp --first-layer pca`` still fails in one line.
+    """
+    if settings.get("model", "mlp") == "cnn":
+        return settings
+    return {name: value for name, value in settings.items() if name != "first-layer"}
+
+
 def make_run_config(settings: dict[str, Any]) -> RunConfig:
     """Build a [RunConfig][digitnet.settings.RunConfig] from named settings; unknown names are an error,
     never ignored.
@@ -402,4 +415,5 @@ __all__ = [
     "resolve_run_config",
     "run_config_from_dict",
     "with_conventional_lr",
+    "without_others_first_layer",
 ]

@@ -967,7 +967,6 @@ def main() -> None:
     repeats = args.repeats or 3
     if (args.compare_precision or args.compare) and repeats < 2:
         parser.error("--compare needs --repeats 2 or more: its intervals come from the seeds")
-    compared = compared_setting(args.compare or "precision=float32,bfloat16", parser)
     if args.idle_cost and args.repeats is not None and args.repeats < 2:
         parser.error("--idle-cost needs --repeats 2 or more: its interval comes from the pairs")
     table: str | None = None
@@ -986,7 +985,7 @@ def main() -> None:
         else:
             table = startup_breakdown(data_dir, repeats)
     elif args.compare_precision or args.compare:
-        setting, values = compared
+        setting, values = compared_setting(args.compare or "precision=float32,bfloat16", parser)
         table = one_factor_comparison(Path(args.data_dir), repeats, args.preset or "fast", setting, values)
     elif args.report_wall:
         table = report_wall(Path(args.data_dir), args.keep)

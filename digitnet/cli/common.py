@@ -24,7 +24,7 @@ from digitnet import __version__
 from digitnet.configs import PCA_FILTERS, widths_text
 from digitnet.errors import ConfigError, DigitnetError
 from digitnet.presets import PRESET_NAMES, preset_settings
-from digitnet.settings import SETTINGS, parse_setting
+from digitnet.settings import SETTINGS, parse_setting, without_others_first_layer
 
 if TYPE_CHECKING:  # the sweep package imports torch: only for the annotation
     from digitnet.sweep import RunRecord
@@ -243,10 +243,8 @@ def run_settings(
             value = str(value)
         settings[name] = value
         given.add(name)
-    # A preset's fixed first layer belongs to its LeNet: another --model given beside the preset learns
-    # its first layer, as that model always does, rather than failing on a setting it cannot take.
-    if "first-layer" not in given and settings.get("model", "mlp") != "cnn":
-        settings.pop("first-layer", None)
+    if "first-layer" not in given:
+        settings = without_others_first_layer(settings)
     channels = settings.get("channels", ())
     if "first-layer" not in given and settings.get("first-layer") == "pca" and channels[:1] > (PCA_FILTERS,):
         raise ConfigError(

@@ -15,7 +15,14 @@ from typing import Any
 
 from digitnet.configs import CONVENTIONAL_LR
 from digitnet.errors import ConfigError
-from digitnet.settings import RunConfig, make_run_config, parse_assignments, parse_setting, resolve_run_config
+from digitnet.settings import (
+    RunConfig,
+    make_run_config,
+    parse_assignments,
+    parse_setting,
+    resolve_run_config,
+    without_others_first_layer,
+)
 
 FACTORS: dict[str, tuple[str, ...]] = {
     "lr": ("0.1", "0.03", "0.01", "0.003", "0.001", "0.0003"),
@@ -242,10 +249,8 @@ def run_configs(spec: SweepSpec, cells: Sequence[Cell]) -> list[tuple[Cell, int,
         for offset in range(spec.seeds):
             seed = first_seed + offset
             settings = base | cell.overrides | {"seed": seed}
-            if settings.get("model", "mlp") != "cnn" and "first-layer" not in cell.overrides:
-                # a fixed first layer is the LeNet's (a --preset fast base): the cell's other model
-                # learns its own first layer, as it always does
-                settings.pop("first-layer", None)
+            if "first-layer" not in cell.overrides:
+                settings = without_others_first_layer(settings)
             config = resolve_run_config(make_run_config(settings))
             planned.append((cell, seed, config))
     return planned
