@@ -191,18 +191,24 @@ def past_fixed_stage(
         return model, data
     first, rest = stages
     with torch.no_grad():
-        shape = first(data.val_x[:1]).shape[1:]
+        probe = first(data.val_x[:1])
+        shape = probe.shape[1:]
         if (len(data.train_x) + len(data.val_x)) * shape.numel() * 4 > FIXED_STAGE_BYTES:
             return model, data
 
         def through(images: Tensor) -> Tensor:
-            # Written chunk by chunk into one tensor made up front: half the time of concatenating the
-            # chunks' outputs, which copies all of them (376 MB for MNIST) once more at the end.
-            out = torch.empty((len(images), *shape), device=images.device, memory_format=torch.channels_last)
-            for start in range(0, len(images), config.eval_batch_size):
-                out[start : start + config.eval_batch_size] = first(
-                    images[start : start + config.eval_batch_size]
-                )
+            # Each chunk's output is copied into its place in one tensor made up front (torch.split gives
+            # views of it): about half the preparation's time of concatenating the outputs at the end,
+            # which copies all of them (376 MB for MNIST) once more.
+            out = torch.empty(
+                (len(images), *shape),
+                dtype=probe.dtype,
+                device=images.device,
+                memory_format=torch.channels_last,
+            )
+            size = config.eval_batch_size
+            for part, chunk in zip(torch.split(out, size), torch.split(images, size), strict=True):
+                part.copy_(first(chunk))
             return out
 
         return rest, replace(data, train_x=through(data.train_x), val_x=through(data.val_x))
