@@ -190,6 +190,25 @@ def test_bad_train_options_give_one_line_and_exit_2(args: list[str], needle: str
     assert not out.exists()
 
 
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["train", "--epochs", "1.5"], "'--epochs'"),  # not a whole number: Typer's own check
+        (["train", "--epoch", "3"], "--epochs"),  # a misspelt option: click's suggestion survives
+        (["evaluate"], "RUN_DIR"),
+        (["nosuch"], "'nosuch'"),
+        (["data", "nosuch"], "digitnet data --help"),
+        (["train", "--debug"], "goes before the command: digitnet --debug"),
+    ],
+)
+def test_usage_errors_are_one_line_too(args: list[str], needle: str) -> None:
+    """click's own usage errors (three lines: usage, hint, ``Error:``) read like digitnet's: one line."""
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and needle in lines[0], result.output
+
+
 def test_debug_shows_the_traceback() -> None:
     result = runner.invoke(app, ["--debug", "train", "--lr", "0"])
     assert result.exit_code != 0 and result.exception is not None

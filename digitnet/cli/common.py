@@ -19,6 +19,8 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+from typer._click import exceptions as click_errors  # Typer's own copy of click (since 0.29)
+from typer.core import TyperGroup
 
 from digitnet import __version__
 from digitnet.configs import PCA_FILTERS, widths_text
@@ -29,7 +31,58 @@ from digitnet.settings import SETTINGS, parse_setting, without_others_first_laye
 if TYPE_CHECKING:  # the sweep package imports torch: only for the annotation
     from digitnet.sweep import RunRecord
 
+
+class OneLineErrors(TyperGroup):
+    """The ``digitnet`` group, whose usage errors are one ``error:`` line like every other error.
+
+    click prints a usage error (``--epochs 1.5``, a misspelt option) as three lines: the usage, a hint,
+    then ``Error: …``. A student then reads two kinds of error from one tool, and a script that keeps the
+    line starting ``error:`` misses these. Here click runs without its own exit handling, and whatever it
+    would have shown becomes one line naming the command's ``--help``; the exit code stays click's (2).
+    """
+
+    def main(
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        windows_expand_args: bool = True,
+        **extra: Any,
+    ) -> Any:
+        run = functools.partial(
+            super().main, args, prog_name, complete_var, False, windows_expand_args, **extra
+        )
+        if not standalone_mode:
+            return run()
+        try:  # returns typer.Exit's code, if one was raised
+            code = run()
+        except click_errors.NoArgsIsHelpError as error:  # a bare group: its help is the answer
+            error.show()
+            sys.exit(error.exit_code)
+        except click_errors.ClickException as error:
+            context = getattr(error, "ctx", None)
+            hint = (
+                f" (see '{context.command_path} --help')"
+                if isinstance(error, click_errors.UsageError) and context
+                else ""
+            )
+            if isinstance(error, click_errors.NoSuchOption) and error.option_name in ("--debug", "--version"):
+                hint = f" ({error.option_name} goes before the command: digitnet {error.option_name} …)"
+            err_console.print(
+                f"[bold red]error:[/] {escape(error.format_message())}{escape(hint)}",
+                highlight=False,
+                soft_wrap=True,
+            )
+            sys.exit(error.exit_code)
+        except typer.Abort:
+            err_console.print("[bold red]error:[/] aborted", highlight=False)
+            sys.exit(1)
+        sys.exit(code if isinstance(code, int) else 0)
+
+
 app = typer.Typer(
+    cls=OneLineErrors,
     name="digitnet",
     help="Handwritten-digit recognition on MNIST, end to end: data, models, training, analysis.",
     no_args_is_help=True,
@@ -120,7 +173,13 @@ def main(
         ),
     ] = False,
     debug: Annotated[
-        bool, typer.Option("--debug", help="Show full tracebacks instead of one-line errors.", metavar=FLAG)
+        bool,
+        typer.Option(
+            "--debug",
+            help="Show full tracebacks instead of one-line errors; give it before the command: "
+            "digitnet --debug train …",
+            metavar=FLAG,
+        ),
     ] = False,
 ) -> None:
     """digitnet: train, compare and explain digit classifiers from the command line."""
