@@ -292,7 +292,16 @@ def run_experiment(
     )
     device = resolve_device(config.train.device)
     threads, thread_note = (config.train.threads, None) if config.train.threads else choose_threads()
-    notes = tuple(note for note in (thread_note, precision_note(config.train.precision, device)) if note)
+    # The same command run twice: nothing to resume, so the finished run is trained again and replaced.
+    # Said, because a student may have meant to keep it (the same seed gives the same numbers).
+    again = (
+        f"{run_dir} already holds a finished run of this config: training it again replaces it"
+        if saved is None and not restart and (run_dir / "summary.json").is_file()
+        else None
+    )
+    notes = tuple(
+        note for note in (again, thread_note, precision_note(config.train.precision, device)) if note
+    )
     with using_threads(threads):  # environment_info below records the count in force
         if split is None:
             split = load_split(config.data)

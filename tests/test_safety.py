@@ -143,12 +143,15 @@ def test_train_refuses_a_run_directory_of_another_config(run_dir: Path) -> None:
 def test_same_config_rerun_replaces_its_files_and_keeps_the_rest(tmp_path: Path) -> None:
     out = tmp_path / "run"
     args = ["train", *TINY, "--epochs", "1", "--out", str(out)]
-    assert runner.invoke(app, args).exit_code == 0
+    fresh = runner.invoke(app, args)
+    assert fresh.exit_code == 0 and "already holds" not in fresh.output
     evaluated = runner.invoke(app, ["evaluate", str(out)])
     assert evaluated.exit_code == 0, evaluated.output
     (out / "notes.md").write_text("what I saw")
     first_config = json.loads((out / "config.json").read_text())
-    assert runner.invoke(app, args).exit_code == 0
+    again = runner.invoke(app, args)
+    assert again.exit_code == 0
+    assert "already holds a finished run of this config: training it again replaces it" in again.output
     assert (out / "notes.md").read_text() == "what I saw"
     assert (out / "evaluation" / "metrics.json").is_file()
     assert json.loads((out / "config.json").read_text())["key"] == first_config["key"]
