@@ -72,6 +72,9 @@ class EpochRecord:
     train_eval_loss: float | None = None
     """With ``eval_train``: the whole training split measured in eval mode at the epoch's end"""
     train_eval_accuracy: float | None = None
+    prepared_seconds: float | None = None
+    """Part of ``train_seconds``, in the first epoch a process trains: computing a fixed first stage's
+    outputs once (``--first-layer pca``), which is why that epoch's samples per second are lower"""
 
 
 @dataclass

@@ -211,8 +211,8 @@ SETTINGS: dict[str, Setting] = {
         "first_layer",
         "cnn only: learned; pca = fixed to the training digits' principal 5×5 patterns, not trained: "
         "its output is computed once per digit and training steps start at the second convolution "
-        "(with --augment or --diagnostics it runs every step, still untrained). A preset's pca applies "
-        "to --model cnn only.",
+        "(with --augment, --diagnostics or a single epoch it runs every step, still untrained). "
+        "A preset's pca applies to --model cnn only.",
         choices=FIRST_LAYERS,
     ),
     "dropout": Setting(

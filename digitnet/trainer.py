@@ -175,7 +175,7 @@ def train_one_epoch(
 
 
 def past_fixed_stage(
-    model: nn.Module, data: TensorSplit, config: TrainConfig
+    model: nn.Module, data: TensorSplit, config: TrainConfig, epochs: int
 ) -> tuple[nn.Module, TensorSplit]:
     """The part of ``model`` that learns, and ``data``'s training and validation digits as it receives them.
 
@@ -184,10 +184,12 @@ def past_fixed_stage(
     epoch, so that output is computed once here and every epoch trains the rest on it: no first
     convolution forward or backward per step. Everything else gets ``(model, data)`` back unchanged: models
     that learn every layer, augmented digits (a digit differs every epoch), ``--diagnostics`` (its hooks
-    watch the whole model), and outputs larger than ``FIXED_STAGE_BYTES``.
+    watch the whole model), outputs larger than ``FIXED_STAGE_BYTES``, and a process that trains a single
+    one of its ``epochs``: that epoch runs the stage once per digit anyway, so storing its outputs would
+    only add their copy.
     """
     stages = fixed_stage(model)
-    if stages is None or data.augment or config.diagnostics:
+    if stages is None or data.augment or config.diagnostics or epochs < 2:
         return model, data
     first, rest = stages
     with torch.no_grad():
@@ -240,8 +242,10 @@ def fit(
     """
     history = history if history is not None else History()
     started = time.perf_counter()
-    model, data = past_fixed_stage(model, data, config)
-    prepared = time.perf_counter() - started  # counted in this process's first epoch
+    whole = model
+    model, data = past_fixed_stage(model, data, config, config.epochs - len(history.epochs))
+    # counted in this process's first epoch, and recorded there: its samples per second include it
+    prepared = time.perf_counter() - started if model is not whole else None
     batches = batch_loader(
         data.train_x,
         data.train_y,
@@ -255,7 +259,7 @@ def fit(
     try:
         for epoch in range(len(history.epochs) + 1, config.epochs + 1):
             stats = train_one_epoch(model, batches, optimizer, scheduler, config.precision)
-            seconds, prepared = stats.seconds + prepared, 0.0
+            seconds = stats.seconds + (prepared or 0.0)
             if stats.diverged_step is not None:
                 if monitor is not None:  # the diverging epoch is the one whose health explains it
                     history.diagnostics = [*(history.diagnostics or []), monitor.epoch_end(epoch)]
@@ -287,7 +291,9 @@ def fit(
                 samples_per_second=stats.samples / seconds if seconds > 0 else math.inf,
                 train_eval_loss=train.loss if train else None,
                 train_eval_accuracy=train.accuracy if train else None,
+                prepared_seconds=prepared,
             )
+            prepared = None
             history.iteration_loss.extend(stats.step_losses)
             history.epochs.append(record)
             if monitor is not None:

@@ -77,7 +77,7 @@ def test_the_first_convolution_is_fixed_and_not_counted() -> None:
     torch.testing.assert_close(rest(first(x)), fixed(x), rtol=0, atol=0)
 
 
-def _fit(tensors, monkeypatch, room: int):  # type: ignore[no-untyped-def]
+def _fit(tensors, monkeypatch, room: int, epochs: int = 2):  # type: ignore[no-untyped-def]
     monkeypatch.setattr(trainer, "FIXED_STAGE_BYTES", room)
     generator = seed_everything(5)
     model = build_model(ModelConfig("cnn", channels=(8, 16), first_layer="pca"))
@@ -85,7 +85,8 @@ def _fit(tensors, monkeypatch, room: int):  # type: ignore[no-untyped-def]
     first_weight = model.features[0].weight.clone()
     optimizer = build_optimizer(model.parameters(), OptimConfig("adam", lr=1e-3))
     assert not any(p is model.features[0].weight for group in optimizer.param_groups for p in group["params"])
-    history = fit(model, optimizer, tensors.head(1024, 256), TrainConfig(epochs=2, batch_size=64), generator)
+    config = TrainConfig(epochs=epochs, batch_size=64)
+    history = fit(model, optimizer, tensors.head(1024, 256), config, generator)
     assert torch.equal(model.features[0].weight, first_weight)  # nothing moved it
     return history, model
 
@@ -96,6 +97,11 @@ def test_training_on_the_stored_first_stage_equals_running_it_every_step(
 ) -> None:
     stored, stored_model = _fit(tensors, monkeypatch, trainer.FIXED_STAGE_BYTES)
     every_step, every_step_model = _fit(tensors, monkeypatch, 0)  # no room: the stage runs per batch
+    # the one-off pass is recorded in the first epoch, whose time it is part of, and only where it ran
+    first, second = stored.epochs
+    assert first.prepared_seconds is not None and 0 < first.prepared_seconds < first.train_seconds
+    assert second.prepared_seconds is None
+    assert all(epoch.prepared_seconds is None for epoch in every_step.epochs)
     torch.testing.assert_close(
         torch.tensor(stored.iteration_loss), torch.tensor(every_step.iteration_loss), rtol=1e-5, atol=1e-6
     )
@@ -106,6 +112,15 @@ def test_training_on_the_stored_first_stage_equals_running_it_every_step(
         stored_model.state_dict().items(), every_step_model.state_dict().values(), strict=True
     ):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5, msg=name)
+
+
+def test_a_single_epoch_runs_the_stage_per_batch_rather_than_storing_it(
+    tensors,  # type: ignore[no-untyped-def]
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """One epoch passes each digit through the stage once either way: storing the outputs only adds a copy."""
+    single, _ = _fit(tensors, monkeypatch, trainer.FIXED_STAGE_BYTES, epochs=1)
+    assert [epoch.prepared_seconds for epoch in single.epochs] == [None]
 
 
 def test_the_setting_is_checked_and_keyed_only_when_set() -> None:

@@ -107,6 +107,12 @@ def train(
                 f"loss {record.train_loss:.4f} · train {percent(record.train_accuracy)}"
                 + (f" (eval mode {percent(measured)})" if measured is not None else "")
                 + f" · val {percent(record.val_accuracy)} · {record.samples_per_second:,.0f} samples/s"
+                + (
+                    f", counting {record.prepared_seconds:.1f} s to compute the fixed first layer's "
+                    "outputs once"
+                    if record.prepared_seconds is not None
+                    else ""
+                )
             )
             progress.update(task, advance=1, description=text)
             log_line(progress, f"epoch {record.epoch}/{config.train.epochs} · {text}")
