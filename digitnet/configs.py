@@ -16,6 +16,7 @@ digitnet.errors.ConfigError: --epochs: expected a whole number ≥ 1, got 0
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Literal
 
@@ -222,8 +223,8 @@ class OptimConfig:
             raise ConfigError(f"--optimizer: expected one of {', '.join(OPTIMIZERS)}, got {self.name!r}")
         if self.schedule not in SCHEDULES:
             raise ConfigError(f"--schedule: expected one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
-        if not self.lr > 0:
-            raise ConfigError(f"--lr: expected a learning rate > 0, got {self.lr:g}")
+        if not (self.lr > 0 and math.isfinite(self.lr)):  # an infinite rate diverges at the first step
+            raise ConfigError(f"--lr: expected a finite learning rate > 0, got {self.lr:g}")
         # A config records what the run used: momentum only where the update rule has one (an old
         # config's "momentum": 0.9 beside "sgd" is read as what it meant, none).
         if self.name != "momentum":
@@ -232,8 +233,8 @@ class OptimConfig:
             object.__setattr__(self, "momentum", DEFAULT_MOMENTUM)
         if self.momentum is not None and not 0.0 <= self.momentum < 1.0:
             raise ConfigError(f"--momentum: expected 0 ≤ momentum < 1, got {self.momentum:g}")
-        if not self.weight_decay >= 0:
-            raise ConfigError(f"--weight-decay: expected ≥ 0, got {self.weight_decay:g}")
+        if not (self.weight_decay >= 0 and math.isfinite(self.weight_decay)):
+            raise ConfigError(f"--weight-decay: expected a finite value ≥ 0, got {self.weight_decay:g}")
 
 
 DEVICES = ("auto", "cpu", "cuda", "mps")

@@ -86,7 +86,7 @@ class History:
     """One per optimizer step"""
     status: RunStatus = "completed"
     diverged_at: dict[str, int] | None = None
-    """{"epoch": E, "step": S}, S counted from 1 over the run"""
+    """{"epoch": E, "step": S, "steps_per_epoch": N}, S counted from 1 over the run (N: since stop 30)"""
     test_loss: float | None = None
     test_accuracy: float | None = None
     test_seconds: float | None = None

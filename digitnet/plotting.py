@@ -112,12 +112,15 @@ def _figure(width: float, height: float, constrained: bool = False) -> Figure:
     return Figure(figsize=(width, height), layout="constrained" if constrained else None)
 
 
-def _epoch_axis(axes: Axes, finished: int) -> None:
+def _epoch_axis(axes: Axes, finished: int, drawn: bool = False) -> None:
     """An x axis of whole epochs from where training started: with one or two epochs, matplotlib would
     otherwise label the few points' span in fractions (0.48, 0.54, …). A run stopped before its first
-    epoch ended (Ctrl-C) has nothing to draw, and says so on an axis of one epoch."""
+    epoch ended (Ctrl-C) has nothing to draw, and says so on an axis of one epoch; one that diverged in
+    its first epoch has its steps ``drawn``, and keeps its values."""
     axes.set_xlim(left=0)
-    if not finished:
+    if not finished and drawn:
+        axes.set_xlim(0, 1)
+    elif not finished:
         axes.set_xlim(0, 1)
         axes.yaxis.set_major_locator(NullLocator())  # no values: a scale around 0 would only mislead
         axes.text(
@@ -140,8 +143,13 @@ def plot_loss(history: History, title: str = "", window: int = 10) -> Figure:
     figure = _figure(7.5, 4.6, constrained=True)
     axes = figure.subplots()
     losses = np.asarray(history.iteration_loss, dtype=np.float64)
+    diverged = history.diverged_at or {}
     n_epochs = max(len(history.epochs), 1)
-    steps_per_epoch = max(1, len(losses) // n_epochs) if history.epochs else max(1, len(losses))
+    # A diverged run records its epoch's length; its losses run past the last finished epoch, so the
+    # length cannot be read off them. (Histories from before that record were drawn the old way.)
+    steps_per_epoch = diverged.get("steps_per_epoch") or (
+        max(1, len(losses) // n_epochs) if history.epochs else max(1, len(losses))
+    )
     x = (np.arange(losses.size) + 1) / steps_per_epoch
     if losses.size:
         axes.plot(x, losses, color="tab:blue", alpha=0.25, linewidth=0.6, label="train loss per iteration")
@@ -154,13 +162,14 @@ def plot_loss(history: History, title: str = "", window: int = 10) -> Figure:
         )
     epochs = [r.epoch for r in history.epochs]
     # The epoch's train loss is a mean over its batches, so it is drawn mid-epoch, where it was measured.
-    axes.plot(
-        [e - 0.5 for e in epochs],
-        [r.train_loss for r in history.epochs],
-        "o-",
-        color="tab:orange",
-        label="train loss (epoch mean)",
-    )
+    if epochs:  # no finished epoch: no point to draw, so none in the key either
+        axes.plot(
+            [e - 0.5 for e in epochs],
+            [r.train_loss for r in history.epochs],
+            "o-",
+            color="tab:orange",
+            label="train loss (epoch mean)",
+        )
     measured = [r for r in history.epochs if r.train_eval_loss is not None]
     if measured:  # --eval-train: the training split measured like validation, at the epoch's end
         axes.plot(
@@ -170,13 +179,24 @@ def plot_loss(history: History, title: str = "", window: int = 10) -> Figure:
             color="tab:red",
             label="train loss (eval mode, epoch end)",
         )
-    axes.plot(
-        epochs, [r.val_loss for r in history.epochs], "s-", color="tab:green", label="validation loss (epoch)"
-    )
-    if history.diverged_at:
-        axes.axvline(history.diverged_at["epoch"], color="tab:red", linestyle="--", label="diverged")
+    if epochs:
+        axes.plot(
+            epochs,
+            [r.val_loss for r in history.epochs],
+            "s-",
+            color="tab:green",
+            label="validation loss (epoch)",
+        )
+    if diverged:
+        where = diverged["step"] / steps_per_epoch if "steps_per_epoch" in diverged else diverged["epoch"]
+        axes.axvline(where, color="tab:red", linestyle="--", label=f"diverged (step {diverged['step']})")
     finite = losses[np.isfinite(losses)]
-    if finite.size:
+    if diverged and finite.size and finite.max() > 100 * finite.min() > 0:
+        # A diverging loss grows by orders of magnitude: on a linear scale every step before the last
+        # few would lie on zero.
+        axes.set_yscale("log")
+        axes.set_ylim(finite.min() / 2, finite.max() * 2)
+    elif finite.size:
         # A few wild iterations must not flatten the rest, but every per-epoch point stays in view (a
         # first epoch's validation loss can sit above every iteration that followed it).
         top = min(float(np.percentile(finite, 99.5)) * 1.1, float(finite.max()) * 1.05)
@@ -184,8 +204,8 @@ def plot_loss(history: History, title: str = "", window: int = 10) -> Figure:
         top = max([top, *(1.05 * v for v in points if v is not None and math.isfinite(v))])
         axes.set_ylim(0, top)
     axes.set_xlabel("epoch")
-    _epoch_axis(axes, len(history.epochs))
-    axes.set_ylabel("cross-entropy loss")
+    _epoch_axis(axes, len(history.epochs), drawn=bool(finite.size))
+    axes.set_ylabel("cross-entropy loss" + (" (log scale)" if axes.get_yscale() == "log" else ""))
     if title:
         axes.set_title(title, fontsize=10)
     axes.grid(alpha=0.3)

@@ -266,6 +266,8 @@ def fit(
                 history.diverged_at = {
                     "epoch": epoch,
                     "step": len(history.iteration_loss) + stats.diverged_step,
+                    # where that step sits on a plot in epochs, even when no epoch finished
+                    "steps_per_epoch": len(batches),
                 }
                 history.iteration_loss.extend(stats.step_losses)
                 history.status = "diverged"

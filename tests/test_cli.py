@@ -164,6 +164,9 @@ def test_divergence_exits_non_zero_with_a_clear_line(tmp_path: Path) -> None:
     [
         (["--lr", "0"], "--lr"),
         (["--lr", "-0.1"], "--lr"),
+        (["--lr", "inf"], "--lr"),
+        (["--lr", "1e400"], "--lr"),
+        (["--weight-decay", "inf"], "--weight-decay"),
         (["--dropout", "1"], "--dropout"),
         (["--dropout", "-0.5"], "--dropout"),
         (["--batch-size", "0"], "--batch-size"),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import pickle
 import subprocess
 import sys
@@ -208,6 +209,28 @@ def test_a_run_stopped_before_its_first_epoch_says_so_in_its_figures() -> None:
         axes = figure.axes[0]
         assert axes.get_xlim() == (0.0, 1.0) and list(axes.get_yticks()) == []
         assert [t.get_text() for t in axes.texts] == ["stopped before the first epoch finished"]
+
+
+def test_a_diverged_runs_loss_figure_marks_the_step_where_it_diverged() -> None:
+    """The losses of a diverged run run past its last finished epoch, so the plot takes the epoch's length
+    from the record: the red line sits at the step, on a log scale that keeps the early steps visible."""
+    from digitnet.history import History
+    from digitnet.plotting import plot_loss
+
+    losses = [2.3, 40.0, 3e8, math.nan, math.nan]
+    history = History(
+        iteration_loss=losses,
+        status="diverged",
+        diverged_at={"epoch": 1, "step": 4, "steps_per_epoch": 100},
+    )
+    figure = plot_loss(history)
+    axes = figure.axes[0]
+    figure.canvas.draw()
+    (line,) = [line for line in axes.get_lines() if str(line.get_label()).startswith("diverged")]
+    assert line.get_xdata()[0] == pytest.approx(0.04) and axes.get_xlim() == (0.0, 1.0)
+    assert axes.get_yscale() == "log" and len(axes.get_yticks()) > 0 and not axes.texts
+    labels = [line.get_label() for line in axes.get_lines()]
+    assert "validation loss (epoch)" not in labels and "train loss (epoch mean)" not in labels
 
 
 @pytest.mark.parametrize("grid", [False, True])
