@@ -163,6 +163,14 @@ def test_the_command_line_refuses_it_for_an_mlp_in_one_line() -> None:
     assert len(lines) == 1 and "--first-layer pca: only for --model cnn" in lines[0], result.output
 
 
+def test_train_says_on_a_line_of_its_own_what_the_first_epochs_time_includes(tmp_path: Path) -> None:
+    args = ["train", "--dataset", "sample", "--model", "cnn", "--first-layer", "pca", "--epochs", "2"]
+    result = CliRunner().invoke(app, [*args, "--batch-size", "256", "--out", str(tmp_path / "r")])
+    assert result.exit_code == 0, result.output
+    notes = [line for line in result.output.splitlines() if "fixed first layer's outputs once" in line]
+    assert len(notes) == 1 and notes[0].startswith("note: epoch 1's time includes "), result.output
+
+
 def test_a_fast_base_lets_every_other_model_of_a_sweep_learn_its_first_layer() -> None:
     base = tuple(sorted({"model": "cnn", "first-layer": "pca", "dataset": "sample"}.items()))
     spec = SweepSpec("model", ("mlp", "cnn", "vgg"), base=base, seeds=1)

@@ -19,6 +19,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+from rich.table import Column
 from typer._click import exceptions as click_errors  # Typer's own copy of click (since 0.29)
 from typer.core import TyperGroup
 
@@ -321,8 +322,9 @@ def progress_bar(unit: str) -> Progress:
         TextColumn(f"[bold]{unit}"),
         MofNCompleteColumn(),
         BarColumn(),
-        TextColumn("{task.description}"),
-        TimeElapsedColumn(),
+        # In a narrow terminal the description gives way (cut with …), never the elapsed time.
+        TextColumn("{task.description}", table_column=Column(ratio=1, no_wrap=True, overflow="ellipsis")),
+        TimeElapsedColumn(table_column=Column(min_width=7, no_wrap=True)),
         console=err_console,
         disable=not err_console.is_terminal,
     )

@@ -107,15 +107,16 @@ def train(
                 f"loss {record.train_loss:.4f} · train {percent(record.train_accuracy)}"
                 + (f" (eval mode {percent(measured)})" if measured is not None else "")
                 + f" · val {percent(record.val_accuracy)} · {record.samples_per_second:,.0f} samples/s"
-                + (
-                    f", counting {record.prepared_seconds:.1f} s to compute the fixed first layer's "
-                    "outputs once"
-                    if record.prepared_seconds is not None
-                    else ""
-                )
             )
             progress.update(task, advance=1, description=text)
             log_line(progress, f"epoch {record.epoch}/{config.train.epochs} · {text}")
+            if record.prepared_seconds is not None:  # a line of its own: the live bar would cut it off
+                print_notes(
+                    (
+                        f"epoch {record.epoch}'s time includes {record.prepared_seconds:.1f} s of computing "
+                        "the fixed first layer's outputs once; the later epochs reuse them",
+                    )
+                )
 
         result = run_experiment(config, run_dir, on_start=on_start, on_epoch=on_epoch, restart=restart)
 
