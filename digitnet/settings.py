@@ -209,10 +209,11 @@ SETTINGS: dict[str, Setting] = {
     "first-layer": Setting(
         "model",
         "first_layer",
-        "cnn only: learned; pca = fixed to the training digits' principal 5×5 patterns, not trained: "
-        "its output is computed once per digit and training steps start at the second convolution "
-        "(with --augment, --diagnostics or a single epoch it runs every step, still untrained). "
-        "A preset's pca applies to --model cnn only.",
+        "The first convolution of --model cnn: learned = trained like every other layer; pca = fixed "
+        "to the training digits' principal 5×5 patterns and not trained, so its output is computed once "
+        "per digit and training steps start at the second convolution (with --augment, --diagnostics or "
+        "a single epoch it runs every step, still untrained). A preset that fixes it (fast) fixes it only "
+        "for --model cnn; another model learns its own.",
         choices=FIRST_LAYERS,
     ),
     "dropout": Setting(

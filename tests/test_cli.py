@@ -196,12 +196,13 @@ def test_bad_train_options_give_one_line_and_exit_2(args: list[str], needle: str
 @pytest.mark.parametrize(
     ("args", "needle"),
     [
-        (["train", "--epochs", "1.5"], "'--epochs'"),  # not a whole number: Typer's own check
+        (["train", "--epochs", "1.5"], "'--epochs': expected a whole number"),  # Typer's own check
         (["train", "--epoch", "3"], "--epochs"),  # a misspelt option: click's suggestion survives
         (["evaluate"], "RUN_DIR"),
         (["nosuch"], "'nosuch'"),
         (["data", "nosuch"], "digitnet data --help"),
-        (["train", "--debug"], "goes before the command: digitnet --debug"),
+        (["train", "--debug"], "goes before the command: digitnet --debug train …"),
+        (["evaluate"], "Missing argument 'RUN_DIR' (see"),
     ],
 )
 def test_usage_errors_are_one_line_too(args: list[str], needle: str) -> None:

@@ -171,6 +171,19 @@ def test_train_says_on_a_line_of_its_own_what_the_first_epochs_time_includes(tmp
     assert len(notes) == 1 and notes[0].startswith("note: epoch 1's time includes "), result.output
 
 
+@pytest.mark.parametrize(
+    ("extra", "said"), [(["--model", "cnn-bn"], True), (["--first-layer", "learned"], False), ([], False)]
+)
+def test_train_says_when_a_presets_fixed_layer_does_not_apply(
+    extra: list[str], said: bool, tmp_path: Path
+) -> None:
+    args = ["train", "--preset", "fast", "--dataset", "sample", "--epochs", "1", *extra]
+    result = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "r")])
+    assert result.exit_code == 0, result.output
+    note = "note: --preset fast fixes the first layer of --model cnn only; this cnn-bn learns its own"
+    assert (note in result.output) is said, result.output
+
+
 def test_a_fast_base_lets_every_other_model_of_a_sweep_learn_its_first_layer() -> None:
     base = tuple(sorted({"model": "cnn", "first-layer": "pca", "dataset": "sample"}.items()))
     spec = SweepSpec("model", ("mlp", "cnn", "vgg"), base=base, seeds=1)

@@ -33,6 +33,13 @@ if TYPE_CHECKING:  # the sweep package imports torch: only for the annotation
     from digitnet.sweep import RunRecord
 
 
+# Typer checks a number's type with pydantic, whose words are a programmer's.
+_PLAIN_WORDS = {
+    "Input should be a valid integer, unable to parse string as an integer": "expected a whole number",
+    "Input should be a valid number, unable to parse string as a number": "expected a number",
+}
+
+
 class OneLineErrors(TyperGroup):
     """The ``digitnet`` group, whose usage errors are one ``error:`` line like every other error.
 
@@ -63,15 +70,20 @@ class OneLineErrors(TyperGroup):
             sys.exit(error.exit_code)
         except click_errors.ClickException as error:
             context = getattr(error, "ctx", None)
+            message = error.format_message()
+            for typer_says, plainly in _PLAIN_WORDS.items():
+                message = message.replace(typer_says, plainly)
             hint = (
                 f" (see '{context.command_path} --help')"
                 if isinstance(error, click_errors.UsageError) and context
                 else ""
             )
             if isinstance(error, click_errors.NoSuchOption) and error.option_name in ("--debug", "--version"):
-                hint = f" ({error.option_name} goes before the command: digitnet {error.option_name} …)"
+                path = context.command_path.split() if context else ["digitnet"]
+                where = " ".join([path[0], error.option_name, *path[1:]])
+                hint = f" ({error.option_name} goes before the command: {where} …)"
             err_console.print(
-                f"[bold red]error:[/] {escape(error.format_message())}{escape(hint)}",
+                f"[bold red]error:[/] {escape(message.rstrip('.') if hint else message)}{escape(hint)}",
                 highlight=False,
                 soft_wrap=True,
             )

@@ -61,10 +61,19 @@ def train(
 ) -> None:
     """Train one model from scratch and write its run directory (config, history, plots, checkpoint)."""
     from digitnet.idx import prefetch
+    from digitnet.presets import preset_settings
     from digitnet.settings import make_run_config, resolve_run_config, with_conventional_lr
 
     settings, lr_note = with_conventional_lr(run_settings(options, preset, context))
     config = make_run_config(settings)
+    # a preset's fixed first layer left out for another model (settings.without_others_first_layer)
+    dropped = "first-layer" in preset_settings(preset) and "first-layer" not in settings
+    layer_note = (
+        f"--preset {preset} fixes the first layer of --model cnn only; this {config.model.name} learns "
+        "its own"
+        if dropped
+        else None
+    )
     # While torch imports (next lines), the other core reads the MNIST files and, in the digitnet
     # command, a helper process imports matplotlib to draw the figures (digitnet.figure_helper).
     if common.STANDALONE:
@@ -85,7 +94,7 @@ def train(
         task = progress.add_task("loading data…", total=config.train.epochs)
 
         def on_start(start: RunStart) -> None:
-            print_notes(start.notes + ((lr_note,) if lr_note else ()))
+            print_notes(start.notes + tuple(note for note in (lr_note, layer_note) if note))
             progress.console.print(
                 f"{start.split} · {start.model} ({start.parameters:,} {trained_word}parameters) · "
                 f"{start.device}",
