@@ -72,6 +72,7 @@ from digitnet.runtime import (
     precision_note,
     resolve_device,
     seed_everything,
+    training_alone,
     using_threads,
 )
 from digitnet.settings import RunConfig, resolve_run_config
@@ -281,94 +282,99 @@ def run_experiment(
     config = resolve_run_config(config)
     key = config.key()
     claim_output(run_dir, "run", key)
-    resume = resume_path(run_dir)
-    if restart:
-        resume.unlink(missing_ok=True)
-    saved = load_resume(resume, key)
-    # Refused before any data loads: weights, gradients, two optimizer moments and the epoch checkpoint's
-    # copy, 4 bytes each.
-    check_memory(
-        planned_parameters(config.model) * 4 * 5, f"--hidden/--channels: a {describe_model(config.model)}"
-    )
-    device = resolve_device(config.train.device)
-    threads, thread_note = (config.train.threads, None) if config.train.threads else choose_threads()
-    # The same command run twice: nothing to resume, so the finished run is trained again and replaced.
-    # Said, because a student may have meant to keep it (the same seed gives the same numbers).
-    again = (
-        f"{run_dir} already holds a finished run of this config: training it again replaces it"
-        if saved is None and not restart and (run_dir / "summary.json").is_file()
-        else None
-    )
-    notes = tuple(
-        note for note in (again, thread_note, precision_note(config.train.precision, device)) if note
-    )
-    with using_threads(threads):  # environment_info below records the count in force
-        if split is None:
-            split = load_split(config.data)
-        tensors = to_tensors(split, config.data, device)
-        generator = seed_everything(config.train.seed)
-        model = build_model(config.model).to(device)
-        if config.model.first_layer == "pca":  # before the optimizer, which takes only what learns
-            use_pca_filters(model, tensors.train_x)
-        parameters = count_parameters(model)
-        optimizer = build_optimizer(model.parameters(), config.optim)
-        steps_per_epoch = math.ceil(len(split.train) / config.train.batch_size)
-        scheduler = build_scheduler(optimizer, config.optim, config.train.epochs, steps_per_epoch)
-        live = Resumable(model, optimizer, scheduler, generator)
-        history = live.restore(saved) if saved is not None else History()
-        last_finished: dict[str, torch.Tensor] | None = saved["model"] if saved is not None else None
-        if on_start is not None:
-            on_start(
-                RunStart(
-                    split.notes + notes,
-                    describe_split(split),
-                    parameters,
-                    str(device),
-                    describe_model(config.model),
-                    resumed_from=len(history.epochs),
-                )
-            )
-
-        def checkpoint_then_report(record: EpochRecord) -> None:
-            nonlocal last_finished
-            snapshot = live.snapshot(key, history)
-            try:
-                save_resume(resume, snapshot)
-            except OSError as error:
-                kept = "earlier epochs are kept there" if record.epoch > 1 else "nothing was saved"
-                raise DigitnetError(
-                    f"cannot save epoch {record.epoch}'s checkpoint to {resume} ({error.strerror}); "
-                    f"training stopped, {kept}"
-                ) from None
-            last_finished = snapshot["model"]
-            if on_epoch is not None:
-                on_epoch(record)
-
-        history = fit(
-            model, optimizer, tensors, config.train, generator, scheduler, checkpoint_then_report, history
-        )
-        if history.status != "interrupted" and len(split.test):  # measured once, after training
-            test_started = time.perf_counter()
-            test = evaluate(
-                model, tensors.test_x, tensors.test_y, config.train.eval_batch_size, config.train.precision
-            )
-            history.test_loss, history.test_accuracy = test.loss, test.accuracy
-            history.test_seconds = time.perf_counter() - test_started
-        summary = summarize(config, history, split, parameters, time.perf_counter() - started)
-        environment = environment_info(device)
-        # An interrupted run keeps the weights of its last finished epoch, which its history describes.
-        weights = last_finished if history.status == "interrupted" and last_finished else cpu_state(model)
-        checkpoint = save_checkpoint_bytes(config, weights, tensors.stats, history)
-        try:
-            write_run_dir(run_dir, config, history, summary, checkpoint, environment)
-        except OSError as error:
-            kept = f"; the finished epochs are kept in {resume}, rerun the same command"
-            kept = kept if resume.exists() else ""
-            message = f"cannot write the run directory {run_dir} ({error.strerror}){kept}"
-            raise DigitnetError(message) from None
-        if history.status != "interrupted":
+    with training_alone(run_dir):  # a second process into the same --out is refused
+        resume = resume_path(run_dir)
+        if restart:
             resume.unlink(missing_ok=True)
-    return RunResult(run_dir, config, history, summary)
+        saved = load_resume(resume, key)
+        # Refused before any data loads: weights, gradients, two optimizer moments and the epoch checkpoint's
+        # copy, 4 bytes each.
+        check_memory(
+            planned_parameters(config.model) * 4 * 5, f"--hidden/--channels: a {describe_model(config.model)}"
+        )
+        device = resolve_device(config.train.device)
+        threads, thread_note = (config.train.threads, None) if config.train.threads else choose_threads()
+        # The same command run twice: nothing to resume, so the finished run is trained again and replaced.
+        # Said, because a student may have meant to keep it (the same seed gives the same numbers).
+        again = (
+            f"{run_dir} already holds a finished run of this config: training it again replaces it"
+            if saved is None and not restart and (run_dir / "summary.json").is_file()
+            else None
+        )
+        notes = tuple(
+            note for note in (again, thread_note, precision_note(config.train.precision, device)) if note
+        )
+        with using_threads(threads):  # environment_info below records the count in force
+            if split is None:
+                split = load_split(config.data)
+            tensors = to_tensors(split, config.data, device)
+            generator = seed_everything(config.train.seed)
+            model = build_model(config.model).to(device)
+            if config.model.first_layer == "pca":  # before the optimizer, which takes only what learns
+                use_pca_filters(model, tensors.train_x)
+            parameters = count_parameters(model)
+            optimizer = build_optimizer(model.parameters(), config.optim)
+            steps_per_epoch = math.ceil(len(split.train) / config.train.batch_size)
+            scheduler = build_scheduler(optimizer, config.optim, config.train.epochs, steps_per_epoch)
+            live = Resumable(model, optimizer, scheduler, generator)
+            history = live.restore(saved) if saved is not None else History()
+            last_finished: dict[str, torch.Tensor] | None = saved["model"] if saved is not None else None
+            if on_start is not None:
+                on_start(
+                    RunStart(
+                        split.notes + notes,
+                        describe_split(split),
+                        parameters,
+                        str(device),
+                        describe_model(config.model),
+                        resumed_from=len(history.epochs),
+                    )
+                )
+
+            def checkpoint_then_report(record: EpochRecord) -> None:
+                nonlocal last_finished
+                snapshot = live.snapshot(key, history)
+                try:
+                    save_resume(resume, snapshot)
+                except OSError as error:
+                    kept = "earlier epochs are kept there" if record.epoch > 1 else "nothing was saved"
+                    raise DigitnetError(
+                        f"cannot save epoch {record.epoch}'s checkpoint to {resume} ({error.strerror}); "
+                        f"training stopped, {kept}"
+                    ) from None
+                last_finished = snapshot["model"]
+                if on_epoch is not None:
+                    on_epoch(record)
+
+            history = fit(
+                model, optimizer, tensors, config.train, generator, scheduler, checkpoint_then_report, history
+            )
+            if history.status != "interrupted" and len(split.test):  # measured once, after training
+                test_started = time.perf_counter()
+                test = evaluate(
+                    model,
+                    tensors.test_x,
+                    tensors.test_y,
+                    config.train.eval_batch_size,
+                    config.train.precision,
+                )
+                history.test_loss, history.test_accuracy = test.loss, test.accuracy
+                history.test_seconds = time.perf_counter() - test_started
+            summary = summarize(config, history, split, parameters, time.perf_counter() - started)
+            environment = environment_info(device)
+            # An interrupted run keeps the weights of its last finished epoch, which its history describes.
+            weights = last_finished if history.status == "interrupted" and last_finished else cpu_state(model)
+            checkpoint = save_checkpoint_bytes(config, weights, tensors.stats, history)
+            try:
+                write_run_dir(run_dir, config, history, summary, checkpoint, environment)
+            except OSError as error:
+                kept = f"; the finished epochs are kept in {resume}, rerun the same command"
+                kept = kept if resume.exists() else ""
+                message = f"cannot write the run directory {run_dir} ({error.strerror}){kept}"
+                raise DigitnetError(message) from None
+            if history.status != "interrupted":
+                resume.unlink(missing_ok=True)
+        return RunResult(run_dir, config, history, summary)
 
 
 __all__ = [

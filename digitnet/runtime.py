@@ -372,6 +372,39 @@ def remove_stale_staging(parent: Path, name: str) -> None:
 
 
 @contextlib.contextmanager
+def training_alone(run_dir: Path, flag: str = "--out") -> Iterator[None]:
+    """Refuse a second process training into ``run_dir`` while this block runs.
+
+    Two identical commands in two terminals would both train, both write the resume file beside the
+    run, and both replace the directory. Each holds a marker beside it (``.NAME.PID.training``) while it
+    trains; a marker whose process is gone (``kill -9``) is removed. The marker is made before others are
+    looked for, so two processes starting together both refuse rather than both proceed.
+    """
+    made = not run_dir.parent.exists()  # removed again if the run fails before writing anything there
+    run_dir.parent.mkdir(parents=True, exist_ok=True)
+    mine = run_dir.parent / f".{run_dir.name}.{os.getpid()}.training"
+    mine.touch()
+    try:
+        for marker in run_dir.parent.glob(f".{glob.escape(run_dir.name)}.*.training"):
+            pid = marker.name[len(run_dir.name) + 2 : -len(".training")]
+            if marker == mine or not pid.isdigit():
+                continue
+            if not _process_alive(int(pid)):
+                marker.unlink(missing_ok=True)
+                continue
+            raise ConfigError(
+                f"{flag} {run_dir}: another digitnet process (pid {pid}) is training into it; wait for it "
+                f"to finish or choose another directory (if no such process runs, delete {marker})"
+            )
+        yield
+    finally:
+        mine.unlink(missing_ok=True)
+        if made:
+            with contextlib.suppress(OSError):  # not empty: it holds what the run wrote
+                run_dir.parent.rmdir()
+
+
+@contextlib.contextmanager
 def atomic_directory(final: Path, kind: OutputKind, key: str | None = None) -> Iterator[Path]:
     """Yield a temporary sibling directory that replaces ``final`` only if the block finishes.
 

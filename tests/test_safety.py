@@ -158,6 +158,21 @@ def test_same_config_rerun_replaces_its_files_and_keeps_the_rest(tmp_path: Path)
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging, no resume file
 
 
+def test_a_second_process_training_into_the_same_out_is_refused(tmp_path: Path) -> None:
+    """Two identical commands in two terminals: while one trains (its marker names a live process), the
+    other stops in one line and touches nothing; a marker left by a killed process is cleaned up."""
+    out = tmp_path / "run"
+    busy = tmp_path / f".run.{os.getppid()}.training"  # a process that is alive: pytest's parent
+    busy.touch()
+    error = _one_error(runner.invoke(app, ["train", *TINY, "--epochs", "1", "--out", str(out)]))
+    assert f"another digitnet process (pid {os.getppid()}) is training into it" in error
+    assert sorted(p.name for p in tmp_path.iterdir()) == [busy.name]
+    busy.replace(tmp_path / f".run.{2**22 + 12345}.training")  # above Linux's pid_max: no such process
+    assert runner.invoke(app, ["train", *TINY, "--epochs", "1", "--out", str(out)]).exit_code == 0
+    assert (out / "summary.json").is_file()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no marker left, old or new
+
+
 def test_stale_staging_of_a_killed_process_is_cleaned_and_retired_entries_restored(tmp_path: Path) -> None:
     from digitnet.runtime import atomic_directory
 
