@@ -259,13 +259,14 @@ def plot_accuracy(history: History, title: str = "") -> Figure:
     figure = _figure(7.5, 4.6, constrained=True)
     axes = figure.subplots()
     epochs = [r.epoch for r in history.epochs]
-    axes.plot(
-        [e - 0.5 for e in epochs],
-        [100 * r.train_accuracy for r in history.epochs],
-        "o-",
-        color="tab:orange",
-        label="train (running, mid-epoch)",
-    )
+    if epochs:  # no finished epoch: no point, and no key entry for one
+        axes.plot(
+            [e - 0.5 for e in epochs],
+            [100 * r.train_accuracy for r in history.epochs],
+            "o-",
+            color="tab:orange",
+            label="train (running, mid-epoch)",
+        )
     measured = [r for r in history.epochs if r.train_eval_accuracy is not None]
     if measured:
         axes.plot(
@@ -275,9 +276,15 @@ def plot_accuracy(history: History, title: str = "") -> Figure:
             color="tab:red",
             label="train (eval mode, epoch end)",
         )
-    axes.plot(
-        epochs, [100 * r.val_accuracy for r in history.epochs], "s-", color="tab:green", label="validation"
-    )
+    if epochs:
+        axes.plot(
+            epochs,
+            [100 * r.val_accuracy for r in history.epochs],
+            "s-",
+            color="tab:green",
+            label="validation",
+        )
+    tested = history.test_accuracy is not None
     if history.test_accuracy is not None:
         axes.axhline(
             100 * history.test_accuracy,
@@ -285,8 +292,19 @@ def plot_accuracy(history: History, title: str = "") -> Figure:
             linestyle=":",
             label=f"test (final) {100 * history.test_accuracy:.2f}%",
         )
+    if tested and not epochs:  # a run that diverged in its first epoch was still tested: say why no curve
+        axes.set_ylim(0, 100)
+        how = "diverged" if history.status == "diverged" else "stopped"
+        axes.text(
+            0.5,
+            0.55,
+            f"{how} before the first epoch finished",
+            transform=axes.transAxes,
+            ha="center",
+            color="0.4",
+        )
     axes.set_xlabel("epoch")
-    _epoch_axis(axes, len(history.epochs))
+    _epoch_axis(axes, len(history.epochs), drawn=tested)
     axes.set_ylabel("accuracy (%)")
     if title:
         axes.set_title(title, fontsize=10)

@@ -215,7 +215,7 @@ def test_a_diverged_runs_loss_figure_marks_the_step_where_it_diverged() -> None:
     """The losses of a diverged run run past its last finished epoch, so the plot takes the epoch's length
     from the record: the red line sits at the step, on a log scale that keeps the early steps visible."""
     from digitnet.history import History
-    from digitnet.plotting import plot_loss
+    from digitnet.plotting import plot_accuracy, plot_loss
 
     losses = [2.3, 40.0, 3e8, math.nan, math.nan]
     history = History(
@@ -231,6 +231,11 @@ def test_a_diverged_runs_loss_figure_marks_the_step_where_it_diverged() -> None:
     assert axes.get_yscale() == "log" and len(axes.get_yticks()) > 0 and not axes.texts
     labels = [line.get_label() for line in axes.get_lines()]
     assert "validation loss (epoch)" not in labels and "train loss (epoch mean)" not in labels
+    history.test_accuracy = 0.1007  # a diverged run is still tested: its accuracy figure shows that alone
+    accuracy = plot_accuracy(history).axes[0]
+    assert [line.get_label() for line in accuracy.get_lines()] == ["test (final) 10.07%"]
+    assert [t.get_text() for t in accuracy.texts] == ["diverged before the first epoch finished"]
+    assert accuracy.get_ylim() == (0.0, 100.0) and len(accuracy.get_yticks()) > 0
 
 
 @pytest.mark.parametrize("grid", [False, True])
