@@ -49,7 +49,7 @@ from digitnet.checkpoint import (
     save_resume,
 )
 from digitnet.data import Split, describe_split, load_split, to_tensors
-from digitnet.errors import CheckpointError, DigitnetError
+from digitnet.errors import CheckpointError, ConfigError, DigitnetError
 from digitnet.history import EpochRecord, History
 from digitnet.memory import check_memory
 from digitnet.models import (
@@ -75,7 +75,7 @@ from digitnet.runtime import (
     training_alone,
     using_threads,
 )
-from digitnet.settings import RunConfig, resolve_run_config
+from digitnet.settings import RunConfig, config_difference, resolve_run_config
 from digitnet.trainer import EpochCallback, evaluate, fit
 
 
@@ -262,6 +262,23 @@ def write_run_dir(
             atomic_write_bytes(staging / name, data)
 
 
+def refuse_another_config(run_dir: Path, config: RunConfig) -> None:
+    """Refuse a run directory holding a run of another config, naming the options that differ (the keys
+    that [claim_output][digitnet.runtime.claim_output] would name do not say what to change back)."""
+    try:
+        saved = json.loads((run_dir / "config.json").read_text())
+    except (OSError, ValueError):
+        return  # none, or unreadable: claim_output decides
+    if not isinstance(saved, dict) or saved.get("key") == config.key():
+        return
+    difference = config_difference(saved.get("config"), config)
+    if difference:
+        raise ConfigError(
+            f"--out {run_dir}: it holds a run of another config ({difference}); choose a new directory or "
+            "delete that run yourself"
+        )
+
+
 def run_experiment(
     config: RunConfig,
     run_dir: Path,
@@ -281,6 +298,7 @@ def run_experiment(
     started = time.perf_counter()
     config = resolve_run_config(config)
     key = config.key()
+    refuse_another_config(run_dir, config)
     claim_output(run_dir, "run", key)
     with training_alone(run_dir):  # a second process into the same --out is refused
         resume = resume_path(run_dir)

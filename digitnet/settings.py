@@ -41,6 +41,7 @@ from digitnet.configs import (
     OptimConfig,
     TrainConfig,
     parse_hidden,
+    widths_text,
 )
 from digitnet.errors import ConfigError
 
@@ -405,11 +406,35 @@ def make_run_config(settings: dict[str, Any]) -> RunConfig:
     )
 
 
+def _shown(value: Any) -> str:
+    return widths_text(tuple(value)) if isinstance(value, list | tuple) else str(value)
+
+
+def config_difference(saved: Any, config: RunConfig, most: int = 4) -> str:
+    """How ``config`` differs from a saved run's config (``config.json``'s ``"config"``), as the options
+    that set it: ``"--epochs 1 there, 2 here; --lr 0.01 there, 0.1 here"``. Empty when no setting
+    differs or the saved config cannot be read, so the caller falls back to the keys.
+
+    A directory holding a run of another config is refused; this says which option to change back."""
+    mine = asdict(config)
+    parts = []
+    for flag, setting in SETTINGS.items():
+        section = saved.get(setting.section) if isinstance(saved, dict) else None
+        if not isinstance(section, dict) or setting.field not in section:  # an older config: unknown
+            continue
+        theirs, ours = section[setting.field], mine[setting.section][setting.field]
+        if (tuple(theirs) if isinstance(theirs, list) else theirs) != ours:
+            parts.append(f"--{flag} {_shown(theirs)} there, {_shown(ours)} here")
+    extra = f"; and {len(parts) - most} more" if len(parts) > most else ""
+    return "; ".join(parts[:most]) + extra
+
+
 __all__ = [
     "SECTIONS",
     "SETTINGS",
     "RunConfig",
     "Setting",
+    "config_difference",
     "make_run_config",
     "parse_assignments",
     "parse_setting",

@@ -136,7 +136,8 @@ def test_evaluate_out_cannot_wipe_the_run_it_evaluates(run_dir: Path, target: st
 def test_train_refuses_a_run_directory_of_another_config(run_dir: Path) -> None:
     before = _tree(run_dir)
     error = _one_error(runner.invoke(app, ["train", *TINY, "--epochs", "2", "--out", str(run_dir)]))
-    assert "another config" in error
+    epochs = json.loads((run_dir / "config.json").read_text())["config"]["train"]["epochs"]
+    assert f"another config (--epochs {epochs} there, 2 here)" in error  # which option to change back
     assert _tree(run_dir) == before
 
 
