@@ -269,7 +269,9 @@ def fit(
                     # where that step sits on a plot in epochs, even when no epoch finished
                     "steps_per_epoch": len(batches),
                 }
-                history.iteration_loss.extend(stats.step_losses)
+                # up to the first loss that was not finite: the steps after it, until the check noticed,
+                # only carried the NaN on
+                history.iteration_loss.extend(stats.step_losses[: stats.diverged_step])
                 history.status = "diverged"
                 break
             eval_started = time.perf_counter()

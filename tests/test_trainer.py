@@ -87,6 +87,7 @@ def test_huge_learning_rate_diverges_cleanly(tensors) -> None:  # type: ignore[n
     step = history.diverged_at["step"]
     assert all(math.isfinite(loss) for loss in history.iteration_loss[: step - 1])  # the first bad step
     assert not math.isfinite(history.iteration_loss[step - 1])
+    assert len(history.iteration_loss) == step  # nothing recorded after it
 
 
 def test_history_round_trips_through_dict(tensors) -> None:  # type: ignore[no-untyped-def]
