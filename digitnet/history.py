@@ -86,7 +86,8 @@ class History:
     """One per optimizer step"""
     status: RunStatus = "completed"
     diverged_at: dict[str, int] | None = None
-    """{"epoch": E, "step": S, "steps_per_epoch": N}, S counted from 1 over the run (N: since stop 30)"""
+    """{"epoch": E, "step": S, "steps_per_epoch": N}, S counted from 1 over the run (older histories
+    lack N)"""
     test_loss: float | None = None
     test_accuracy: float | None = None
     test_seconds: float | None = None

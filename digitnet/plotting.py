@@ -118,10 +118,9 @@ def _epoch_axis(axes: Axes, finished: int, drawn: bool = False) -> None:
     epoch ended (Ctrl-C) has nothing to draw, and says so on an axis of one epoch; one that diverged in
     its first epoch has its steps ``drawn``, and keeps its values."""
     axes.set_xlim(left=0)
-    if not finished and drawn:
+    if not finished:
         axes.set_xlim(0, 1)
-    elif not finished:
-        axes.set_xlim(0, 1)
+    if not finished and not drawn:
         axes.yaxis.set_major_locator(NullLocator())  # no values: a scale around 0 would only mislead
         axes.text(
             0.5,
@@ -284,14 +283,10 @@ def plot_accuracy(history: History, title: str = "") -> Figure:
             color="tab:green",
             label="validation",
         )
-    tested = history.test_accuracy is not None
-    if history.test_accuracy is not None:
-        axes.axhline(
-            100 * history.test_accuracy,
-            color="tab:purple",
-            linestyle=":",
-            label=f"test (final) {100 * history.test_accuracy:.2f}%",
-        )
+    test = history.test_accuracy
+    tested = test is not None
+    if test is not None:
+        axes.axhline(100 * test, color="tab:purple", linestyle=":", label=f"test (final) {100 * test:.2f}%")
     if tested and not epochs:  # a run that diverged in its first epoch was still tested: say why no curve
         axes.set_ylim(0, 100)
         how = "diverged" if history.status == "diverged" else "stopped"

@@ -69,6 +69,7 @@ from digitnet.runtime import (
     claim_output,
     environment_info,
     json_safe,
+    output_marker,
     precision_note,
     resolve_device,
     seed_everything,
@@ -265,11 +266,14 @@ def write_run_dir(
 def refuse_another_config(run_dir: Path, config: RunConfig) -> None:
     """Refuse a run directory holding a run of another config, naming the options that differ (the keys
     that [claim_output][digitnet.runtime.claim_output] would name do not say what to change back)."""
+    marker = output_marker(run_dir) if run_dir.is_dir() else None
+    if marker is None or marker.get("kind") != "run" or marker.get("key") == config.key():
+        return  # not a run directory, or this config's: claim_output decides
     try:
         saved = json.loads((run_dir / "config.json").read_text())
     except (OSError, ValueError):
-        return  # none, or unreadable: claim_output decides
-    if not isinstance(saved, dict) or saved.get("key") == config.key():
+        return
+    if not isinstance(saved, dict):
         return
     difference = config_difference(saved.get("config"), config)
     if difference:
