@@ -175,7 +175,7 @@ def train_one_epoch(
 
 
 def past_fixed_stage(
-    model: nn.Module, data: TensorSplit, config: TrainConfig, epochs: int
+    model: nn.Module, data: TensorSplit, config: TrainConfig
 ) -> tuple[nn.Module, TensorSplit]:
     """The part of ``model`` that learns, and ``data``'s training and validation digits as it receives them.
 
@@ -184,12 +184,13 @@ def past_fixed_stage(
     epoch, so that output is computed once here and every epoch trains the rest on it: no first
     convolution forward or backward per step. Everything else gets ``(model, data)`` back unchanged: models
     that learn every layer, augmented digits (a digit differs every epoch), ``--diagnostics`` (its hooks
-    watch the whole model), outputs larger than ``FIXED_STAGE_BYTES``, and a process that trains a single
-    one of its ``epochs``: that epoch runs the stage once per digit anyway, so storing its outputs would
-    only add their copy.
+    watch the whole model), outputs larger than ``FIXED_STAGE_BYTES``, and a run of one epoch: it runs the
+    stage once per digit anyway, so storing its outputs would only add their copy. (The run's epochs, not
+    those left to a resumed process, decide: a resumed run takes the path an uninterrupted one took, so
+    its numbers stay the same bit for bit.)
     """
     stages = fixed_stage(model)
-    if stages is None or data.augment or config.diagnostics or epochs < 2:
+    if stages is None or data.augment or config.diagnostics or config.epochs < 2:
         return model, data
     first, rest = stages
     with torch.no_grad():
@@ -243,7 +244,7 @@ def fit(
     history = history if history is not None else History()
     started = time.perf_counter()
     whole = model
-    model, data = past_fixed_stage(model, data, config, config.epochs - len(history.epochs))
+    model, data = past_fixed_stage(model, data, config)
     # counted in this process's first epoch, and recorded there: its samples per second include it
     prepared = time.perf_counter() - started if model is not whole else None
     batches = batch_loader(
