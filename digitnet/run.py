@@ -49,7 +49,7 @@ from digitnet.checkpoint import (
     save_resume,
 )
 from digitnet.data import Split, describe_split, load_split, to_tensors
-from digitnet.errors import CheckpointError, ConfigError, DigitnetError
+from digitnet.errors import CheckpointError, DigitnetError
 from digitnet.history import EpochRecord, History
 from digitnet.memory import check_memory
 from digitnet.models import (
@@ -69,7 +69,6 @@ from digitnet.runtime import (
     claim_output,
     environment_info,
     json_safe,
-    output_marker,
     precision_note,
     resolve_device,
     seed_everything,
@@ -263,24 +262,14 @@ def write_run_dir(
             atomic_write_bytes(staging / name, data)
 
 
-def refuse_another_config(run_dir: Path, config: RunConfig) -> None:
-    """Refuse a run directory holding a run of another config, naming the options that differ (the keys
-    that [claim_output][digitnet.runtime.claim_output] would name do not say what to change back)."""
-    marker = output_marker(run_dir) if run_dir.is_dir() else None
-    if marker is None or marker.get("kind") != "run" or marker.get("key") == config.key():
-        return  # not a run directory, or this config's: claim_output decides
+def saved_config_difference(run_dir: Path, config: RunConfig) -> str:
+    """The options in which the run saved in ``run_dir`` differs from ``config`` (see
+    [config_difference][digitnet.settings.config_difference]); empty when its config.json is unreadable."""
     try:
         saved = json.loads((run_dir / "config.json").read_text())
     except (OSError, ValueError):
-        return
-    if not isinstance(saved, dict):
-        return
-    difference = config_difference(saved.get("config"), config)
-    if difference:
-        raise ConfigError(
-            f"--out {run_dir}: it holds a run of another config ({difference}); choose a new directory or "
-            "delete that run yourself"
-        )
+        return ""
+    return config_difference(saved.get("config") if isinstance(saved, dict) else None, config)
 
 
 def run_experiment(
@@ -302,8 +291,7 @@ def run_experiment(
     started = time.perf_counter()
     config = resolve_run_config(config)
     key = config.key()
-    refuse_another_config(run_dir, config)
-    claim_output(run_dir, "run", key)
+    claim_output(run_dir, "run", key, explain=lambda saved: saved_config_difference(saved, config))
     with training_alone(run_dir):  # a second process into the same --out is refused
         resume = resume_path(run_dir)
         if restart:

@@ -25,7 +25,7 @@ import random
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Literal
 
@@ -279,14 +279,21 @@ def _nearest_existing(path: Path) -> Path:
     return Path(path.anchor or ".")
 
 
-def claim_output(final: Path, kind: OutputKind, key: str | None = None, flag: str = "--out") -> None:
+def claim_output(
+    final: Path,
+    kind: OutputKind,
+    key: str | None = None,
+    flag: str = "--out",
+    explain: Callable[[Path], str] | None = None,
+) -> None:
     """Refuse, before any work starts, an output directory digitnet could not write without destroying
     something it did not write itself.
 
     ``final`` may be missing, an empty directory, or a directory this function's ``kind`` wrote earlier
     (for a run: of the same config ``key``). Its nearest existing ancestor must be a writable directory,
     checked by creating and removing a scratch directory there, so a read-only or misplaced ``--out``
-    fails now rather than after an hour of training.
+    fails now rather than after an hour of training. ``explain`` says how a run of another key differs
+    (which options), where the two keys alone would not tell a student what to change back.
     """
     if final.is_symlink() or (final.exists() and not final.is_dir()):
         raise ConfigError(
@@ -310,9 +317,12 @@ def claim_output(final: Path, kind: OutputKind, key: str | None = None, flag: st
                     "so choose a new directory"
                 )
             if key is not None and marker.get("key") != key:
+                difference = (
+                    explain(final) if explain else ""
+                ) or f"key {marker.get('key')}, this run is {key}"
                 raise ConfigError(
-                    f"{flag} {final}: it holds a run of another config (key {marker.get('key')}, this run is "
-                    f"{key}); choose a new directory or delete that run yourself"
+                    f"{flag} {final}: it holds a run of another config ({difference}); choose a new "
+                    "directory or delete that run yourself"
                 )
     ancestor = _nearest_existing(final.parent)
     if not ancestor.is_dir():
