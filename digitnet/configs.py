@@ -9,7 +9,7 @@ types for these fields, and their help, are in [digitnet.settings][].
 >>> TrainConfig(epochs=0)
 Traceback (most recent call last):
 ...
-digitnet.errors.ConfigError: --epochs: expected a whole number ≥ 1, got 0
+digitnet.errors.ConfigError: --epochs: expected a whole number from 1 to 10,000, got 0
 
 ```
 """
@@ -168,8 +168,11 @@ def widths_text(sizes: tuple[int, ...]) -> str:
 
 def parse_hidden(text: str, flag: str = "--hidden") -> tuple[int, ...]:
     """``"100,50"`` → ``(100, 50)``, with a one-line error naming ``flag`` for anything else."""
-    parts = [p.strip() for p in text.split(",") if p.strip()]
     example = "16,32" if flag == "--channels" else "100,50"
+    parts = [p.strip() for p in text.split(",")]
+    if len(parts) > 1 and not all(parts):  # "100,,50" or "100,": a width left out, not a typo to guess
+        raise ConfigError(f"{flag}: a width is missing between commas in {text!r}; expected like {example}")
+    parts = [p for p in parts if p]
     try:
         sizes = tuple(int(p) for p in parts)
     except ValueError:
@@ -239,6 +242,9 @@ class OptimConfig:
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 MAX_SEED = 2**32
+# Far beyond any run worth doing on MNIST (the longest in the docs is 30 epochs); a typo of 10 with extra
+# zeros would otherwise train "forever" and grow history.json by a record per epoch.
+MAX_EPOCHS = 10_000
 Precision = Literal["float32", "bfloat16"]
 PRECISIONS: tuple[Precision, ...] = ("float32", "bfloat16")
 
@@ -271,8 +277,10 @@ class TrainConfig:
     has not. Left out of the run's key at float32, so runs made before it existed keep their keys"""
 
     def __post_init__(self) -> None:
-        if self.epochs < 1:
-            raise ConfigError(f"--epochs: expected a whole number ≥ 1, got {self.epochs}")
+        if not 1 <= self.epochs <= MAX_EPOCHS:
+            raise ConfigError(
+                f"--epochs: expected a whole number from 1 to {MAX_EPOCHS:,}, got {self.epochs}"
+            )
         if self.batch_size < 1:
             raise ConfigError(f"--batch-size: expected a whole number ≥ 1, got {self.batch_size}")
         if not 0 <= self.seed < MAX_SEED:
@@ -281,7 +289,7 @@ class TrainConfig:
         if self.threads is not None and self.threads < 1:
             raise ConfigError(f"--threads: expected a whole number ≥ 1, got {self.threads}")
         if self.eval_batch_size < 1:
-            raise ConfigError(f"eval_batch_size: expected a whole number ≥ 1, got {self.eval_batch_size}")
+            raise ConfigError(f"--eval-batch-size: expected a whole number ≥ 1, got {self.eval_batch_size}")
         if self.precision not in PRECISIONS:
             raise ConfigError(f"--precision: expected one of {', '.join(PRECISIONS)}, got {self.precision!r}")
 
@@ -297,6 +305,7 @@ __all__ = [
     "DEFAULT_TEST_FRACTION",
     "DEVICES",
     "FIRST_LAYERS",
+    "MAX_EPOCHS",
     "MAX_SEED",
     "MAX_WIDTH",
     "MODELS",

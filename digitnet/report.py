@@ -32,7 +32,7 @@ from digitnet.errors import ConfigError
 from digitnet.runtime import atomic_write_text
 from digitnet.settings import RunConfig
 from digitnet.sweep import Cell, RunRecord, SweepResult, SweepSpec, results_markdown, run_sweep
-from digitnet.sweep.execution import RunCallback, execute, shared_split
+from digitnet.sweep.execution import RunCallback, execute, held_signals, shared_split
 
 VARIANTS = ("lr=0.001 dropout=0.2", "lr=0.0005 dropout=0.4", "lr=0.0001 dropout=0.6")
 
@@ -404,7 +404,8 @@ def _train_while_publishing(
             publisher.run_finished(item)
     finally:
         stop.set()
-        trainer.join()
+        with held_signals():  # the workers' stop is bounded (execute); a second Ctrl-C would only orphan it
+            trainer.join()
 
 
 class _Publisher:

@@ -171,6 +171,9 @@ def test_divergence_exits_non_zero_with_a_clear_line(tmp_path: Path) -> None:
         (["--dropout", "-0.5"], "--dropout"),
         (["--batch-size", "0"], "--batch-size"),
         (["--epochs", "0"], "--epochs"),
+        (["--epochs", "100000000000000000000"], "--epochs"),  # a typo that would train for ever
+        (["--eval-batch-size", "0"], "--eval-batch-size"),
+        (["--hidden", "100,,50"], "--hidden"),  # a width left out, not silently "100,50"
         (["--hidden", "100,0"], "--hidden"),
         (["--hidden", "wide"], "--hidden"),
         (["--model", "resnet"], "--model"),

@@ -112,7 +112,7 @@ def test_bad_model_settings_name_their_flag(kwargs: dict[str, object], flag: str
 
 def test_parse_hidden() -> None:
     assert parse_hidden("100, 50") == (100, 50)
-    for bad in ("", "a,b", "100,-1", "0"):
+    for bad in ("", "a,b", "100,-1", "0", "100,,50", "100,", ",50"):
         with pytest.raises(ConfigError, match="--hidden"):
             parse_hidden(bad)
 

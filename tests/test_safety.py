@@ -397,6 +397,21 @@ def test_sigterm_stops_a_sweep_and_its_workers_saving_their_runs(tmp_path: Path)
 
 
 @pytest.mark.slow
+def test_ctrl_c_twice_stops_a_sweep_promptly(tmp_path: Path) -> None:
+    """``timeout -s INT`` signals the command and then its whole group, and a student presses Ctrl-C
+    again when nothing seems to happen: the second signal once cut the pool's shutdown short and left
+    the parent waiting for workers that waited for work, for ever."""
+    with _sweep(tmp_path) as (process, workers):
+        os.killpg(process.pid, signal.SIGINT)
+        time.sleep(0.3)  # while the workers save their runs
+        os.kill(process.pid, signal.SIGINT)
+        _, stderr = process.communicate(timeout=60)
+        assert process.returncode == 130, stderr
+        assert "Traceback" not in stderr and stderr.count("error:") == 1, stderr
+        assert _wait_gone(workers, 10) == []
+
+
+@pytest.mark.slow
 def test_sigkill_of_a_sweep_leaves_no_worker_behind(tmp_path: Path) -> None:
     with _sweep(tmp_path) as (process, workers):
         process.kill()  # only the parent: its workers must notice by themselves

@@ -79,8 +79,17 @@ _WORKER_TRAINING = threading.Event()  # set while a worker is inside train_one
 
 def _exit_with_parent(parent: int) -> None:
     """Poll for the parent's death (``kill -9`` of ``compare`` cannot tell its workers) and then exit, so
-    no orphan goes on training queued runs. The last finished epoch of the current run is on disk."""
+    no orphan goes on training queued runs. The last finished epoch of the current run is on disk.
+
+    Also exit once this worker was told to stop and its interrupted run is saved: from then on it ignores
+    SIGTERM (see _stop_worker), and a pool whose shutdown was itself cut short would leave it waiting
+    for work for ever, and the parent waiting for it at exit."""
+    idle_polls = 0
     while os.getppid() == parent:
+        stopped_and_idle = _WORKER_STOPPING.is_set() and not _WORKER_TRAINING.is_set()
+        idle_polls = idle_polls + 1 if stopped_and_idle else 0
+        if idle_polls >= 2:  # a whole poll after its run ended, so the run's result has been sent back
+            os._exit(EXIT_ORPHANED)
         time.sleep(PARENT_POLL_SECONDS)
     os._exit(EXIT_ORPHANED)
 
@@ -98,13 +107,54 @@ def _worker_init(parent: int) -> None:
     threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
 
 
-def _stop_workers(pool: ProcessPoolExecutor) -> None:
-    """Ask every live worker to stop its run (SIGTERM → saved, resumable)."""
-    processes = getattr(pool, "_processes", None) or {}  # the executor exposes no public handle on them
-    for process in list(processes.values()):
-        with contextlib.suppress(ProcessLookupError, OSError):
-            if process.is_alive() and process.pid is not None:
-                os.kill(process.pid, signal.SIGTERM)
+def _stop_workers(pool: ProcessPoolExecutor, futures: Collection[Future[Any]]) -> None:
+    """Stop every worker and wait for it: each saves its run's finished epochs (SIGTERM → saved,
+    resumable), then exits (see _exit_with_parent).
+
+    A worker still alive after [STOP_GRACE_SECONDS][digitnet.sweep.execution.STOP_GRACE_SECONDS] is
+    killed: its finished epochs are in its resume checkpoint already, and a run directory is replaced
+    whole or not at all, so killing it loses nothing a rerun needs, where waiting could mean waiting for
+    ever. Ctrl-C and SIGTERM are held off meanwhile (a terminal's Ctrl-C pressed twice, or ``timeout``,
+    which signals the command and then its whole process group, would otherwise cut this short and leave
+    the workers to Python's exit, which waits for them)."""
+    processes = list((getattr(pool, "_processes", None) or {}).values())  # no public handle on them
+    deadline = time.monotonic() + STOP_GRACE_SECONDS
+    while True:
+        try:
+            with held_signals():
+                for future in futures:  # queued runs are dropped; running ones save what they finished
+                    future.cancel()
+                for process in processes:
+                    with contextlib.suppress(ProcessLookupError, OSError):
+                        if process.is_alive() and process.pid is not None:
+                            os.kill(process.pid, signal.SIGTERM)
+                pool.shutdown(wait=False, cancel_futures=True)
+                for process in processes:
+                    process.join(max(0.0, deadline - time.monotonic()))
+                for process in processes:
+                    if process.is_alive():
+                        process.kill()
+                        process.join()
+            return
+        except KeyboardInterrupt:  # a second signal, before they were held: every step above may repeat
+            continue
+
+
+STOP_GRACE_SECONDS = 30.0  # saving an interrupted run takes a second or two; this only bounds a stuck one
+
+
+@contextlib.contextmanager
+def held_signals() -> Iterator[None]:
+    """Ignore Ctrl-C and SIGTERM for the block (in the main thread; other threads receive neither)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {number: signal.signal(number, signal.SIG_IGN) for number in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
 
 
 def train_one(config: RunConfig, run_dir: Path) -> RunSummary:
@@ -251,10 +301,7 @@ def execute(
         except BaseException:
             # Ctrl-C, SIGTERM or a failed run: drop queued runs, stop running ones (they save what they
             # finished, see _worker_init); finished runs are on disk.
-            for future in futures:
-                future.cancel()
-            _stop_workers(pool)
-            pool.shutdown(wait=True, cancel_futures=True)
+            _stop_workers(pool, futures)
             raise
         pool.shutdown(wait=True)
     return [records[key] for key in keys]
