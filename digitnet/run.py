@@ -27,6 +27,7 @@ print(result.summary.test_accuracy)
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -69,6 +70,7 @@ from digitnet.runtime import (
     claim_output,
     environment_info,
     json_safe,
+    output_marker,
     precision_note,
     resolve_device,
     seed_everything,
@@ -97,12 +99,18 @@ class RunResult:
     config: RunConfig
     history: History
     summary: RunSummary
+    written: bool = True
+    """False for a run stopped before its first epoch finished: nothing of it is worth keeping, and a
+    directory already at ``run_dir`` (an earlier run) is left as it was"""
+    removed: tuple[str, ...] = ()
+    """What the earlier run's directory held that described its weights (see derived_outputs)"""
 
 
 # --------------------------------------------------------------------------------------------- running
 
 
 SummaryStatus = Literal["completed", "diverged", "interrupted", "failed"]
+FINISHED: tuple[SummaryStatus, ...] = ("completed", "diverged")  # an interrupted run is trained again
 
 
 @dataclass(frozen=True)
@@ -239,6 +247,29 @@ def history_csv(history: History) -> str:
     return buffer.getvalue()
 
 
+def derived_outputs(run_dir: Path) -> list[str]:
+    """The entries of ``run_dir`` that digitnet computed from its weights: ``evaluation/`` (``digitnet
+    evaluate``), ``inside/`` (``digitnet inside``) and ``model.onnx`` (``digitnet export``).
+
+    Training the run again (or resuming it) replaces the weights, so these would go on describing a model
+    that is gone, say a half-trained one's accuracy beside the finished run: they leave with the old
+    directory. Only digitnet's own are named (by their marker, or the export's metadata key); a student's
+    folder of the same name is kept.
+    """
+    from digitnet.export import PRODUCER_KEY  # the key alone: no onnx import
+
+    found = [
+        name
+        for name, kind in (("evaluation", "evaluation"), ("inside", "figures"))
+        if (output_marker(run_dir / name) or {}).get("kind") == kind
+    ]
+    exported = run_dir / "model.onnx"
+    with contextlib.suppress(OSError):
+        if exported.is_file() and PRODUCER_KEY.encode() in exported.read_bytes():
+            found.append(exported.name)
+    return found
+
+
 def write_run_dir(
     run_dir: Path,
     config: RunConfig,
@@ -246,10 +277,12 @@ def write_run_dir(
     summary: RunSummary,
     checkpoint: bytes,
     environment: dict[str, Any],
-) -> None:
+) -> list[str]:
     """Write every file of a run into ``run_dir``, replacing it whole (see
-    [atomic_directory][digitnet.runtime.atomic_directory])."""
-    with atomic_directory(run_dir, "run", config.key()) as staging:
+    [atomic_directory][digitnet.runtime.atomic_directory]); returns the [derived
+    outputs][digitnet.run.derived_outputs] of the previous weights that were removed with it."""
+    stale = derived_outputs(run_dir) if run_dir.is_dir() else []
+    with atomic_directory(run_dir, "run", config.key(), stale=stale) as staging:
         atomic_write_json(
             staging / "config.json",
             {"key": config.key(), "config": asdict(config), "environment": environment},
@@ -260,6 +293,7 @@ def write_run_dir(
         atomic_write_bytes(staging / "model.pt", checkpoint)
         for name, data in figure_helper.draw(history, config.title()).items():  # loss, accuracy, …
             atomic_write_bytes(staging / name, data)
+    return stale
 
 
 def saved_config_difference(run_dir: Path, config: RunConfig) -> str:
@@ -286,7 +320,7 @@ def run_experiment(
     fails before any training. If an earlier process of the same config stopped part-way, training resumes
     from its last finished epoch (``restart=True`` starts over). ``split`` lets a sweep load the data
     once and share it between runs; it must come from ``config.data``. An interrupted run is still
-    written (``status="interrupted"``, finished epochs only, their weights).
+    written (``status="interrupted"``, finished epochs only, their weights), unless no epoch finished.
     """
     started = time.perf_counter()
     config = resolve_run_config(config)
@@ -308,7 +342,7 @@ def run_experiment(
         # Said, because a student may have meant to keep it (the same seed gives the same numbers).
         again = (
             f"{run_dir} already holds a finished run of this config: training it again replaces it"
-            if saved is None and not restart and (run_dir / "summary.json").is_file()
+            if saved is None and not restart and _finished_status(run_dir)
             else None
         )
         notes = tuple(
@@ -371,12 +405,16 @@ def run_experiment(
                 history.test_loss, history.test_accuracy = test.loss, test.accuracy
                 history.test_seconds = time.perf_counter() - test_started
             summary = summarize(config, history, split, parameters, time.perf_counter() - started)
+            if history.status == "interrupted" and not history.epochs:
+                # Stopped inside epoch 1: its weights are half a pass of training, which evaluate or
+                # predict would report as a model of "0 epochs". Nothing is written, nothing replaced.
+                return RunResult(run_dir, config, history, summary, written=False)
             environment = environment_info(device)
             # An interrupted run keeps the weights of its last finished epoch, which its history describes.
             weights = last_finished if history.status == "interrupted" and last_finished else cpu_state(model)
             checkpoint = save_checkpoint_bytes(config, weights, tensors.stats, history)
             try:
-                write_run_dir(run_dir, config, history, summary, checkpoint, environment)
+                removed = write_run_dir(run_dir, config, history, summary, checkpoint, environment)
             except OSError as error:
                 kept = f"; the finished epochs are kept in {resume}, rerun the same command"
                 kept = kept if resume.exists() else ""
@@ -384,13 +422,24 @@ def run_experiment(
                 raise DigitnetError(message) from None
             if history.status != "interrupted":
                 resume.unlink(missing_ok=True)
-        return RunResult(run_dir, config, history, summary)
+        return RunResult(run_dir, config, history, summary, removed=tuple(removed))
+
+
+def _finished_status(run_dir: Path) -> bool:
+    """Whether ``run_dir`` holds a run that ran to its end (an interrupted one is not finished)."""
+    try:
+        status = json.loads((run_dir / "summary.json").read_text()).get("status")
+    except (OSError, ValueError, AttributeError):
+        return False
+    return status in FINISHED
 
 
 __all__ = [
+    "FINISHED",
     "RunResult",
     "RunStart",
     "RunSummary",
+    "derived_outputs",
     "run_experiment",
     "summarize",
     "write_run_dir",

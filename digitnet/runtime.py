@@ -25,7 +25,7 @@ import random
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from pathlib import Path
 from typing import Any, Literal
 
@@ -349,10 +349,12 @@ def _process_alive(pid: int) -> bool:
     return True
 
 
-def _carry_over(old: Path, new: Path) -> None:
-    """Move every entry of ``old`` that ``new`` lacks into ``new``: what digitnet writes is replaced, what
-    it did not write there (an ``evaluation/`` folder, a student's notes) stays."""
+def _carry_over(old: Path, new: Path, stale: Collection[str] = ()) -> None:
+    """Move every entry of ``old`` that ``new`` lacks into ``new``, ``stale`` ones apart: what digitnet
+    writes is replaced, what it did not write there (a student's notes) stays."""
     for entry in list(old.iterdir()):
+        if entry.name in stale:
+            continue
         if not (new / entry.name).exists() and not (new / entry.name).is_symlink():
             entry.replace(new / entry.name)
 
@@ -415,14 +417,17 @@ def training_alone(run_dir: Path, flag: str = "--out") -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def atomic_directory(final: Path, kind: OutputKind, key: str | None = None) -> Iterator[Path]:
+def atomic_directory(
+    final: Path, kind: OutputKind, key: str | None = None, stale: Collection[str] = ()
+) -> Iterator[Path]:
     """Yield a temporary sibling directory that replaces ``final`` only if the block finishes.
 
     ``final`` is first checked with [claim_output][digitnet.runtime.claim_output], so only digitnet's own
     output of the same ``kind`` (and run ``key``) is ever replaced, and of that only the files the block
-    writes again: other entries are carried over into the new directory. An exception or Ctrl-C inside the
-    block removes the temporary directory, so ``final`` is either the previous complete directory or the new
-    complete one.
+    writes again: other entries are carried over into the new directory, except those named in ``stale``
+    (digitnet's own outputs derived from the files replaced), which go with the old directory. An exception
+    or Ctrl-C inside the block removes the temporary directory, so ``final`` is either the previous complete
+    directory or the new complete one.
     """
     claim_output(final, kind, key)
     final.parent.mkdir(parents=True, exist_ok=True)
@@ -437,7 +442,7 @@ def atomic_directory(final: Path, kind: OutputKind, key: str | None = None) -> I
             retired = Path(tempfile.mkdtemp(prefix=prefix, suffix=".old", dir=final.parent))
             final.replace(retired / final.name)
             staging.replace(final)
-            _carry_over(retired / final.name, final)
+            _carry_over(retired / final.name, final, stale)
             shutil.rmtree(retired, ignore_errors=True)
         else:
             staging.replace(final)

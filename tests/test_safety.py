@@ -154,9 +154,88 @@ def test_same_config_rerun_replaces_its_files_and_keeps_the_rest(tmp_path: Path)
     assert again.exit_code == 0
     assert "already holds a finished run of this config: training it again replaces it" in again.output
     assert (out / "notes.md").read_text() == "what I saw"
-    assert (out / "evaluation" / "metrics.json").is_file()
+    # The evaluation described the replaced weights: it goes with them, and the student is told.
+    assert not (out / "evaluation").exists()
+    assert "removed the earlier weights' evaluation" in " ".join(again.output.split())
     assert json.loads((out / "config.json").read_text())["key"] == first_config["key"]
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging, no resume file
+
+
+def test_a_students_evaluation_folder_survives_a_rerun(tmp_path: Path) -> None:
+    """Only digitnet's own evaluation (by its marker) counts as derived from the weights."""
+    out = tmp_path / "run"
+    args = ["train", *TINY, "--epochs", "1", "--out", str(out)]
+    assert runner.invoke(app, args).exit_code == 0
+    (out / "evaluation").mkdir()
+    (out / "evaluation" / "mine.txt").write_text("my own notes")
+    again = runner.invoke(app, args)
+    assert again.exit_code == 0, again.output
+    assert (out / "evaluation" / "mine.txt").read_text() == "my own notes"
+    assert "removed" not in again.output
+
+
+def _stop_inside_epoch_1(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ctrl-C at the third optimizer step, long before epoch 1 ends."""
+    import digitnet.run
+
+    real = digitnet.run.build_optimizer
+
+    def stopping(*args: object, **kwargs: object) -> torch.optim.Optimizer:
+        optimizer = real(*args, **kwargs)  # type: ignore[arg-type]
+        steps = 0
+
+        def interrupt(*_: object, **__: object) -> None:
+            nonlocal steps
+            steps += 1
+            if steps == 3:
+                raise KeyboardInterrupt
+
+        optimizer.register_step_pre_hook(interrupt)
+        return optimizer
+
+    monkeypatch.setattr(digitnet.run, "build_optimizer", stopping)
+
+
+@pytest.mark.parametrize("earlier", [False, True])
+def test_ctrl_c_inside_epoch_1_writes_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, earlier: bool
+) -> None:
+    """Half an epoch's weights, written as a "partial run" of 0 epochs, were evaluated as a model (93%
+    for a CNN); and a finished earlier run of the same config was replaced by them."""
+    out = tmp_path / "run"
+    args = ["train", *TINY, "--epochs", "2", "--out", str(out)]
+    if earlier:
+        assert runner.invoke(app, args).exit_code == 0
+    before = _tree(tmp_path)
+    _stop_inside_epoch_1(monkeypatch)
+    stopped = runner.invoke(app, args)
+    assert stopped.exit_code == 130, stopped.output
+    assert "interrupted before epoch 1 finished: nothing was written" in " ".join(stopped.output.split())
+    assert _tree(tmp_path) == before  # the earlier run, if any, untouched; nothing new
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging, no resume file
+
+
+def test_resuming_a_run_removes_the_evaluation_of_its_half_trained_weights(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    config = make_run_config({"dataset": "sample", "epochs": 2, "batch-size": 512, "threads": 1})
+    run_experiment(config, out, on_epoch=_stop_after(1))
+    assert runner.invoke(app, ["evaluate", str(out)]).exit_code == 0
+    resumed = run_experiment(config, out)
+    assert resumed.history.status == "completed" and resumed.removed == ("evaluation",)
+    assert not (out / "evaluation").exists()
+
+
+def test_an_interrupted_run_is_not_called_finished(tmp_path: Path) -> None:
+    """Its resume checkpoint gone (deleted, or another machine): the rerun trains it from scratch, and must
+    not say it replaces "a finished run"."""
+    out = tmp_path / "run"
+    args = ["train", *TINY, "--epochs", "2", "--out", str(out)]
+    config = make_run_config({"dataset": "sample", "epochs": 2, "batch-size": 512, "threads": 1})
+    run_experiment(config, out, on_epoch=_stop_after(1))
+    resume_path(out).unlink()
+    again = runner.invoke(app, args)
+    assert again.exit_code == 0, again.output
+    assert "already holds a finished run" not in again.output
 
 
 def test_a_second_process_training_into_the_same_out_is_refused(tmp_path: Path) -> None:

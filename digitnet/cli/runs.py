@@ -130,6 +130,11 @@ def train(
         result = run_experiment(config, run_dir, on_start=on_start, on_epoch=on_epoch, restart=restart)
 
     summary = result.summary
+    if not result.written:
+        fail(
+            "interrupted before epoch 1 finished: nothing was written, so the same command starts over",
+            EXIT_TERMINATED if terminated() else EXIT_INTERRUPTED,
+        )
     # The run's title on a line of its own: as the table's title it wrapped to the table's width.
     console.print(config.title(), style="bold", highlight=False, soft_wrap=True)
     table = Table(show_edge=False)
@@ -165,6 +170,13 @@ def train(
     )
     written = "partial run" if summary.status == "interrupted" else "run"
     console.print(f"{written} written to {result.run_dir}", highlight=False, soft_wrap=True)
+    if result.removed:  # said, so that a student who looks for last week's evaluation knows where it went
+        print_notes(
+            (
+                f"removed the earlier weights' {', '.join(result.removed)} from {result.run_dir}: "
+                "they described a model that is gone (run digitnet evaluate/inside/export again)",
+            )
+        )
     if summary.status == "diverged" and summary.diverged_at is not None:
         at = summary.diverged_at
         fail(
@@ -173,11 +185,9 @@ def train(
             EXIT_DIVERGED,
         )
     if summary.status == "interrupted":
-        finished = summary.epochs_completed
-        saved = {
-            0: "nothing to resume from, so the same command starts over",
-            1: "it was saved, and the same command resumes from there",
-        }.get(finished, "they were saved, and the same command resumes from there")
+        finished = summary.epochs_completed  # ≥ 1: a run stopped inside epoch 1 is not written (above)
+        saved = "it was" if finished == 1 else "they were"
+        saved += " saved, and the same command resumes from there"
         fail(
             f"interrupted after {finished} finished epoch{'' if finished == 1 else 's'}: {saved}",
             EXIT_TERMINATED if terminated() else EXIT_INTERRUPTED,

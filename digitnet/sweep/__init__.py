@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from digitnet.data import describe_split
+from digitnet.run import FINISHED
 from digitnet.runtime import atomic_write_text, claim_output, mark_output, output_marker
 from digitnet.sweep.aggregate import (
     CellResult,
@@ -44,7 +45,6 @@ from digitnet.sweep.aggregate import (
 )
 from digitnet.sweep.execution import (
     BACKENDS,
-    FINISHED,
     METRICS,
     RunCallback,
     RunRecord,

@@ -20,7 +20,8 @@ import numpy as np
 
 from digitnet.checkpoint import read_json
 from digitnet.plotting import SweepSeries
-from digitnet.sweep.execution import FINISHED, METRICS, RunRecord
+from digitnet.run import FINISHED
+from digitnet.sweep.execution import METRICS, RunRecord
 from digitnet.sweep.plan import Cell, SweepSpec
 
 

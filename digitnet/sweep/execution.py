@@ -27,12 +27,11 @@ from digitnet.checkpoint import read_json
 from digitnet.configs import DataConfig
 from digitnet.data import Split, load_split
 from digitnet.errors import CheckpointError, ConfigError
-from digitnet.run import RunSummary, run_experiment
+from digitnet.run import FINISHED, RunSummary, run_experiment
 from digitnet.runtime import configure_threads
 from digitnet.settings import RunConfig
 from digitnet.sweep.plan import SWEEP_THREADS, Cell
 
-FINISHED = ("completed", "diverged")  # an interrupted run is trained again
 METRICS = ("train_accuracy", "val_accuracy", "test_accuracy", "train_loss", "val_loss", "test_loss")
 
 

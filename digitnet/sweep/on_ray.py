@@ -50,7 +50,8 @@ def train_task(config_data: dict[str, Any], split: Split) -> dict[str, bytes]:
     config = run_config_from_dict(config_data)
     with tempfile.TemporaryDirectory(prefix="digitnet-task-") as scratch:
         run_dir = Path(scratch) / "run"
-        run_experiment(config, run_dir, split=split)
+        if not run_experiment(config, run_dir, split=split).written:  # stopped inside its first epoch
+            raise KeyboardInterrupt
         return {
             path.name: path.read_bytes()
             for path in sorted(run_dir.iterdir())
