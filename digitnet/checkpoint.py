@@ -189,15 +189,27 @@ class Checkpoint:
     normalization: NormStats
 
 
-def load_checkpoint(run_dir: Path, device: torch.device | None = None) -> Checkpoint:
-    """Rebuild a run's model from ``model.pt`` with ``weights_only=True``: no pickled code ever runs."""
-    path = run_dir / "model.pt" if run_dir.is_dir() else run_dir
+def checkpoint_path(run_dir: Path) -> Path:
+    """The ``model.pt`` of ``run_dir`` (a run directory, or the checkpoint file itself), or a one-line
+    error that says what was given instead: a student's image where the run directory goes is the usual
+    slip (``digitnet predict seven.png``), and "not a safe checkpoint" would send them the wrong way."""
     if not run_dir.exists():
         raise CheckpointError(f"{run_dir}: no such run directory")
+    if run_dir.is_file() and run_dir.suffix != ".pt":
+        raise CheckpointError(
+            f"{run_dir}: not a run directory; the run directory ('digitnet train' wrote it) comes first"
+        )
+    path = run_dir / "model.pt" if run_dir.is_dir() else run_dir
     if not path.is_file():
         raise CheckpointError(
             f"{run_dir}: no checkpoint (model.pt); is this a run directory from 'digitnet train'?"
         )
+    return path
+
+
+def load_checkpoint(run_dir: Path, device: torch.device | None = None) -> Checkpoint:
+    """Rebuild a run's model from ``model.pt`` with ``weights_only=True``: no pickled code ever runs."""
+    path = checkpoint_path(run_dir)
     try:
         payload = torch.load(path, map_location=device or "cpu", weights_only=True)
     except Exception as error:  # torch raises UnpicklingError, RuntimeError, EOFError... for bad files
@@ -233,6 +245,7 @@ __all__ = [
     "CHECKPOINT_FORMAT",
     "RESUME_FORMAT",
     "Checkpoint",
+    "checkpoint_path",
     "load_checkpoint",
     "load_resume",
     "read_json",

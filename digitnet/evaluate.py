@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from digitnet.checkpoint import load_checkpoint, read_json
+from digitnet.checkpoint import checkpoint_path, load_checkpoint, read_json
 from digitnet.data import NUM_CLASSES, load_split, to_tensors
 from digitnet.errors import CheckpointError
 from digitnet.plotting import (
@@ -58,7 +58,8 @@ def evaluate_run(run_dir: Path, out_dir: Path | None = None, gallery_size: int =
     """
     from sklearn.metrics import classification_report, confusion_matrix, precision_recall_fscore_support
 
-    out_dir = out_dir or run_dir / "evaluation"
+    checkpoint_path(run_dir)  # a wrong run directory is named as such, not as a bad --out
+    out_dir = out_dir or (run_dir if run_dir.is_dir() else run_dir.parent) / "evaluation"
     claim_output(out_dir, "evaluation")  # before any work: never replace what digitnet did not write
     checkpoint = load_checkpoint(run_dir)
     config = checkpoint.config

@@ -16,40 +16,59 @@ import numpy as np
 import torch
 
 from digitnet.checkpoint import load_checkpoint
+from digitnet.errors import DataError
 from digitnet.images import load_image, save_png, to_mnist
 from digitnet.trainer import predict_logits
 
 
 @dataclass(frozen=True)
 class Prediction:
-    """Top classes for one image, most probable first."""
+    """Top classes for one image, most probable first; or, for an image that could not be read or holds
+    no digit, ``error`` (one line naming the file) and no classes."""
 
     path: Path
     top: list[tuple[int, float]]
     preprocessed: Path | None
+    error: str | None = None
+
+
+def _prepared(path: Path) -> np.ndarray | str:
+    """``path`` as a 28×28 MNIST-style digit, or the one-line reason it cannot be, naming the file."""
+    try:
+        return to_mnist(load_image(path))
+    except DataError as error:
+        message = str(error)
+        return message if message.startswith(str(path)) else f"{path}: {message.removeprefix('image: ')}"
 
 
 def predict_files(
     run_dir: Path, paths: Sequence[Path], show: bool = False, top_k: int = 3
 ) -> list[Prediction]:
-    """Classify the user's own images, prepared the way MNIST digits were (see [digitnet.images][])."""
+    """Classify the user's own images, prepared the way MNIST digits were (see [digitnet.images][]).
+
+    One photo that holds no digit (a blank page, a corrupt file) does not stop the others: it comes back
+    with its ``error``, in its place, so a class's twenty photos are not lost to one bad one."""
     checkpoint = load_checkpoint(run_dir)
-    prepared = [(path, to_mnist(load_image(path))) for path in paths]  # every file checked before writing
-    stats = checkpoint.normalization
-    batch = (
-        torch.from_numpy(np.stack([digit for _, digit in prepared])).float().unsqueeze(1)
-    )  # (N, 1, 28, 28)
-    logits = predict_logits(checkpoint.model, stats.apply(batch))
-    probabilities = torch.softmax(logits.float(), dim=1)
-    values, classes = probabilities.topk(top_k, dim=1)
+    prepared = [(path, _prepared(path)) for path in paths]
+    digits = [digit for _, digit in prepared if isinstance(digit, np.ndarray)]
+    classes = values = torch.empty(0, top_k)
+    if digits:
+        batch = torch.from_numpy(np.stack(digits)).float().unsqueeze(1)  # (N, 1, 28, 28)
+        logits = predict_logits(checkpoint.model, checkpoint.normalization.apply(batch))
+        values, classes = torch.softmax(logits.float(), dim=1).topk(top_k, dim=1)
     predictions = []
-    for index, (path, digit) in enumerate(prepared):
+    row = 0
+    for path, digit in prepared:
+        if isinstance(digit, str):
+            predictions.append(Prediction(path, [], None, error=digit))
+            continue
         shown = None
         if show:
             shown = path.with_name(f"{path.stem}.mnist.png")
             save_png(digit, shown)
-        top = [(int(c), float(v)) for c, v in zip(classes[index], values[index], strict=True)]
+        top = [(int(c), float(v)) for c, v in zip(classes[row], values[row], strict=True)]
         predictions.append(Prediction(path, top, shown))
+        row += 1
     return predictions
 
 

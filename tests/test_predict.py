@@ -98,6 +98,19 @@ def test_cli_predict_and_evaluate(cnn_run: Path, tmp_path: Path) -> None:
     assert "precision" in result.output and (tmp_path / "ev" / "confusion_matrix.png").is_file()
 
 
+def test_one_blank_image_does_not_stop_the_others(cnn_run: Path, tmp_path: Path) -> None:
+    digit = load_split(DataConfig(dataset="sample")).test.images[0].numpy()
+    good = _user_style_png(digit, tmp_path / "mine.png", 4, True, (20, 10))
+    blank = tmp_path / "blank.png"
+    Image.fromarray(np.full((40, 40), 250, dtype=np.uint8)).save(blank)
+    result = CliRunner().invoke(app, ["predict", str(cnn_run), str(blank), str(good), "--show"])
+    assert result.exit_code == 2, result.output  # a script still sees that one failed
+    errors = [line for line in result.output.splitlines() if line.startswith("error:")]
+    assert errors == [f"error: {blank}: no digit found (no ink stands out from the background)"]
+    assert f"{good}: " in result.output and "%" in result.output  # the good one was predicted
+    assert (tmp_path / "mine.mnist.png").is_file() and not (tmp_path / "blank.mnist.png").exists()
+
+
 def test_polarity_and_placement_match_mnist() -> None:
     page = np.full((120, 90), 250.0)
     page[30:100, 40:52] = 10.0  # a dark vertical stroke on light paper, off-centre

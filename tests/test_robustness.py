@@ -172,6 +172,14 @@ CATALOGUE: dict[str, Case] = {
         ["predict", str(_run_dir_with_model(t)), str(t / "gone.png")],
         "gone.png",
     ),
+    "predict: an image where the run directory goes": lambda t: (
+        ["predict", str(_write_bytes(t / "seven.png", _png_seven())), str(t / "seven.png")],
+        "seven.png: not a run directory",
+    ),
+    "evaluate: an image where the run directory goes": lambda t: (
+        ["evaluate", str(_write_bytes(t / "seven.png", _png_seven()))],
+        "seven.png: not a run directory",
+    ),
     "evaluate: run dir without checkpoint": lambda t: (
         ["evaluate", str(_mkdir(t / "empty-run"))],
         "no checkpoint",

@@ -129,10 +129,15 @@ EXIT_USER_ERROR, EXIT_DIVERGED, EXIT_INTERRUPTED, EXIT_TERMINATED = 2, 1, 130, 1
 FLAG = ""  # a flag's metavar: it takes no value, so --help shows none (Typer would show "<bool>")
 
 
-def fail(message: str, code: int = EXIT_USER_ERROR) -> NoReturn:
-    """Print ``error: message`` on stderr and exit with ``code``."""
+def print_error(message: str) -> None:
+    """Print ``error: message`` on stderr (one of several: the command goes on, and exits non-zero)."""
     # Escaped: a message naming an extra ("digitnet[onnx]") or a list is text, not rich markup.
     err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+
+
+def fail(message: str, code: int = EXIT_USER_ERROR) -> NoReturn:
+    """Print ``error: message`` on stderr and exit with ``code``."""
+    print_error(message)
     raise typer.Exit(code)
 
 

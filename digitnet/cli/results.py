@@ -9,12 +9,14 @@ import typer
 from rich.table import Table
 
 from digitnet.cli.common import (
+    EXIT_USER_ERROR,
     FLAG,
     DataDir,
     RunDir,
     app,
     console,
     friendly,
+    print_error,
     print_notes,
     progress_bar,
     show_run,
@@ -80,13 +82,19 @@ def predict(
     """Predict the digit in your own images, prepared the way MNIST was made; prints the top 3."""
     from digitnet.predict import predict_files
 
-    for prediction in predict_files(run_dir, images, show=show):
+    predictions = predict_files(run_dir, images, show=show)
+    for prediction in predictions:
+        if prediction.error is not None:
+            print_error(prediction.error)
+            continue
         ranked = " · ".join(f"{digit} {100 * p:.1f}%" for digit, p in prediction.top)
         console.print(
             f"{prediction.path}: {prediction.top[0][0]}   ({ranked})", highlight=False, soft_wrap=True
         )
         if prediction.preprocessed is not None:
             console.print(f"  preprocessed: {prediction.preprocessed}", highlight=False, soft_wrap=True)
+    if any(prediction.error is not None for prediction in predictions):
+        raise typer.Exit(EXIT_USER_ERROR)  # the others were predicted; a script still sees the failure
 
 
 # -------------------------------------------------------------------------------------------- report
