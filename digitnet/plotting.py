@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import io
 import math
+import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +30,7 @@ import matplotlib
 import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure, SubFigure
-from matplotlib.ticker import MaxNLocator, NullLocator
+from matplotlib.ticker import FixedLocator, FuncFormatter, MaxNLocator, NullLocator
 
 from digitnet.history import History
 
@@ -500,12 +501,21 @@ def plot_sweep(factor: str, series: Sequence[SweepSeries], data: str = "") -> di
             axes.set_yscale("log")
             label += " (log scale)"
         axes.set_xlabel("epoch")
-        axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+        last = max((len(run) for s in series for run in s.curves[metric]), default=1)
+        # Whole epochs: around one epoch's single point matplotlib would label 0.95, 1.00, 1.05 (and its
+        # integer locator gives up below a span of one)
+        axes.set_xlim(0.5, max(last, 1) + 0.5)
+        axes.xaxis.set_major_locator(
+            FixedLocator(range(1, last + 1)) if last <= 12 else MaxNLocator(integer=True)
+        )
         axes.set_ylabel(label)
         axes.set_title(f"{label} per epoch, by {factor} ({spread}){under}", fontsize=10)
         axes.grid(alpha=0.3)
-        # a one-factor sweep labels its curves by value alone: the key says which factor
-        _key_under(figure, axes, columns, title=factor if len(groups) == 1 else None, fontsize=7)
+        # a one-factor sweep labels its curves by value alone: the key says which factor; read row by
+        # row, in the order drawn (largest rate first), as a list would
+        _key_under(
+            figure, axes, columns, title=factor if len(groups) == 1 else None, fontsize=7, by_rows=True
+        )
         figures[metric] = figure
 
     numeric, axis_scale = _numeric_axis(factor, series)
@@ -573,6 +583,16 @@ def plot_sweep(factor: str, series: Sequence[SweepSeries], data: str = "") -> di
     return figures
 
 
+def _label_short_log_axis(axes: Axes) -> None:
+    """On a log axis spanning less than a decade matplotlib labels one or two ticks (``10⁰``, ``9×10⁻¹``);
+    label every tick in plain numbers instead, so the values can be read off."""
+    low, high = axes.get_ylim()
+    if low > 0 and high / low < 10:
+        axes.yaxis.set_major_locator(MaxNLocator(5))  # evenly spaced values: within a decade, readable
+        axes.yaxis.set_minor_locator(NullLocator())
+        axes.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:.2g}"))
+
+
 def _spans_decades(axes: Any, ratio: float = 100.0) -> bool:
     """Whether the lines drawn on ``axes`` range over more than ``ratio`` (positive values only)."""
     lines = [np.asarray(line.get_ydata(), dtype=float) for line in axes.get_lines()]
@@ -616,7 +636,8 @@ def plot_heatmap(
     colorbar = figure.colorbar(image, ax=axes, shrink=0.9)
     colorbar.set_label("validation accuracy (%)", fontsize=8)
     colorbar.ax.tick_params(labelsize=7)
-    title = f"validation accuracy (%), {factor} × {by}: mean ± std over seeds"
+    spread = "mean ± std over seeds" if np.isfinite(std).any() else "one seed each"
+    title = f"validation accuracy (%), {factor} × {by}: {spread}"
     axes.set_title(title + (f"\n{data}" if data else ""), fontsize=9)
     return figure
 
@@ -625,13 +646,13 @@ def plot_confusion_matrix(matrix: np.ndarray, title: str) -> Figure:
     """Counts of true (rows) × predicted (columns) digits, drawn by scikit-learn's display."""
     from sklearn.metrics import ConfusionMatrixDisplay
 
-    figure = _figure(6.4, 5.6)
+    figure = _figure(6.4, 5.6, constrained=True)  # the layout keeps a long model title inside the figure
 
     axes = figure.subplots()
     ConfusionMatrixDisplay(matrix, display_labels=list(range(10))).plot(
         ax=axes, cmap="Blues", colorbar=False, values_format="d"
     )
-    axes.set_title(title, fontsize=9)
+    axes.set_title(textwrap.fill(title, 70), fontsize=9)
     return figure
 
 
@@ -946,8 +967,9 @@ def plot_diagnostics(history: History, title: str = "") -> Figure:
         axes.xaxis.set_major_locator(MaxNLocator(integer=True))
         if len(set(epochs)) == 1:  # one point: matplotlib would span it with 0.945, 0.960, …
             axes.set_xlim(epochs[0] - 1, epochs[0] + 1)
-    panels[0].set_yscale("log")
-    panels[1].set_yscale("log")
+    for axes in panels[:2]:
+        axes.set_yscale("log")
+        _label_short_log_axis(axes)
     top = panels[2].get_ylim()[1]
     panels[2].set_ylim(-0.05 * max(top, 5.0), max(top, 5.0))  # a layer at 0% stays visible above the axis
     _key_under(figure, panels[0], 4)

@@ -178,3 +178,31 @@ def test_by_without_its_values_is_one_line_not_a_misread_option(tmp_path: Path) 
     assert result.exit_code == 2
     assert "its values come right after it" in result.output and "Traceback" not in result.output
     assert not (tmp_path / "x").exists()
+
+
+def test_seeds_that_end_at_chance_are_named_beside_those_that_diverged() -> None:
+    """lr 1: one seed's loss overflowed, the other two finished at 10% with no NaN. "Diverged: 1 of 3"
+    alone read as if two seeds had learnt."""
+    from dataclasses import replace
+
+    from digitnet.run import RunSummary
+    from digitnet.sweep import RunRecord, aggregate
+
+    def run(cell: Cell, seed: int, status: str, val: float | None) -> RunRecord:
+        blank = RunSummary.failed(f"{cell.label}-{seed}", "stand-in")
+        metrics = dict.fromkeys(("train_accuracy", "test_accuracy"), val) | {"val_accuracy": val}
+        losses = dict.fromkeys(("train_loss", "val_loss", "test_loss"), 2.3 if val is not None else None)
+        summary = replace(blank, status=status, epochs_completed=10, **metrics, **losses)  # type: ignore[arg-type]
+        return RunRecord(cell, seed, summary.key, Path(summary.key), summary, False)
+
+    big, good = Cell("1", "1", "", {}), Cell("0.03", "0.03", "", {})
+    records = [run(big, 0, "diverged", None), run(big, 1, "completed", 0.0985), run(big, 2, "completed", 0.1)]
+    records += [run(good, seed, "completed", 0.975 + seed / 1000) for seed in range(3)]
+    cells = aggregate([big, good], records)
+    assert [c.at_chance for c in cells] == [2, 0]
+    text = describe_result(SweepSpec("lr", ("1", "0.03"), seeds=3), cells)
+    assert "Diverged: lr 1 (1 of 3 seeds)." in text
+    assert (
+        "Near chance at the end (validation below 20%; a constant answer scores 10%): lr 1 (2 of 3 seeds)."
+        in text
+    )

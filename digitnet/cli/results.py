@@ -46,10 +46,14 @@ def evaluate(
                 "then; the same 'digitnet train' command finishes it",
             )
         )
-    table = Table(
-        title=f"{result.test_set}: accuracy {100 * result.accuracy:.2f}%, loss {result.loss:.4f}",
-        show_edge=False,
+    # the headline on a line of its own: as the table's title it wrapped over three centred lines
+    console.print(
+        f"{result.test_set}: accuracy {100 * result.accuracy:.2f}%, loss {result.loss:.4f}",
+        style="bold",
+        highlight=False,
+        soft_wrap=True,
     )
+    table = Table(show_edge=False)
     for column in ("digit", "precision", "recall", "F1", "support"):
         table.add_column(column, justify="right")
     for row in result.per_class:

@@ -271,6 +271,7 @@ def compare(
     """
     from digitnet.settings import with_conventional_lr
     from digitnet.sweep import RunRecord, SweepSpec, default_jobs, results_table_rows, run_sweep
+    from digitnet.sweep.aggregate import over_seeds
     from digitnet.sweep.plan import parse_by_values, parse_values
 
     base = run_settings(options, preset, context)
@@ -319,7 +320,9 @@ def compare(
         )
 
     title = f"compare {factor}" + (f" --by {by_factor}" if by_factor else "")
-    table = Table(title=f"{title}: mean ± std over {seeds} seed(s)", show_edge=False)
+    # the title on a line of its own: as the table's title it would wrap to the table's width
+    console.print(f"{title}: {over_seeds(seeds)}", style="bold", highlight=False, soft_wrap=True)
+    table = Table(show_edge=False)
     columns = ("value", "diverged", "val acc (%)", "test acc (%)", "time (s)")  # all of them: results.md
     for column in columns:
         table.add_column(column, justify="left" if column == "value" else "right", no_wrap=column == "value")

@@ -66,6 +66,20 @@ class CellResult:
     def failed(self) -> int:
         return sum(1 for r in self.runs if r.summary.status == "failed")
 
+    @property
+    def at_chance(self) -> int:
+        """Seeds that finished no better than guessing: a rate so large the network gave up on the image
+        (lr 1 ends at 10% without a NaN) is as much a failure as one that diverged, and must be named."""
+        return sum(
+            1
+            for r in self.runs
+            if r.summary.status == "completed" and (r.summary.metric("val_accuracy") or 0.0) < AT_CHANCE
+        )
+
+
+# Twice what a constant answer scores on ten balanced classes: below it, a run learnt next to nothing.
+AT_CHANCE = 0.2
+
 
 # -------------------------------------------------------------------------------------- aggregation
 
@@ -198,6 +212,12 @@ def describe_result(spec: SweepSpec, cells: Sequence[CellResult]) -> str:
     diverged = [f"{name} {c.cell.label} ({c.diverged} of {len(c.runs)} seeds)" for c in cells if c.diverged]
     failed = [f"{name} {c.cell.label} ({c.failed} of {len(c.runs)} seeds)" for c in cells if c.failed]
     tail = f" Diverged: {', '.join(diverged)}." if diverged else ""
+    chance = [f"{name} {c.cell.label} ({c.at_chance} of {len(c.runs)} seeds)" for c in cells if c.at_chance]
+    if chance:
+        tail += (
+            f" Near chance at the end (validation below {100 * AT_CHANCE:.0f}%; a constant answer scores "
+            f"10%): {', '.join(chance)}."
+        )
     if failed:
         tail += f" Failed to train (a rerun retries them): {', '.join(failed)}."
     if not ranked:
@@ -354,6 +374,14 @@ def results_csv(cells: Sequence[CellResult]) -> str:
     return _csv_text(header, rows)
 
 
+def over_seeds(seeds: int) -> str:
+    """What a table's numbers are: "mean ± standard deviation over 3 seeds", or, for one seed, that
+    there is no spread to show (a "± std over 1 seed" would promise one)."""
+    if seeds == 1:
+        return "one seed each, so no standard deviation (--seeds 2 or more gives mean ± std)"
+    return f"mean ± standard deviation over {seeds} seeds"
+
+
 def results_markdown(
     spec: SweepSpec,
     cells: Sequence[CellResult],
@@ -371,11 +399,10 @@ def results_markdown(
         header = [c for c in columns if c in header]
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     lines += ["| " + " | ".join(row[h] for h in header) + " |" for row in rows]
-    seeds = f"{spec.seeds} seed{'s' if spec.seeds != 1 else ''}"
     link = f" Every column: [{Path(everything).name}]({everything})." if everything else ""
     return (
         (f"Data: {data}.\n\n" if data else "")
-        + f"Mean ± standard deviation over {seeds}; accuracies in percent, final epoch.{link}\n\n"
+        + f"{over_seeds(spec.seeds).capitalize()}; accuracies in percent, final epoch.{link}\n\n"
         + "\n".join(lines)
         + f"\n\n{summary}\n"
     )
