@@ -204,6 +204,16 @@ def test_lr_find_prints_a_suggestion_and_writes_its_curve(tmp_path: Path) -> Non
     assert bad.exit_code == 2 and "--start-lr" in bad.output
 
 
+def test_lr_find_offers_no_option_it_would_ignore() -> None:
+    """It sets the rate itself over one pass: --lr and --epochs in its --help only misled."""
+    shown = runner.invoke(app, ["lr-find", "--help"], terminal_width=200).output
+    options = shown.split("Options:")[1]  # the docstring names them, to say they are not taken
+    assert "--start-lr" in options and "--batch-size" in options
+    assert "--lr " not in options and "--epochs" not in options
+    refused = runner.invoke(app, ["lr-find", "--lr", "0.1"])
+    assert refused.exit_code == 2 and "--lr" in refused.output
+
+
 @pytest.mark.slow
 def test_the_report_step_publishes_both_models_views_and_reuses_them(tmp_path: Path) -> None:
     from digitnet.inside import InspectConfig, draw_inside_figures

@@ -265,6 +265,26 @@ def cnn_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return run_experiment(config, tmp_path_factory.mktemp("cnn") / "run").run_dir
 
 
+def test_site_playground_opened_as_a_file_says_to_serve_it(built_site: Path) -> None:
+    """A student who double-clicks site/playground/index.html gets, instead of onnxruntime's "Failed to
+    fetch dynamically imported module", what to do."""
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    driver = _browser()
+    try:
+        driver.get((built_site / "playground" / "index.html").as_uri())
+        WebDriverWait(driver, 60).until(
+            lambda d: (
+                "error" in d.find_element("css selector", ".dp-status").text
+                or d.find_element("css selector", ".digitnet-playground").get_attribute("data-ready")
+            )
+        )
+        status = driver.find_element("css selector", ".dp-status").text
+    finally:
+        driver.quit()
+    assert "not from a file opened on disk" in status and "http.server" in status, status
+
+
 def test_playground_command_says_how_to_install_what_is_missing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -254,16 +254,21 @@ def _option(name: str, help_text: str | None = None, choices: Sequence[str] = ()
     )
 
 
-def with_run_options(**help_overrides: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
+def with_run_options(
+    omit: tuple[str, ...] = (), **help_overrides: str
+) -> Callable[[Callable[P, R]], Callable[P, R]]:
     """Give a command one option per run setting (see [SETTINGS][digitnet.settings.SETTINGS]) after its
     own; their values arrive in its ``**options``. ``help_overrides`` rewords an option where the
-    command reads it differently (compare's ``--seed`` is the first of several)."""
+    command reads it differently (compare's ``--seed`` is the first of several); ``omit`` leaves out
+    settings the command does not read (lr-find sets the rate itself), so --help does not offer them."""
 
     def decorate(command: Callable[P, R]) -> Callable[P, R]:
         signature = inspect.signature(command, eval_str=True)
         own = [p for p in signature.parameters.values() if p.kind is not inspect.Parameter.VAR_KEYWORD]
         added = []
         for name, setting in SETTINGS.items():
+            if name in omit:
+                continue
             python_name = name.replace("-", "_")
             option = _option(name, help_overrides.get(python_name))
             annotation = Annotated[setting.kind | None, option]  # type: ignore[name-defined]

@@ -47,7 +47,7 @@ def inspect(
 
 
 @app.command("lr-find", short_help="The learning-rate range test: the loss as the rate rises.")
-@with_run_options()
+@with_run_options(omit=("lr", "epochs"))
 @friendly
 def lr_find(
     context: typer.Context,
@@ -65,7 +65,8 @@ def lr_find(
     """The learning-rate range test: one pass with the rate rising exponentially, the loss at every step.
 
     Writes lr_find.png/.svg and lr_find.json and prints a suggested rate and range: a starting point
-    for 'digitnet compare lr', not a measured result. --lr and --epochs are not used.
+    for 'digitnet compare lr', not a measured result. It sets the rate itself, over one pass: it takes
+    no --lr or --epochs.
     """
     from dataclasses import asdict
 
@@ -80,8 +81,13 @@ def lr_find(
     test_config = RangeTestConfig(start_lr=start_lr, end_lr=end_lr)
     out_dir = out or Path("runs") / f"lr-find-{config.key()}"
     claim_output(out_dir, "figures")
-    if "lr" in settings or "epochs" in settings:
-        print_notes(("--lr and --epochs are not used: the range test sets the rate itself, over one pass",))
+    if "lr" in settings or "epochs" in settings:  # from a preset: the options themselves are not offered
+        print_notes(
+            (
+                f"--preset {preset}'s rate and epochs are not used: the range test sets the rate "
+                "itself, over one pass",
+            )
+        )
     result = lr_range_test(config, test_config)
     with atomic_directory(out_dir, "figures") as staging:
         title = f"{describe_model(config.model)} · {config.optim.name} · batch {config.train.batch_size}"

@@ -267,7 +267,8 @@ def compare(
 ) -> None:
     """Train each value of a factor (or each pair, with --by) from scratch over seeds: tables, verdicts.
 
-    Finished runs are cached by their config hash, so a rerun trains only what is missing.
+    Finished runs are cached by their config hash, so a rerun trains only what is missing. A first look
+    in a minute: --seeds 1 --epochs 1 (no verdicts then: one seed cannot tell two values apart).
     """
     from digitnet.settings import with_conventional_lr
     from digitnet.sweep import RunRecord, SweepSpec, default_jobs, results_table_rows, run_sweep

@@ -485,7 +485,13 @@
         root.dataset.ready = "true";
       },
       (error) => {
-        status.textContent = "error: the model did not load (" + error.message + ")";
+        // Opened as a file (file://), the browser refuses to fetch the model and onnxruntime's
+        // WebAssembly: say how to serve the page instead of passing on the loader's own words.
+        status.textContent =
+          window.location.protocol === "file:"
+            ? "error: browsers load the model only from a web server, not from a file opened on disk; " +
+              "serve the site (mkdocs serve, or python -m http.server in the built site) and open it there"
+            : "error: the model did not load (" + error.message + ")";
         console.error(error);
       },
     );
