@@ -22,7 +22,7 @@ import queue
 import shlex
 import shutil
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -431,6 +431,7 @@ class _Publisher:
         self.playground_rows: dict[str, str] = {}
         self.first_runs: dict[str, Path] = {}
         self.done: set[str] = set()
+        self.run_dirs: dict[str, Path] = {}
         self.trained: set[str] = set()
         inside = plan.keys["health"] | plan.keys["baseline"] | plan.keys["cnn"]
         self.steps: list[tuple[frozenset[str], Callable[[], None]]] = [
@@ -442,6 +443,7 @@ class _Publisher:
 
     def run_finished(self, record: RunRecord) -> None:
         self.done.add(record.key)
+        self.run_dirs[record.key] = record.run_dir
         if not record.cached:
             self.trained.add(record.key)
         self.publish_ready()
@@ -523,6 +525,40 @@ class _Publisher:
         rows = "".join(self.playground_rows[name] for name in PLAYGROUND_MODELS)
         atomic_write_text(self.docs_dir / "results" / "playground" / "models.md", PLAYGROUND_HEADER + rows)
         self.written.append(self.docs_dir / "results" / "playground" / "models.md")
+        machine = self.docs_dir / "results" / "machine.md"
+        atomic_write_text(machine, machine_text(self.run_dirs[key] for key in sorted(self.plan.owner)))
+        self.written.append(machine)
+
+
+def machine_text(run_dirs: Iterable[Path]) -> str:
+    """Where the report's runs trained, from each run's recorded environment: processor, the instruction
+    set PyTorch's kernels used, threads, versions. A number's last digits depend on these (the home page
+    says why), so the site names them; runs reused from another machine get a line of their own."""
+    from collections import Counter
+
+    from digitnet.checkpoint import read_json
+
+    machines: Counter[str] = Counter()
+    for run_dir in run_dirs:
+        environment = read_json(run_dir / "config.json").get("environment", {})
+        if str(environment.get("device", "cpu")).startswith("cuda"):
+            where = f"{environment.get('device_name') or 'a CUDA GPU'} (CUDA)"
+        else:
+            processor = environment.get("device_name") or "a processor not recorded"
+            where = (
+                f"{processor} (PyTorch's CPU kernels: {environment.get('cpu_capability') or 'not recorded'})"
+            )
+        threads = environment.get("threads")
+        per_run = f"{threads} thread{'' if threads == 1 else 's'} each" if threads else "threads not recorded"
+        versions = f"torch {environment.get('torch', '?')}, Python {environment.get('python', '?')}"
+        machines[f"{where}, {per_run}; {versions}"] += 1
+    if len(machines) == 1:
+        ((machine, count),) = machines.items()
+        return f"{'The run' if count == 1 else f'All {count:,} runs'} trained on {machine}.\n"
+    lines = [
+        f"- {count:,} run{'' if count == 1 else 's'}: {machine}" for machine, count in machines.most_common()
+    ]
+    return "The runs trained on more than one machine:\n\n" + "\n".join(lines) + "\n"
 
 
 # The Playground page's models: the first run (seed 0) of these experiments, exported to ONNX.

@@ -199,10 +199,26 @@ def environment_info(device: torch.device) -> dict[str, Any]:
         "numpy": np.__version__,
         "scikit_learn": installed("scikit-learn"),
         "device": str(device),
-        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor(),
+        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name(),
+        # The vector instructions PyTorch's CPU kernels were dispatched to: another set sums in another
+        # order, so the same seed trains a (slightly) different model on another processor.
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "threads": torch.get_num_threads(),
         "platform": platform.platform(),
     }
+
+
+def cpu_name(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
+    """The processor's model name (Linux's ``/proc/cpuinfo``), else what ``platform`` knows: a run records
+    it because its last digits depend on the processor it trained on."""
+    try:
+        for line in cpuinfo.read_text(errors="replace").splitlines():
+            name, _, value = line.partition(":")
+            if name.strip() == "model name" and value.strip():
+                return " ".join(value.split())
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:

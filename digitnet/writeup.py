@@ -394,8 +394,9 @@ def _setting_values(run: RunSource) -> dict[str, str]:
     ]
     values["library versions"] = " · ".join(versions) or "—"
     device = str(environment.get("device", ""))
-    if environment.get("device_name"):
-        device += f" ({environment['device_name']})"
+    shown = ("device_name", "cpu_capability") if device == "cpu" else ("device_name",)  # who did the math
+    if details := [str(environment[name]) for name in shown if environment.get(name)]:
+        device += f" ({', '.join(details)})"
     values["device"] = device or "—"
     return values
 

@@ -228,3 +228,33 @@ def test_bad_report_options_fail_in_one_line_before_anything_trains(
     assert result.exit_code == 2 and message in result.output and "Traceback" not in result.output
     assert sorted(p.name for p in tmp_path.iterdir()) == ["afile", "mine"]  # nothing trained, nothing written
     assert (tmp_path / "mine" / "lr" / "notes.txt").read_text() == "mine\n"
+
+
+def test_the_site_names_the_machine_its_runs_trained_on(tmp_path: Path) -> None:
+    """The last digits of every number depend on the processor, so the report says where the runs ran,
+    and a run reused from another machine is not hidden under this one's name."""
+    import json
+
+    import torch
+
+    from digitnet.report import machine_text
+    from digitnet.runtime import cpu_name, environment_info, using_threads
+
+    def run(name: str, environment: dict[str, Any]) -> Path:
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "config.json").write_text(json.dumps({"environment": environment}))
+        return tmp_path / name
+
+    with using_threads(1):
+        here = environment_info(torch.device("cpu"))
+    same = [run(f"r{i}", here) for i in range(3)]
+    kernels = torch.backends.cpu.get_cpu_capability()
+    assert machine_text(same) == (
+        f"All 3 runs trained on {cpu_name()} (PyTorch's CPU kernels: {kernels}), 1 thread each; "
+        f"torch {torch.__version__}, Python {here['python']}.\n"
+    )
+    older = {key: value for key, value in here.items() if key not in {"device_name", "cpu_capability"}}
+    text = machine_text([*same, run("old", older | {"threads": 2})])
+    assert text.startswith("The runs trained on more than one machine:")
+    assert f"- 3 runs: {cpu_name()}" in text
+    assert "- 1 run: a processor not recorded (PyTorch's CPU kernels: not recorded), 2 threads each" in text

@@ -6,6 +6,7 @@ import contextlib
 import json
 import math
 import pickle
+import platform
 import subprocess
 import sys
 import time
@@ -62,6 +63,9 @@ def test_run_directory_has_every_file(finished_run) -> None:  # type: ignore[no-
     config = json.loads((finished_run.run_dir / "config.json").read_text())
     assert config["environment"]["torch"] == torch.__version__
     assert {"device", "threads", "numpy"} <= set(config["environment"])
+    # the processor and the kernels' instruction set: the last digits of a run depend on them
+    assert config["environment"]["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+    assert config["environment"]["device_name"]
     csv_lines = (finished_run.run_dir / "history.csv").read_text().splitlines()
     assert csv_lines[0].startswith("epoch,train_loss") and len(csv_lines) == 3
 
@@ -400,3 +404,14 @@ def test_a_run_leaves_the_cores_other_programs_use_to_them(
     assert (threads, note is not None) == expected
     if note:
         assert "--threads" in note and f"with {threads} thread" in note
+
+
+def test_cpu_name_reads_the_model_name_and_falls_back_to_platform(tmp_path: Path) -> None:
+    from digitnet.runtime import cpu_name
+
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nvendor_id\t: GenuineIntel\nmodel name\t: Intel(R)  Xeon(R) 6338\n")
+    assert cpu_name(cpuinfo) == "Intel(R) Xeon(R) 6338"
+    cpuinfo.write_text("processor\t: 0\nmodel name\t:\n")  # no name (some ARM kernels): the machine type
+    assert cpu_name(cpuinfo) in {platform.processor(), platform.machine()} and cpu_name(cpuinfo)
+    assert cpu_name(tmp_path / "missing") == (platform.processor() or platform.machine())

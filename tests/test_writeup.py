@@ -103,6 +103,9 @@ def test_report_states_the_setup_from_the_runs(made: Path, report: Path) -> None
     assert "| seeds | 2 (0, 1) |" in text and "| seeds | 1 (0) |" in text
     assert "| precision | float32 |" in text  # bfloat16 runs say so: it changes the arithmetic
     assert f"torch {torch.__version__}" in text
+    from digitnet.runtime import cpu_name  # the processor and its kernels: a rerun elsewhere differs slightly
+
+    assert f"| device | cpu ({cpu_name()}, {torch.backends.cpu.get_cpu_capability()}) |" in text
     assert "not the full 70,000-digit MNIST" in text  # the sample is named as the sample
 
 
