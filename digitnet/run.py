@@ -76,6 +76,7 @@ from digitnet.runtime import (
     seed_everything,
     training_alone,
     using_threads,
+    written_files,
 )
 from digitnet.settings import RunConfig, config_difference, resolve_run_config
 from digitnet.trainer import EpochCallback, evaluate, fit
@@ -258,10 +259,11 @@ def derived_outputs(run_dir: Path) -> list[str]:
     """
     from digitnet.export import PRODUCER_KEY  # the key alone: no onnx import
 
-    found = [
+    found = [  # only where digitnet knows its own files there: a student's beside them are kept
         name
         for name, kind in (("evaluation", "evaluation"), ("inside", "figures"))
         if (output_marker(run_dir / name) or {}).get("kind") == kind
+        and written_files(run_dir / name) is not None
     ]
     exported = run_dir / "model.onnx"
     with contextlib.suppress(OSError):

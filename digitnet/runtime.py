@@ -366,13 +366,39 @@ def _process_alive(pid: int) -> bool:
 
 
 def _carry_over(old: Path, new: Path, stale: Collection[str] = ()) -> None:
-    """Move every entry of ``old`` that ``new`` lacks into ``new``, ``stale`` ones apart: what digitnet
-    writes is replaced, what it did not write there (a student's notes) stays."""
+    """Move every entry of ``old`` that ``new`` lacks into ``new``: what digitnet writes is replaced, what
+    it did not write there (a student's notes) stays. A ``stale`` entry (digitnet's output derived from
+    the replaced files) loses digitnet's files; it is carried over only if a student's remain in it."""
     for entry in list(old.iterdir()):
-        if entry.name in stale:
+        if entry.name in stale and not _without_own_files(entry):
             continue
         if not (new / entry.name).exists() and not (new / entry.name).is_symlink():
             entry.replace(new / entry.name)
+
+
+def _without_own_files(entry: Path) -> bool:
+    """Remove from directory ``entry`` the files its marker says digitnet wrote; True if others remain
+    (a student's notes beside an evaluation), which are kept. A file is digitnet's whole: False."""
+    marker = output_marker(entry) if entry.is_dir() else None
+    if marker is None:
+        return False
+    own = set(marker.get("files") or ())
+    for item in list(entry.iterdir()):
+        if item.name in own:
+            shutil.rmtree(item) if item.is_dir() and not item.is_symlink() else item.unlink()
+    if not (others := [p for p in entry.iterdir() if p.name != OWNER_FILE]):
+        return False
+    atomic_write_json(entry / OWNER_FILE, {**marker, "files": []})
+    return bool(others)
+
+
+def written_files(directory: Path) -> list[str] | None:
+    """The entries digitnet wrote into ``directory`` (an [atomic_directory][digitnet.runtime.atomic_directory]
+    records them in its marker), or None where it does not know (no marker, or written before it kept
+    the list): only then can it tell a student's files from its own."""
+    marker = output_marker(directory)
+    files = marker.get("files") if marker else None
+    return [str(name) for name in files] if isinstance(files, list) else None
 
 
 def remove_stale_staging(parent: Path, name: str) -> None:
@@ -454,6 +480,11 @@ def atomic_directory(
     try:
         mark_output(staging, kind, key)
         yield staging
+        # the marker (the block may have rewritten it) lists what the block wrote: the entries carried
+        # over below are not in it, so a later replacement can tell them from digitnet's own
+        marker = output_marker(staging) or {"kind": kind, "key": key}
+        files = sorted(p.name for p in staging.iterdir() if p.name != OWNER_FILE)
+        atomic_write_json(staging / OWNER_FILE, {**marker, "files": files})
         if final.exists():
             retired = Path(tempfile.mkdtemp(prefix=prefix, suffix=".old", dir=final.parent))
             final.replace(retired / final.name)

@@ -161,6 +161,27 @@ def test_same_config_rerun_replaces_its_files_and_keeps_the_rest(tmp_path: Path)
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging, no resume file
 
 
+def test_a_students_notes_inside_digitnets_evaluation_survive_a_rerun(tmp_path: Path) -> None:
+    """The stale evaluation's figures go; the notes a student wrote beside them stay, and so does the
+    marker, so a new 'digitnet evaluate' can write there again."""
+    out = tmp_path / "run"
+    args = ["train", *TINY, "--epochs", "1", "--out", str(out)]
+    assert runner.invoke(app, args).exit_code == 0
+    assert runner.invoke(app, ["evaluate", str(out)]).exit_code == 0
+    figures = {p.name for p in (out / "evaluation").iterdir()} - {".digitnet"}
+    assert figures  # the evaluation wrote something to lose
+    (out / "evaluation" / "my_analysis.txt").write_text("my reading of the confusion matrix")
+    again = runner.invoke(app, args)
+    assert again.exit_code == 0, again.output
+    assert "files you added there are kept" in " ".join(again.output.split())
+    assert {p.name for p in (out / "evaluation").iterdir()} == {".digitnet", "my_analysis.txt"}
+    assert (out / "evaluation" / "my_analysis.txt").read_text() == "my reading of the confusion matrix"
+    evaluated = runner.invoke(app, ["evaluate", str(out)])
+    assert evaluated.exit_code == 0, evaluated.output
+    assert figures <= {p.name for p in (out / "evaluation").iterdir()}
+    assert (out / "evaluation" / "my_analysis.txt").is_file()
+
+
 def test_a_students_evaluation_folder_survives_a_rerun(tmp_path: Path) -> None:
     """Only digitnet's own evaluation (by its marker) counts as derived from the weights."""
     out = tmp_path / "run"

@@ -173,8 +173,9 @@ def train(
     if result.removed:  # said, so that a student who looks for last week's evaluation knows where it went
         print_notes(
             (
-                f"removed the earlier weights' {', '.join(result.removed)} from {result.run_dir}: "
-                "they described a model that is gone (run digitnet evaluate/inside/export again)",
+                f"removed the earlier weights' {', '.join(result.removed)} from {result.run_dir} (files you "
+                "added there are kept): they described a model that is gone (run digitnet evaluate, "
+                "inspect or export again)",
             )
         )
     if summary.status == "diverged" and summary.diverged_at is not None:
