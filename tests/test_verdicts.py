@@ -206,3 +206,15 @@ def test_seeds_that_end_at_chance_are_named_beside_those_that_diverged() -> None
         "Near chance at the end (validation below 20%; a constant answer scores 10%): lr 1 (2 of 3 seeds)."
         in text
     )
+
+
+def test_a_bound_that_excludes_zero_is_never_printed_as_zero() -> None:
+    """The site's 'bn / momentum ahead of bn / rmsprop, +0.00 to +0.41' read as a contradiction of
+    "ahead means the interval excludes zero": a bound that small gets the digits that show its sign."""
+    from digitnet.sweep.aggregate import Verdict
+
+    edge = Verdict("momentum", "rmsprop", points=0.21, low=0.0031, high=0.41, seeds=(3, 3))
+    assert edge.clear and edge.interval == "+0.0031 to +0.41"
+    assert "ahead of rmsprop by 0.0031 to 0.41 points" in edge.sentence()
+    plain = Verdict("a", "b", points=0.5, low=0.12, high=0.88, seeds=(3, 3))
+    assert plain.interval == "+0.12 to +0.88"

@@ -124,6 +124,13 @@ def welch_interval(a: Stat, b: Stat, confidence: float = CONFIDENCE) -> tuple[fl
     return diff - half, diff + half
 
 
+def _bound(points: float, sign: str = "") -> str:
+    """An interval's end in points: two decimals, or two significant digits where two decimals would
+    round a bound that excludes zero to 0.00 ("+0.00 to +0.41, ahead" reads as a contradiction)."""
+    decimals = 2 if points == 0 or abs(points) >= 0.005 else 1 - math.floor(math.log10(abs(points)))
+    return f"{points:{sign}.{decimals}f}"
+
+
 @dataclass(frozen=True)
 class Verdict:
     """How far ``ahead`` leads ``behind`` in mean validation accuracy, with its 95% interval, in points."""
@@ -147,7 +154,7 @@ class Verdict:
 
     @property
     def interval(self) -> str:
-        return f"{self.low:+.2f} to {self.high:+.2f}" if self.tested else "—"
+        return f"{_bound(self.low, '+')} to {_bound(self.high, '+')}" if self.tested else "—"
 
     def sentence(self) -> str:
         """One plain sentence, the same everywhere a verdict is printed."""
@@ -163,7 +170,7 @@ class Verdict:
             )
         if self.clear:
             return (
-                f"{self.ahead} is ahead of {self.behind} by {self.low:.2f} to {self.high:.2f} points "
+                f"{self.ahead} is ahead of {self.behind} by {_bound(self.low)} to {_bound(self.high)} points "
                 f"(95% interval, Welch, {seeds})"
             )
         few = (
