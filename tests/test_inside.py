@@ -200,6 +200,11 @@ def test_lr_find_prints_a_suggestion_and_writes_its_curve(tmp_path: Path) -> Non
     assert f"suggested learning rate: {saved['suggested_lr']:.2g}" in result.output
     assert "starting point" in result.output
     assert (out / "lr_find.png").is_file() and (out / "lr_find.svg").is_file()
+    # 54 steps of the sample: the loss barely moves (2.30 → 2.20), and a student is told not to trust it
+    said = " ".join(result.output.split())
+    start, lowest = saved["smoothed"][0], min(saved["smoothed"][: saved["used"]])
+    assert lowest > 0.75 * start and f"the loss only fell from {start:.2f} to {lowest:.2f}" in said
+    assert "start a compare around sgd's conventional 0.01" in said
     bad = runner.invoke(app, ["lr-find", "--start-lr", "1", "--end-lr", "0.1", "--out", str(out)])
     assert bad.exit_code == 2 and "--start-lr" in bad.output
 

@@ -20,6 +20,7 @@ from digitnet.cli.common import (
 )
 
 FEW_STEPS = 500  # fewer steps than this over the range make the suggestion a rough one
+BARELY_LEARNT = 0.75  # a pass whose smoothed loss never fell below this share of its start learnt ~nothing
 
 
 @app.command(short_help="Draw what a trained model learned, and its mistakes.")
@@ -102,6 +103,19 @@ def lr_find(
                 f"only {len(result.rates)} steps for {math.log10(end_lr / start_lr):.0f} decades of rate: "
                 "the curve is coarse and the suggestion rough; more training digits (full MNIST: --data-dir "
                 "or 'digitnet data download') or a smaller --batch-size give more steps",
+            )
+        )
+    start, lowest = result.smoothed[0], min(result.smoothed[: result.used])
+    if lowest > BARELY_LEARNT * start:
+        from digitnet.configs import CONVENTIONAL_LR
+
+        usual = CONVENTIONAL_LR.get(config.optim.name)
+        instead = f": start a compare around {config.optim.name}'s conventional {usual:g}" if usual else ""
+        print_notes(
+            (
+                f"the loss only fell from {start:.2f} to {lowest:.2f} in this pass: the network had barely "
+                "begun to learn when the rate grew too large, so the suggestion below is read from noise "
+                f"and may not train at all{instead}",
             )
         )
     console.print(
