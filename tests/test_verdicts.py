@@ -218,3 +218,13 @@ def test_a_bound_that_excludes_zero_is_never_printed_as_zero() -> None:
     assert "ahead of rmsprop by 0.0031 to 0.41 points" in edge.sentence()
     plain = Verdict("a", "b", points=0.5, low=0.12, high=0.88, seeds=(3, 3))
     assert plain.interval == "+0.12 to +0.88"
+
+
+def test_unequal_seed_counts_say_which_side_had_which() -> None:
+    """A diverged seed leaves its cell's mean with fewer seeds: the sentence names whose they are."""
+    from digitnet.sweep.aggregate import Verdict
+
+    uneven = Verdict("0.01", "1", points=60.0, low=50.0, high=70.0, seeds=(3, 2))
+    assert "(95% interval, Welch, 3 seeds of 0.01, 2 of 1)" in uneven.sentence()
+    even = Verdict("a", "b", points=0.5, low=0.1, high=0.9, seeds=(3, 3))
+    assert "(95% interval, Welch, 3 seeds)" in even.sentence()

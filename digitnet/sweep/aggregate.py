@@ -158,7 +158,7 @@ class Verdict:
 
     def sentence(self) -> str:
         """One plain sentence, the same everywhere a verdict is printed."""
-        seeds = _seeds_text(self.seeds)
+        seeds = _seeds_text(self.seeds, (self.ahead, self.behind))
         if round(self.points, 2) == 0 and not self.clear:
             spread = f" (95% interval of the difference {self.interval})" if self.tested else ""
             same = "have the same mean to the hundredth of a point"
@@ -185,11 +185,13 @@ class Verdict:
         )
 
 
-def _seeds_text(seeds: tuple[int, int]) -> str:
-    low, high = sorted(seeds)
-    if high == 1:
+def _seeds_text(seeds: tuple[int, int], names: tuple[str, str]) -> str:
+    """How many seeds each side has, named where they differ (a diverged seed is left out of a mean):
+    "2 and 3 seeds" left a student to guess which had which."""
+    ahead, behind = seeds
+    if max(seeds) == 1:
         return "one seed each"
-    return f"{low} seeds" if low == high else f"{low} and {high} seeds"
+    return f"{ahead} seeds" if ahead == behind else f"{ahead} seeds of {names[0]}, {behind} of {names[1]}"
 
 
 def verdict(ahead: CellResult, behind: CellResult, metric: str = "val_accuracy") -> Verdict:
