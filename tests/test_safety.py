@@ -735,3 +735,40 @@ def test_a_decompression_bomb_is_one_error_and_no_warning(tmp_path: Path) -> Non
         warnings.simplefilter("error")  # a warning leaking to the terminal fails the test
         with pytest.raises(DataError, match="too large"):
             load_image(tmp_path / "big.png")
+
+
+def test_a_stopped_compare_leaves_the_last_finished_compares_tables_and_label(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A compare of other values, stopped before its tables are written, must not leave the folder
+    labelled as the new sweep over the old one's tables; and the student is told whose tables they are."""
+    import digitnet.sweep
+
+    out = tmp_path / "sweep"
+    first = [
+        "compare",
+        "lr",
+        "0.01",
+        "--seeds",
+        "1",
+        "--epochs",
+        "1",
+        "--jobs",
+        "1",
+        *TINY,
+        "--out",
+        str(out),
+    ]
+    assert runner.invoke(app, first).exit_code == 0
+    label, tables = (out / ".digitnet").read_text(), (out / "results.md").read_text()
+
+    def stopped(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(digitnet.sweep, "execute", stopped)
+    second = runner.invoke(app, [*first[:2], "0.1", *first[3:]])
+    assert second.exit_code == 130
+    assert f"the tables and figures in {out} are still those of the last compare" in " ".join(
+        second.output.split()
+    )
+    assert (out / ".digitnet").read_text() == label and (out / "results.md").read_text() == tables

@@ -311,15 +311,26 @@ def compare(
             print_notes(notes)
             progress.console.print(f"data: {data}", highlight=False, soft_wrap=True)
 
-        result = run_sweep(
-            spec,
-            sweep_dir,
-            jobs=default_jobs() if jobs is None else jobs,
-            on_run=on_run,
-            backend=backend,
-            ray_address=ray_address,
-            on_data=on_data,
-        )
+        tables_before = (sweep_dir / "results.md").is_file()
+        try:
+            result = run_sweep(
+                spec,
+                sweep_dir,
+                jobs=default_jobs() if jobs is None else jobs,
+                on_run=on_run,
+                backend=backend,
+                ray_address=ray_address,
+                on_data=on_data,
+            )
+        except KeyboardInterrupt:  # the finished runs are cached; the tables were not rewritten
+            if tables_before:
+                print_notes(
+                    (
+                        f"the tables and figures in {sweep_dir} are still those of the last compare "
+                        "that finished there",
+                    )
+                )
+            raise
 
     title = f"compare {factor}" + (f" --by {by_factor}" if by_factor else "")
     # the title on a line of its own: as the table's title it would wrap to the table's width

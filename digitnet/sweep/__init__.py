@@ -112,7 +112,10 @@ def run_sweep(
     previous = output_marker(out_dir)
     spec_key = hashlib.sha256(repr(spec).encode()).hexdigest()[:12]
     replaced_other = previous is not None and previous.get("key") not in (None, spec_key)
-    mark_output(out_dir, "sweep", spec_key)
+    # A new folder is claimed at once; one holding an earlier sweep keeps that sweep's label until its
+    # tables are replaced (below), so a stopped sweep leaves the label and the tables agreeing.
+    if previous is None:
+        mark_output(out_dir, "sweep", spec_key)
     records = execute(planned, runs_dir or out_dir / "runs", jobs, on_run, backend, ray_address)
     results = aggregate(cells, records)
     summary = describe_result(spec, results)
@@ -133,6 +136,7 @@ def run_sweep(
         files += save_figure(figure, out_dir / name)
     if spec.by:
         files += save_figure(plot_heatmap(*heatmap_grid(spec, results), data=data_text), out_dir / "heatmap")
+    mark_output(out_dir, "sweep", spec_key)
     trained = sum(1 for r in records if not r.cached)
     return SweepResult(
         spec,
