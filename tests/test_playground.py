@@ -280,9 +280,12 @@ def test_site_playground_opened_as_a_file_says_to_serve_it(built_site: Path) -> 
             )
         )
         status = driver.find_element("css selector", ".dp-status").text
+        _draw(driver, DIGITS["1"])  # a stroke tries the model again: the same advice, not the loader's words
+        after_stroke = driver.find_element("css selector", ".dp-status").text
     finally:
         driver.quit()
     assert "not from a file opened on disk" in status and "http.server" in status, status
+    assert after_stroke == status
 
 
 def test_playground_command_says_how_to_install_what_is_missing(

@@ -363,6 +363,13 @@
     }
     blank();
 
+    // Opened as a file (file://), the browser refuses to fetch the model and onnxruntime's WebAssembly:
+    // the page says how to serve it instead of passing on the loader's own words, also after a stroke.
+    const onDisk = () => window.location.protocol === "file:";
+    const FROM_DISK =
+      "error: browsers load the model only from a web server, not from a file opened on disk; " +
+      "serve the site (mkdocs serve, or python -m http.server in the built site) and open it there";
+
     const sessions = new Map();
     function session() {
       const model = models[Number(select.value) || 0];
@@ -395,7 +402,7 @@
             await predictOnce();
           } while (again);
         } catch (error) {
-          status.textContent = "error: " + error.message;
+          status.textContent = onDisk() ? FROM_DISK : "error: " + error.message;
           console.error(error);
         } finally {
           running = false;
@@ -485,13 +492,7 @@
         root.dataset.ready = "true";
       },
       (error) => {
-        // Opened as a file (file://), the browser refuses to fetch the model and onnxruntime's
-        // WebAssembly: say how to serve the page instead of passing on the loader's own words.
-        status.textContent =
-          window.location.protocol === "file:"
-            ? "error: browsers load the model only from a web server, not from a file opened on disk; " +
-              "serve the site (mkdocs serve, or python -m http.server in the built site) and open it there"
-            : "error: the model did not load (" + error.message + ")";
+        status.textContent = onDisk() ? FROM_DISK : "error: the model did not load (" + error.message + ")";
         console.error(error);
       },
     );
