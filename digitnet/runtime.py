@@ -384,18 +384,22 @@ def _without_own_files(entry: Path) -> bool:
         return False
     own = set(marker.get("files") or ())
     for item in list(entry.iterdir()):
-        if item.name in own:
-            shutil.rmtree(item) if item.is_dir() and not item.is_symlink() else item.unlink()
-    if not (others := [p for p in entry.iterdir() if p.name != OWNER_FILE]):
+        if item.name not in own:
+            continue
+        if item.is_dir() and not item.is_symlink():
+            shutil.rmtree(item)
+        else:
+            item.unlink()
+    if not [p for p in entry.iterdir() if p.name != OWNER_FILE]:
         return False
     atomic_write_json(entry / OWNER_FILE, {**marker, "files": []})
-    return bool(others)
+    return True
 
 
 def written_files(directory: Path) -> list[str] | None:
     """The entries digitnet wrote into ``directory`` (an [atomic_directory][digitnet.runtime.atomic_directory]
     records them in its marker), or None where it does not know (no marker, or written before it kept
-    the list): only then can it tell a student's files from its own."""
+    the list): without the list it cannot tell a student's files from its own, so it removes none."""
     marker = output_marker(directory)
     files = marker.get("files") if marker else None
     return [str(name) for name in files] if isinstance(files, list) else None
