@@ -431,7 +431,6 @@ class _Publisher:
         self.playground_rows: dict[str, str] = {}
         self.first_runs: dict[str, Path] = {}
         self.done: set[str] = set()
-        self.run_dirs: dict[str, Path] = {}
         self.trained: set[str] = set()
         inside = plan.keys["health"] | plan.keys["baseline"] | plan.keys["cnn"]
         self.steps: list[tuple[frozenset[str], Callable[[], None]]] = [
@@ -443,7 +442,6 @@ class _Publisher:
 
     def run_finished(self, record: RunRecord) -> None:
         self.done.add(record.key)
-        self.run_dirs[record.key] = record.run_dir
         if not record.cached:
             self.trained.add(record.key)
         self.publish_ready()
@@ -526,7 +524,8 @@ class _Publisher:
         atomic_write_text(self.docs_dir / "results" / "playground" / "models.md", PLAYGROUND_HEADER + rows)
         self.written.append(self.docs_dir / "results" / "playground" / "models.md")
         machine = self.docs_dir / "results" / "machine.md"
-        atomic_write_text(machine, machine_text(self.run_dirs[key] for key in sorted(self.plan.owner)))
+        runs = self.cache_dir / "runs"  # where execute trains them, each in the folder named by its key
+        atomic_write_text(machine, machine_text(runs / key for key in sorted(self.plan.owner)))
         self.written.append(machine)
 
 

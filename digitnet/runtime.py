@@ -382,7 +382,7 @@ def _without_own_files(entry: Path) -> bool:
     marker = output_marker(entry) if entry.is_dir() else None
     if marker is None:
         return False
-    own = set(marker.get("files") or ())
+    own = set(written_files(entry) or ())
     for item in list(entry.iterdir()):
         if item.name not in own:
             continue
