@@ -579,10 +579,14 @@ def _run_section(writer: _Writer, index: int, run: RunSource) -> None:
     writer.add(_table(["setting", "value"], setup_rows([run], [run.config.train.seed])))
     writer.add("### Results")
     epochs = f"{summary.epochs_completed} of {run.config.train.epochs}"
-    writer.add(
-        f"Status: {summary.status}, {epochs} epochs. Last epoch's numbers, accuracies in percent; the test "
-        "set was measured once, after training."
-    )
+    if summary.test_accuracy is not None:
+        test = "the test set was measured once, after training."
+    elif summary.status == "interrupted":  # the test set is measured only once training has ended
+        test = "training was stopped, so the test set was not measured (`digitnet evaluate` measures it)."
+    else:
+        test = "this run had no test set."
+    status = f"Status: {summary.status}, {epochs} epochs."
+    writer.add(f"{status} Last epoch's numbers, accuracies in percent; {test}")
 
     def percent(value: float | None) -> str:
         return "—" if value is None else f"{100 * value:.2f}"

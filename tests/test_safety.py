@@ -259,6 +259,20 @@ def test_an_interrupted_run_is_not_called_finished(tmp_path: Path) -> None:
     assert "already holds a finished run" not in again.output
 
 
+def test_the_writeup_of_an_interrupted_run_says_its_test_set_was_not_measured(tmp_path: Path) -> None:
+    """The test set is measured once training ends; a stopped run has "—" there, and its write-up must
+    say why, not that it was measured."""
+    out = tmp_path / "run"
+    config = make_run_config({"dataset": "sample", "epochs": 2, "batch-size": 512, "threads": 1})
+    run_experiment(config, out, on_epoch=_stop_after(1))
+    written = runner.invoke(app, ["writeup", str(out), "--out", str(tmp_path / "report"), "--no-pdf"])
+    assert written.exit_code == 0, written.output
+    results = (tmp_path / "report" / "report.md").read_text().split("### Results")[1]
+    assert "the test set was not measured" in results and "measured once, after training" not in results
+    accuracy_row = results.split("| accuracy (%) |")[1].split("\n")[0]
+    assert accuracy_row.endswith("— |")  # the test column
+
+
 def test_a_second_process_training_into_the_same_out_is_refused(tmp_path: Path) -> None:
     """Two identical commands in two terminals: while one trains (its marker names a live process), the
     other stops in one line and touches nothing; a marker left by a killed process is cleaned up."""
