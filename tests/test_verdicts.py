@@ -228,3 +228,32 @@ def test_unequal_seed_counts_say_which_side_had_which() -> None:
     assert "(95% interval, Welch, 3 seeds of 0.01, 2 of 1)" in uneven.sentence()
     even = Verdict("a", "b", points=0.5, low=0.1, high=0.9, seeds=(3, 3))
     assert "(95% interval, Welch, 3 seeds)" in even.sentence()
+
+
+def test_a_row_that_leaves_out_a_diverged_seed_says_so_and_its_time_is_of_finished_runs() -> None:
+    """lr 1 with one of three seeds diverged in epoch 1: its row is the mean of two seeds, not "over 3
+    seeds" as the header said, and the diverged seed's 0 s (no epoch finished) pulled its time down."""
+    from dataclasses import replace
+
+    from digitnet.run import RunSummary
+    from digitnet.sweep import RunRecord, aggregate
+    from digitnet.sweep.aggregate import over_seeds, results_markdown
+
+    def run(cell: Cell, seed: int, status: str, seconds: float) -> RunRecord:
+        blank = RunSummary.failed(f"{cell.label}-{seed}", "stand-in")
+        val = 0.97 if status == "completed" else None
+        metrics = dict.fromkeys(("train_accuracy", "val_accuracy", "test_accuracy"), val)
+        summary = replace(blank, status=status, epochs_completed=10, train_seconds=seconds, **metrics)  # type: ignore[arg-type]
+        return RunRecord(cell, seed, summary.key, Path(summary.key), summary, False)
+
+    big, good = Cell("1", "1", "", {}), Cell("BN", "BN", "", {})
+    records = [run(big, 0, "diverged", 0.0), run(big, 1, "completed", 12.0), run(big, 2, "completed", 14.0)]
+    records += [run(good, seed, "completed", 10.0) for seed in range(3)]
+    cells = aggregate([big, good], records)
+    assert cells[0].stats["train_seconds"].mean == pytest.approx(13.0)
+    assert over_seeds(3, cells) == (
+        "mean ± standard deviation over 3 seeds (over 2 for 1: a diverged or failed seed is left out)"
+    )
+    assert over_seeds(3, cells[1:]) == "mean ± standard deviation over 3 seeds"
+    table = results_markdown(SweepSpec("lr", ("1", "BN"), seeds=3), cells, "")
+    assert table.startswith("Mean ± standard deviation over 3 seeds (over 2 for 1:")

@@ -92,8 +92,9 @@ def aggregate(cells: Sequence[Cell], records: Sequence[RunRecord]) -> list[CellR
         finished = [r.summary for r in runs if r.summary.status == "completed"]
         stats = {metric: mean_std([s.metric(metric) for s in finished]) for metric in METRICS}
         stats["best_epoch"] = mean_std([s.metric("best_epoch") for s in finished])
+        # a diverged run stopped early: its seconds are those of the epochs it finished, not of a run
+        stats["train_seconds"] = mean_std([s.metric("train_seconds") for s in finished])
         ran = [r.summary for r in runs if r.summary.status in FINISHED]
-        stats["train_seconds"] = mean_std([s.metric("train_seconds") for s in ran])
         stats["parameters"] = mean_std([s.metric("parameters") for s in ran])
         results.append(CellResult(cell, runs, stats))
     return results
@@ -383,12 +384,19 @@ def results_csv(cells: Sequence[CellResult]) -> str:
     return _csv_text(header, rows)
 
 
-def over_seeds(seeds: int) -> str:
+def over_seeds(seeds: int, cells: Sequence[CellResult] = ()) -> str:
     """What a table's numbers are: "mean ± standard deviation over 3 seeds", or, for one seed, that
-    there is no spread to show (a "± std over 1 seed" would promise one)."""
+    there is no spread to show (a "± std over 1 seed" would promise one). A row whose mean leaves out
+    a diverged or failed seed is named: "over 3 seeds" would claim three numbers behind it."""
+    left_out = [
+        f"over {len(c.runs) - c.diverged - c.failed} for {c.cell.label}"
+        for c in cells
+        if c.diverged + c.failed and len(c.runs) > c.diverged + c.failed
+    ]
+    only = f" ({', '.join(left_out)}: a diverged or failed seed is left out)" if left_out else ""
     if seeds == 1:
         return "one seed each, so no standard deviation (--seeds 2 or more gives mean ± std)"
-    return f"mean ± standard deviation over {seeds} seeds"
+    return f"mean ± standard deviation over {seeds} seeds{only}"
 
 
 def results_markdown(
@@ -403,6 +411,7 @@ def results_markdown(
     the data (which source, how many digits in each part). ``columns`` picks the columns a page discusses
     (default: all of them); ``everything`` links to the table that has them all."""
     rows = results_table_rows(cells)
+    what = over_seeds(spec.seeds, cells)  # capitalize() would lower a label's capitals too
     header = list(rows[0]) if rows else ["value"]
     if columns:
         header = [c for c in columns if c in header]
@@ -411,7 +420,7 @@ def results_markdown(
     link = f" Every column: [{Path(everything).name}]({everything})." if everything else ""
     return (
         (f"Data: {data}.\n\n" if data else "")
-        + f"{over_seeds(spec.seeds).capitalize()}; accuracies in percent, final epoch.{link}\n\n"
+        + f"{what[0].upper()}{what[1:]}; accuracies in percent, final epoch.{link}\n\n"
         + "\n".join(lines)
         + f"\n\n{summary}\n"
     )
