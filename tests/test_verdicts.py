@@ -257,3 +257,26 @@ def test_a_row_that_leaves_out_a_diverged_seed_says_so_and_its_time_is_of_finish
     assert over_seeds(3, cells[1:]) == "mean ± standard deviation over 3 seeds"
     table = results_markdown(SweepSpec("lr", ("1", "BN"), seeds=3), cells, "")
     assert table.startswith("Mean ± standard deviation over 3 seeds (over 2 for 1:")
+
+
+def test_a_seed_that_ends_above_chance_with_a_loss_above_a_uniform_guess_is_named_unsteady() -> None:
+    """A student's one-seed lr 1 ended at 28% validation with a training loss of 2.68: above chance,
+    so not "near chance", yet worse in loss than guessing 1/10 for every class. Said as such."""
+    from dataclasses import replace
+
+    from digitnet.run import RunSummary
+    from digitnet.sweep import RunRecord, aggregate
+
+    def run(cell: Cell, val: float, train_loss: float) -> RunRecord:
+        blank = RunSummary.failed(cell.label, "stand-in")
+        metrics = dict.fromkeys(("train_accuracy", "val_accuracy", "test_accuracy"), val)
+        summary = replace(blank, status="completed", train_loss=train_loss, **metrics)  # type: ignore[arg-type]
+        return RunRecord(cell, 0, summary.key, Path(summary.key), summary, False)
+
+    big, good, lost = Cell("1", "1", "", {}), Cell("0.01", "0.01", "", {}), Cell("3", "3", "", {})
+    cells = aggregate([big, good, lost], [run(big, 0.28, 2.68), run(good, 0.97, 0.1), run(lost, 0.1, 2.4)])
+    assert [c.unsteady for c in cells] == [1, 0, 0]  # the run at chance is named as such, not twice
+    text = describe_result(SweepSpec("lr", ("1", "0.01", "3"), seeds=1), cells)
+    assert "Unsteady (the last epoch's training loss above 2.30, a uniform guess's" in text
+    assert "not learning): lr 1 (1 of 1 seed)." in text
+    assert "lr 3 (1 of 1 seed)." in text.split("Near chance")[1]
