@@ -210,11 +210,20 @@ def test_lr_find_prints_a_suggestion_and_writes_its_curve(tmp_path: Path) -> Non
 
 
 def test_lr_find_offers_no_option_it_would_ignore() -> None:
-    """It sets the rate itself over one pass: --lr and --epochs in its --help only misled."""
+    """It sets the rate itself over one pass and evaluates nothing: --lr, --epochs, --schedule and the
+    evaluation options in its --help only misled."""
     shown = runner.invoke(app, ["lr-find", "--help"], terminal_width=200).output
     options = shown.split("Options:")[1]  # the docstring names them, to say they are not taken
-    assert "--start-lr" in options and "--batch-size" in options
-    assert "--lr " not in options and "--epochs" not in options
+    offered = {line.split()[0] for line in options.splitlines() if line.startswith("  --")}
+    assert {"--start-lr", "--batch-size", "--dropout"} <= offered
+    assert not offered & {
+        "--lr",
+        "--epochs",
+        "--schedule",
+        "--eval-batch-size",
+        "--eval-train",
+        "--diagnostics",
+    }
     refused = runner.invoke(app, ["lr-find", "--lr", "0.1"])
     assert refused.exit_code == 2 and "--lr" in refused.output
 

@@ -47,8 +47,12 @@ def inspect(
         console.print(f"wrote {path}", highlight=False, soft_wrap=True)
 
 
+# One pass at a rising rate, nothing measured after it: no rate, epochs or schedule to set, no evaluation.
+NOT_READ_BY_LR_FIND = ("lr", "epochs", "schedule", "eval-batch-size", "eval-train", "diagnostics")
+
+
 @app.command("lr-find", short_help="The learning-rate range test: the loss as the rate rises.")
-@with_run_options(omit=("lr", "epochs"))
+@with_run_options(omit=NOT_READ_BY_LR_FIND)
 @friendly
 def lr_find(
     context: typer.Context,
@@ -82,12 +86,10 @@ def lr_find(
     test_config = RangeTestConfig(start_lr=start_lr, end_lr=end_lr)
     out_dir = out or Path("runs") / f"lr-find-{config.key()}"
     claim_output(out_dir, "figures")
-    if "lr" in settings or "epochs" in settings:  # from a preset: the options themselves are not offered
+    unused = ", ".join(f"--{name}" for name in NOT_READ_BY_LR_FIND if name in settings)  # from a preset
+    if unused:
         print_notes(
-            (
-                f"--preset {preset}'s rate and epochs are not used: the range test sets the rate "
-                "itself, over one pass",
-            )
+            (f"--preset {preset}'s {unused} are not used: the range test sets the rate, over one pass",)
         )
     result = lr_range_test(config, test_config)
     with atomic_directory(out_dir, "figures") as staging:
@@ -118,11 +120,12 @@ def lr_find(
                 f"and may not train at all{instead}",
             )
         )
+    rates = dict.fromkeys(f"{rate:.2g}" for rate in (low, result.suggested_lr, high))  # each once
     console.print(
         f"suggested learning rate: {result.suggested_lr:.2g} (where the loss fell fastest)\n"
         f"suggested range: {low:.2g} – {high:.2g}; the loss was lowest at {result.min_loss_lr:.2g}\n"
         "a starting point, not a result: confirm with "
-        f"'digitnet compare lr {low:.2g} {result.suggested_lr:.2g} {high:.2g}'\n"
+        f"'digitnet compare lr {' '.join(rates)}'\n"
         f"written to {out_dir}",
         highlight=False,
         soft_wrap=True,
