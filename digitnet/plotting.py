@@ -151,11 +151,12 @@ def plot_loss(history: History, title: str = "", window: int = 10) -> Figure:
         max(1, len(losses) // n_epochs) if history.epochs else max(1, len(losses))
     )
     x = (np.arange(losses.size) + 1) / steps_per_epoch
+    smoothed = np.asarray(moving_average(losses.tolist(), window), dtype=np.float64)
     if losses.size:
         axes.plot(x, losses, color="tab:blue", alpha=0.25, linewidth=0.6, label="train loss per iteration")
         axes.plot(
             x,
-            moving_average(losses.tolist(), window),
+            smoothed,
             color="tab:blue",
             linewidth=1.2,
             label=f"moving average ({window} iterations)",
@@ -203,6 +204,18 @@ def plot_loss(history: History, title: str = "", window: int = 10) -> Figure:
         points = [v for r in history.epochs for v in (r.train_loss, r.val_loss, r.train_eval_loss)]
         top = max([top, *(1.05 * v for v in points if v is not None and math.isfinite(v))])
         axes.set_ylim(0, top)
+        above = smoothed > top
+        if above.any():  # a long run's steep first steps: said, so the curve is not read as starting low
+            steps, start = int(above.sum()), float(smoothed[0])
+            axes.annotate(
+                f"moving average above the frame for {steps} steps (it starts at {start:.2f})",
+                xy=(0.01, 0.985),
+                xycoords="axes fraction",
+                va="top",
+                fontsize=8,
+                color="0.35",
+                backgroundcolor="white",
+            )
     axes.set_xlabel("epoch")
     _epoch_axis(axes, len(history.epochs), drawn=bool(finite.size))
     axes.set_ylabel("cross-entropy loss" + (" (log scale)" if axes.get_yscale() == "log" else ""))

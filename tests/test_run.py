@@ -15,6 +15,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pytest
 import torch
 
@@ -415,3 +416,24 @@ def test_cpu_name_reads_the_model_name_and_falls_back_to_platform(tmp_path: Path
     cpuinfo.write_text("processor\t: 0\nmodel name\t:\n")  # no name (some ARM kernels): the machine type
     assert cpu_name(cpuinfo) in {platform.processor(), platform.machine()} and cpu_name(cpuinfo)
     assert cpu_name(tmp_path / "missing") == (platform.processor() or platform.machine())
+
+
+def test_a_loss_figure_whose_first_steps_are_above_its_frame_says_so() -> None:
+    """The frame leaves out a long run's few steepest steps so that its tail stays readable; the curve
+    must not then read as if it started at the top of the frame."""
+    from digitnet.history import History
+    from digitnet.plotting import moving_average, plot_loss
+
+    generator = np.random.default_rng(0)
+    steep = [2.3 * 0.9**i for i in range(40)]  # 2.3 down to 0.04: the first 40 of 2,000 steps
+    losses = steep + (0.1 + 0.05 * generator.random(1960)).tolist()
+    axes = plot_loss(History(iteration_loss=losses)).axes[0]
+    top = axes.get_ylim()[1]
+    assert top < 1.0
+    (note,) = [t.get_text() for t in axes.texts]
+    smoothed = np.asarray(moving_average(losses, 10))
+    assert (
+        note == f"moving average above the frame for {int((smoothed > top).sum())} steps (it starts at 2.30)"
+    )
+    flat = plot_loss(History(iteration_loss=(0.1 + 0.05 * generator.random(2000)).tolist())).axes[0]
+    assert not flat.texts
