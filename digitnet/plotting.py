@@ -495,8 +495,11 @@ def plot_sweep(factor: str, series: Sequence[SweepSeries], data: str = "") -> di
         figure = _figure(7.5, 4.4 + 0.2 * bool(data) + 0.17 * key_rows, constrained=True)
         axes = figure.subplots()
         scale = 100.0 if "accuracy" in metric else 1.0
-        for style, s in zip(styles, series, strict=True):
+        last = max((len(run) for s in series for run in s.curves[metric]), default=1)
+        for index, (style, s) in enumerate(zip(styles, series, strict=True)):
             epochs, mean, std = mean_band(s.curves[metric])
+            if last == 1:  # every series one point at epoch 1: side by side, so their error bars stay apart
+                epochs = epochs + (index - (len(series) - 1) / 2) * min(0.06, 0.6 / len(series))
             if epochs.size == 0:
                 axes.plot([], [], **style, label=_legend_label(s))
                 continue
@@ -505,16 +508,18 @@ def plot_sweep(factor: str, series: Sequence[SweepSeries], data: str = "") -> di
             ring = {"markersize": 9, "fillstyle": "none", "markeredgewidth": 1.5}
             sized = {"markersize": 3.5} | style | (ring if epochs.size == 1 else {})
             axes.plot(epochs, mean * scale, **sized, label=_legend_label(s))
-            axes.fill_between(
-                epochs, (mean - std) * scale, (mean + std) * scale, color=style["color"], alpha=0.15
-            )
+            if epochs.size == 1 and std[0] > 0:  # a band one point wide has no width: an error bar
+                axes.errorbar(epochs, mean * scale, yerr=std * scale, color=style["color"], capsize=4)
+            else:
+                axes.fill_between(
+                    epochs, (mean - std) * scale, (mean + std) * scale, color=style["color"], alpha=0.15
+                )
         if "loss" in metric and _spans_decades(axes):
             # one overshooting rate's loss can be thousands of times the others': on a linear axis every
             # other curve would lie flat on zero
             axes.set_yscale("log")
             label += " (log scale)"
         axes.set_xlabel("epoch")
-        last = max((len(run) for s in series for run in s.curves[metric]), default=1)
         # Whole epochs: around one epoch's single point matplotlib would label 0.95, 1.00, 1.05 (and its
         # integer locator gives up below a span of one)
         axes.set_xlim(0.5, max(last, 1) + 0.5)
@@ -586,7 +591,9 @@ def plot_sweep(factor: str, series: Sequence[SweepSeries], data: str = "") -> di
         halves[0], acc_axes, len(groups) if len(groups) > 1 else 2, fontsize=7, by_rows=len(groups) == 1
     )
     time_axes.set_ylabel("training time per run (s)")
-    time_axes.set_ylim(bottom=0)  # from zero: run-to-run noise must not look like a peak
+    # from zero: run-to-run noise must not look like a peak; headroom, so no error bar's cap is on the frame
+    highest = max((s.seconds[0] + np.nan_to_num(s.seconds[1]) for s in series), default=0.0)
+    time_axes.set_ylim(0, max(highest * 1.08, time_axes.get_ylim()[1]))
     time_axes.set_title("time cost", fontsize=10)
     if len(groups) > 1:
         _key_under(halves[1], time_axes, len(groups), fontsize=7)

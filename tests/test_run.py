@@ -276,6 +276,38 @@ def test_a_sweeps_keys_cover_no_curve_no_point_and_no_axis_label(grid: bool) -> 
         _assert_keys_clear(figure, renderer)
 
 
+def test_a_one_epoch_sweep_shows_each_values_spread_apart_and_no_cap_on_the_frame() -> None:
+    """``compare lr --epochs 1``: each value is one point at epoch 1, where a ±std band has no width and
+    six points sat on one vertical line; the time panel's highest error bar touched its frame."""
+    from matplotlib.collections import LineCollection
+
+    from digitnet.plotting import CURVE_LABELS, SweepSeries, plot_sweep
+
+    series = [
+        SweepSeries(
+            label=value,
+            value=value,
+            group="",
+            curves={metric: [[acc - 0.05], [acc], [acc + 0.05]] for metric in CURVE_LABELS},
+            final={"val_accuracy": (acc, 0.05), "test_accuracy": (acc, 0.05)},
+            seconds=(0.06 + acc / 100, 0.004),
+            diverged=0,
+            seeds=3,
+        )
+        for value, acc in (("0.1", 0.57), ("0.03", 0.74), ("0.01", 0.59))
+    ]
+    figures = plot_sweep("lr", series)
+    axes = figures["val_accuracy"].axes[0]
+    points = [line.get_xdata()[0] for line in axes.get_lines() if len(line.get_xdata()) == 1]
+    assert len(set(points)) == 3 and all(0.5 < x < 1.5 for x in points)
+    bars = [c for c in axes.collections if isinstance(c, LineCollection)]
+    assert len(bars) == 3  # one error bar per value: mean ± std over its three seeds
+    (low, high), expected = bars[1].get_segments()[0][:, 1], (69.0, 79.0)
+    assert (low, high) == pytest.approx(expected)
+    time_axes = figures["final"].axes[1]
+    assert time_axes.get_ylim()[1] >= 1.05 * max(s.seconds[0] + s.seconds[1] for s in series)
+
+
 def _keys(figure: Figure, renderer: Any) -> list[Any]:
     """Where every key of ``figure`` is drawn: the figure's, its subfigures' and its panels' own."""
     legends = [*figure.legends, *(legend for sub in figure.subfigs for legend in sub.legends)]
