@@ -592,10 +592,8 @@ def plot_sweep(factor: str, series: Sequence[SweepSeries], data: str = "") -> di
     )
     time_axes.set_ylabel("training time per run (s)")
     # from zero: run-to-run noise must not look like a peak; headroom, so no error bar's cap is on the frame
-    tops = [s.seconds[0] + np.nan_to_num(s.seconds[1]) for s in series]
-    highest = max(
-        (top for top in tops if math.isfinite(top)), default=0.0
-    )  # a value whose runs all failed: NaN
+    tops = [s.seconds[0] + np.nan_to_num(s.seconds[1]) for s in series]  # NaN where every run failed
+    highest = max((top for top in tops if math.isfinite(top)), default=0.0)
     time_axes.set_ylim(0, max(highest * 1.08, time_axes.get_ylim()[1]))
     time_axes.set_title("time cost", fontsize=10)
     if len(groups) > 1:

@@ -237,7 +237,7 @@ def describe_result(spec: SweepSpec, cells: Sequence[CellResult]) -> str:
         name = f"{spec.factor} × {spec.by}"
 
     def named(count: Callable[[CellResult], int]) -> str:
-        """ "lr 1 (1 of 3 seeds), lr 0.3 (2 of 3 seeds)" for the cells where ``count`` is not 0."""
+        """Each cell where ``count`` is not 0, as "lr 1 (1 of 3 seeds)", joined by commas."""
         return ", ".join(
             f"{name} {c.cell.label} ({count(c)} of {len(c.runs)} seed{'s' if len(c.runs) != 1 else ''})"
             for c in cells
