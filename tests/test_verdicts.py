@@ -251,12 +251,12 @@ def test_a_row_that_leaves_out_a_diverged_seed_says_so_and_its_time_is_of_finish
     records += [run(good, seed, "completed", 10.0) for seed in range(3)]
     cells = aggregate([big, good], records)
     assert cells[0].stats["train_seconds"].mean == pytest.approx(13.0)
-    assert over_seeds(3, cells) == (
-        "mean ± standard deviation over 3 seeds (over 2 for 1: a diverged or failed seed is left out)"
+    assert over_seeds(3, cells, "lr") == (
+        "mean ± standard deviation over 3 seeds (over 2 for lr 1: a diverged or failed seed is left out)"
     )
     assert over_seeds(3, cells[1:]) == "mean ± standard deviation over 3 seeds"
     table = results_markdown(SweepSpec("lr", ("1", "BN"), seeds=3), cells, "")
-    assert table.startswith("Mean ± standard deviation over 3 seeds (over 2 for 1:")
+    assert table.startswith("Mean ± standard deviation over 3 seeds (over 2 for lr 1:")
 
 
 def test_a_seed_that_ends_above_chance_with_a_loss_above_a_uniform_guess_is_named_unsteady() -> None:

@@ -335,7 +335,7 @@ def compare(
     title = f"compare {factor}" + (f" --by {by_factor}" if by_factor else "")
     # the title on a line of its own: as the table's title it would wrap to the table's width
     console.print(
-        f"{title}: {over_seeds(seeds, result.cells)}", style="bold", highlight=False, soft_wrap=True
+        f"{title}: {over_seeds(seeds, result.cells, factor)}", style="bold", highlight=False, soft_wrap=True
     )
     table = Table(show_edge=False)
     columns = ("value", "diverged", "val acc (%)", "test acc (%)", "time (s)")  # all of them: results.md

@@ -413,12 +413,18 @@ def results_csv(cells: Sequence[CellResult]) -> str:
     return _csv_text(header, rows)
 
 
-def over_seeds(seeds: int, cells: Sequence[CellResult] = ()) -> str:
+def over_seeds(seeds: int, cells: Sequence[CellResult] = (), factor: str = "") -> str:
     """What a table's numbers are: "mean ± standard deviation over 3 seeds", or, for one seed, that
     there is no spread to show (a "± std over 1 seed" would promise one). A row whose mean leaves out
-    a diverged or failed seed is named: "over 3 seeds" would claim three numbers behind it."""
+    a diverged or failed seed is named ("over 2 for lr 1"): "over 3 seeds" would claim three numbers
+    behind it. A bare value is named with its ``factor``; a grid's label already says what it is."""
+
+    def row(cell: Cell) -> str:
+        bare = factor and factor != "variants" and cell.label == cell.value
+        return f"{factor} {cell.label}" if bare else cell.label
+
     left_out = [
-        f"over {len(c.runs) - c.diverged - c.failed} for {c.cell.label}"
+        f"over {len(c.runs) - c.diverged - c.failed} for {row(c.cell)}"
         for c in cells
         if c.diverged + c.failed and len(c.runs) > c.diverged + c.failed
     ]
@@ -440,7 +446,7 @@ def results_markdown(
     the data (which source, how many digits in each part). ``columns`` picks the columns a page discusses
     (default: all of them); ``everything`` links to the table that has them all."""
     rows = results_table_rows(cells)
-    what = over_seeds(spec.seeds, cells)  # capitalize() would lower a label's capitals too
+    what = over_seeds(spec.seeds, cells, spec.factor)  # capitalize() would lower a label's capitals too
     header = list(rows[0]) if rows else ["value"]
     if columns:
         header = [c for c in columns if c in header]
