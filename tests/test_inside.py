@@ -165,6 +165,8 @@ def test_range_test_rates_rise_exponentially_and_the_suggestion_lies_in_the_stee
     figure = plot_lr_find(result)
     shaded = figure.axes[0].patches[0]
     assert math.isclose(shaded.get_x(), low) and math.isclose(shaded.get_x() + shaded.get_width(), high)
+    # the key under the panel: in its lower left it covered the curve and the suggestion's line
+    assert figure.axes[0].get_legend() is None and len(figure.legends) == 1
     # the suggestion is where the smoothed loss falls fastest per decade of rate, before its lowest point
     lowest = int(np.argmin(result.smoothed[: result.used]))
     slope = np.gradient(np.asarray(result.smoothed[: lowest + 1]), np.log10(result.rates[: lowest + 1]))
@@ -198,13 +200,15 @@ def test_lr_find_prints_a_suggestion_and_writes_its_curve(tmp_path: Path) -> Non
     assert result.exit_code == 0, result.output
     saved = json.loads((out / "lr_find.json").read_text())
     assert f"suggested learning rate: {saved['suggested_lr']:.2g}" in result.output
-    assert "starting point" in result.output
     assert (out / "lr_find.png").is_file() and (out / "lr_find.svg").is_file()
     # 54 steps of the sample: the loss barely moves (2.30 → 2.20), and a student is told not to trust it
     said = " ".join(result.output.split())
     start, lowest = saved["smoothed"][0], min(saved["smoothed"][: saved["used"]])
     assert lowest > 0.75 * start and f"the loss only fell from {start:.2f} to {lowest:.2f}" in said
     assert "start a compare around sgd's conventional 0.01" in said
+    # so the compare it gives is around that rate, a decade wide, not around the noise (0.4 here)
+    assert "this pass learnt too little to trust (note above); compare around 0.01 instead" in said
+    assert "'digitnet compare lr 0.0033 0.01 0.03'" in said
     bad = runner.invoke(app, ["lr-find", "--start-lr", "1", "--end-lr", "0.1", "--out", str(out)])
     assert bad.exit_code == 2 and "--start-lr" in bad.output
 
@@ -300,3 +304,19 @@ def test_lr_find_says_when_its_curve_has_few_steps(tmp_path: Path, monkeypatch: 
     result = CliRunner().invoke(app, ["lr-find", "--dataset", "sample", "--out", str(out)])
     assert result.exit_code == 0, result.output
     assert "curve is coarse" in " ".join(result.output.split())
+
+
+def test_the_compare_lr_find_suggests_spans_a_decade_with_each_rate_once() -> None:
+    """Adam on MNIST: a steep region of 0.00014 – 0.00017 gave 'compare lr 0.00014 0.00016 0.00017', three
+    rates no sweep can tell apart; a region ending at the suggestion gave one rate twice."""
+    from digitnet.inside import RangeTest, rates_to_compare
+
+    def test(low: float, suggested: float, high: float) -> RangeTest:
+        return RangeTest(
+            rates=[], losses=[], smoothed=[], used=0, suggested_lr=suggested, suggested_range=(low, high),
+            min_loss_lr=high,
+        )  # fmt: skip
+
+    assert rates_to_compare(test(0.00014, 0.00016, 0.00017)) == "5.3e-05 0.00016 0.00048"
+    assert rates_to_compare(test(0.002, 0.049, 0.049)) == "0.002 0.049"  # wide enough; 0.049 once
+    assert rates_to_compare(test(0.35, 0.4, 0.45), centre=0.01) == "0.0033 0.01 0.03"  # the rate to trust

@@ -75,7 +75,7 @@ def lr_find(
     """
     from dataclasses import asdict
 
-    from digitnet.inside import RangeTestConfig, lr_range_test
+    from digitnet.inside import RangeTestConfig, lr_range_test, rates_to_compare
     from digitnet.models import describe_model
     from digitnet.plotting import plot_lr_find, save_figure
     from digitnet.runtime import atomic_directory, atomic_write_json, claim_output
@@ -108,11 +108,13 @@ def lr_find(
             )
         )
     start, lowest = result.smoothed[0], min(result.smoothed[: result.used])
+    centre = result.suggested_lr  # of the compare to run next
     if lowest > BARELY_LEARNT * start:
         from digitnet.configs import CONVENTIONAL_LR
 
         usual = CONVENTIONAL_LR.get(config.optim.name)
         instead = f": start a compare around {config.optim.name}'s conventional {usual:g}" if usual else ""
+        centre = usual or centre
         print_notes(
             (
                 f"the loss only fell from {start:.2f} to {lowest:.2f} in this pass: the network had barely "
@@ -120,12 +122,16 @@ def lr_find(
                 f"and may not train at all{instead}",
             )
         )
-    rates = dict.fromkeys(f"{rate:.2g}" for rate in (low, result.suggested_lr, high))  # each once
+    rates = rates_to_compare(result, centre)
     console.print(
         f"suggested learning rate: {result.suggested_lr:.2g} (where the loss fell fastest)\n"
         f"suggested range: {low:.2g} – {high:.2g}; the loss was lowest at {result.min_loss_lr:.2g}\n"
-        "a starting point, not a result: confirm with "
-        f"'digitnet compare lr {' '.join(rates)}'\n"
+        + (
+            "a starting point, not a result: confirm with "
+            if centre == result.suggested_lr
+            else f"this pass learnt too little to trust (note above); compare around {centre:g} instead: "
+        )
+        + f"'digitnet compare lr {rates}'\n"
         f"written to {out_dir}",
         highlight=False,
         soft_wrap=True,
