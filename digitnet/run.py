@@ -361,9 +361,17 @@ def run_experiment(
             parameters = count_parameters(model)
             optimizer = build_optimizer(model.parameters(), config.optim)
             steps_per_epoch = math.ceil(len(split.train) / config.train.batch_size)
+            if config.train.batch_size > len(split.train):  # legal, and a student should know what it means
+                notes += (
+                    f"--batch-size {config.train.batch_size} is more than the {len(split.train):,} training "
+                    "digits: each epoch is one step, on all of them",
+                )
             scheduler = build_scheduler(optimizer, config.optim, config.train.epochs, steps_per_epoch)
             live = Resumable(model, optimizer, scheduler, generator)
             history = live.restore(saved) if saved is not None else History()
+            # the earlier processes' time, to their last finished epoch: a resumed run's total_seconds is
+            # the whole run's, as its train_seconds (summed over every epoch) is
+            earlier = float(saved.get("seconds", 0.0)) if saved is not None else 0.0
             last_finished: dict[str, torch.Tensor] | None = saved["model"] if saved is not None else None
             if on_start is not None:
                 on_start(
@@ -379,7 +387,7 @@ def run_experiment(
 
             def checkpoint_then_report(record: EpochRecord) -> None:
                 nonlocal last_finished
-                snapshot = live.snapshot(key, history)
+                snapshot = live.snapshot(key, history) | {"seconds": earlier + time.perf_counter() - started}
                 try:
                     save_resume(resume, snapshot)
                 except OSError as error:
@@ -406,7 +414,7 @@ def run_experiment(
                 )
                 history.test_loss, history.test_accuracy = test.loss, test.accuracy
                 history.test_seconds = time.perf_counter() - test_started
-            summary = summarize(config, history, split, parameters, time.perf_counter() - started)
+            summary = summarize(config, history, split, parameters, earlier + time.perf_counter() - started)
             if history.status == "interrupted" and not history.epochs:
                 # Stopped inside epoch 1: its weights are half a pass of training, which evaluate or
                 # predict would report as a model of "0 epochs". Nothing is written, nothing replaced.

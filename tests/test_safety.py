@@ -370,6 +370,9 @@ def test_interrupted_then_resumed_equals_uninterrupted_bit_for_bit(
     resumed = run_experiment(make_run_config(RESUMABLE), run, on_epoch=lambda r: seen.append(r.epoch))
     assert seen == [3, 4]  # it continued, it did not start again
     assert resumed.history.status == "completed"
+    # the whole run's time, both processes': the second alone was shorter than the training it reports
+    summary = resumed.summary
+    assert summary.total_seconds is not None and summary.total_seconds >= summary.train_seconds
     _same_run(uninterrupted, run)
     assert not resume_path(run).exists()
 
