@@ -456,13 +456,14 @@ def _numeric_axis(factor: str, series: Sequence[SweepSeries]) -> tuple[bool, str
     return numeric, scale
 
 
-def plot_sweep(factor: str, series: Sequence[SweepSeries], data: str = "") -> dict[str, Figure]:
+def plot_sweep(factor: str, series: Sequence[SweepSeries], data: str = "", by: str = "") -> dict[str, Figure]:
     """The sweep's figures by file name: an overlay per curve (mean line, ±std band), and ``final``:
     final accuracy and training time against the value, with error bars. ``data`` (which digits, how
     many) goes under every title: a sweep on the 5,000-digit sample must not pass for one on MNIST.
 
     In a grid (several model variants), the colour is the model and the line style and marker the
-    value, so a dozen series stay apart; a one-factor sweep colours its values.
+    value, so a dozen series stay apart; a one-factor sweep colours its values. ``by`` is a two-factor
+    grid's second factor, named beside the first in the curves' titles.
     """
     figures: dict[str, Figure] = {}
     under = f"\n{data}" if data else ""
@@ -527,7 +528,8 @@ def plot_sweep(factor: str, series: Sequence[SweepSeries], data: str = "") -> di
             FixedLocator(range(1, last + 1)) if last <= 12 else MaxNLocator(integer=True)
         )
         axes.set_ylabel(label)
-        axes.set_title(f"{label} per epoch, by {factor} ({spread}){under}", fontsize=10)
+        swept = f"{factor} × {by}" if by else factor  # a grid's curves are its cells: both factors
+        axes.set_title(f"{label} per epoch, by {swept} ({spread}){under}", fontsize=10)
         axes.grid(alpha=0.3)
         # a one-factor sweep labels its curves by value alone: the key says which factor; read row by
         # row, in the order drawn (largest rate first), as a list would
@@ -609,9 +611,17 @@ def _label_short_log_axis(axes: Axes) -> None:
     label every tick in plain numbers instead, so the values can be read off."""
     low, high = axes.get_ylim()
     if low > 0 and high / low < 10:
-        axes.yaxis.set_major_locator(MaxNLocator(5))  # evenly spaced values: within a decade, readable
+        locator = MaxNLocator(5)  # evenly spaced values: within a decade, readable
+        axes.yaxis.set_major_locator(locator)
         axes.yaxis.set_minor_locator(NullLocator())
-        axes.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:.2g}"))
+        # as many decimals as the spacing needs: two significant digits turned 1.28, 1.36, 1.44 into
+        # "1.3, 1.4, 1.4"
+        ticks = locator.tick_values(low, high)
+        step = float(np.min(np.diff(ticks))) if len(ticks) > 1 else high
+        decimals = next(
+            (d for d in range(9) if np.allclose(np.round(ticks, d), ticks, rtol=0, atol=step * 1e-6)), 9
+        )
+        axes.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:.{decimals}f}"))
 
 
 def _spans_decades(axes: Any, ratio: float = 100.0) -> bool:
@@ -922,7 +932,7 @@ __all__ += [
 def plot_lr_find(test: RangeTest, title: str = "") -> Figure:
     """The range test's loss against the learning rate (log scale): every step faint, the smoothed curve
     solid, the steep region shaded and the suggested rate marked. The curve ends where the loss blew up."""
-    figure = _figure(7.5, 4.4)
+    figure = _figure(7.5, 4.8, constrained=True)
     axes = figure.subplots()
     used = test.used
     rates = np.asarray(test.rates[:used])
@@ -945,7 +955,7 @@ def plot_lr_find(test: RangeTest, title: str = "") -> Figure:
     axes.set_ylabel("training loss")
     axes.set_title(f"learning-rate range test\n{title}", fontsize=9)
     axes.grid(alpha=0.3)
-    axes.legend(fontsize=8, loc="lower left")
+    _key_under(figure, axes, columns=3, fontsize=8)  # inside, any corner covered some run's curve
     return figure
 
 

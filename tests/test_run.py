@@ -206,6 +206,31 @@ def test_a_one_epoch_diagnostics_figure_is_drawn_on_whole_epochs() -> None:
         assert 1 in shown and all(float(tick).is_integer() for tick in shown)
 
 
+def test_a_diagnostics_panel_within_a_decade_labels_each_tick_with_its_own_value() -> None:
+    """Gradient norms between 1.25 and 1.45: two significant digits labelled the ticks 1.28, 1.36 and 1.44
+    "1.3, 1.4, 1.4", and 1.25 "1.2"."""
+    from digitnet.history import EpochHealth, History, LayerHealth
+    from digitnet.plotting import plot_diagnostics
+
+    epochs = [
+        EpochHealth(e, [LayerHealth("fc1", norm, 1e-3, 0.0), LayerHealth("fc2", norm + 0.01, 2e-3, 0.1)])
+        for e, norm in enumerate((1.25, 1.31, 1.38, 1.44), start=1)
+    ]
+    figure = plot_diagnostics(History(diagnostics=epochs))
+    figure.canvas.draw()
+    panel = figure.axes[0]
+    low, high = panel.get_ylim()
+    shown = [
+        (t.get_position()[1], t.get_text())
+        for t in panel.get_yticklabels()
+        if low <= t.get_position()[1] <= high
+    ]
+    assert len(shown) >= 3
+    texts = [text for _, text in shown]
+    assert len(set(texts)) == len(texts)  # no two ticks read the same
+    assert all(float(text) == pytest.approx(value, abs=1e-9) for value, text in shown)
+
+
 def test_a_run_stopped_before_its_first_epoch_says_so_in_its_figures() -> None:
     from digitnet.history import History
     from digitnet.plotting import plot_accuracy, plot_loss
@@ -306,6 +331,9 @@ def test_a_one_epoch_sweep_shows_each_values_spread_apart_and_no_cap_on_the_fram
     assert (low, high) == pytest.approx(expected)
     time_axes = figures["final"].axes[1]
     assert time_axes.get_ylim()[1] >= 1.05 * max(s.seconds[0] + s.seconds[1] for s in series)
+    # a two-factor grid's curves are its cells: the title names both factors, not "by lr" alone
+    grid = plot_sweep("lr", series, by="optimizer")["val_accuracy"].axes[0].get_title()
+    assert "per epoch, by lr × optimizer (" in grid
 
 
 def _keys(figure: Figure, renderer: Any) -> list[Any]:

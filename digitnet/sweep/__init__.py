@@ -106,12 +106,18 @@ def run_sweep(
         descriptions.append(describe_split(split))
         notes += [note for note in split.notes if note not in notes]
     data_text = "; ".join(dict.fromkeys(descriptions))
+    previous = output_marker(out_dir) if out_dir.is_dir() else None
+    spec_key = hashlib.sha256(repr(spec).encode()).hexdigest()[:12]
+    replaced_other = previous is not None and previous.get("key") not in (None, spec_key)
+    if replaced_other:  # said before training, so a student who meant to keep them can stop now
+        notes.append(
+            f"{out_dir} holds the tables and figures of a different sweep: this one's replace them when it "
+            "ends (that sweep's runs stay cached, so its own command writes them again in seconds; --out "
+            "keeps sweeps apart)"
+        )
     if on_data is not None:
         on_data(data_text, tuple(notes))
     out_dir.mkdir(parents=True, exist_ok=True)
-    previous = output_marker(out_dir)
-    spec_key = hashlib.sha256(repr(spec).encode()).hexdigest()[:12]
-    replaced_other = previous is not None and previous.get("key") not in (None, spec_key)
     # A new folder is claimed at once; one holding an earlier sweep keeps that sweep's label until its
     # tables are replaced (below), so a stopped sweep leaves the label and the tables agreeing.
     if previous is None:
@@ -132,7 +138,7 @@ def run_sweep(
         atomic_write_text(out_dir / name, text)
         files.append(out_dir / name)
     series = [sweep_series(result) for result in results]
-    for name, figure in plot_sweep(spec.factor, series, data_text).items():
+    for name, figure in plot_sweep(spec.factor, series, data_text, spec.by).items():
         files += save_figure(figure, out_dir / name)
     if spec.by:
         files += save_figure(plot_heatmap(*heatmap_grid(spec, results), data=data_text), out_dir / "heatmap")
