@@ -280,3 +280,29 @@ def test_a_seed_that_ends_above_chance_with_a_loss_above_a_uniform_guess_is_name
     assert "Unsteady (the last epoch's training loss above 2.30, a uniform guess's" in text
     assert "not learning): lr 1 (1 of 1 seed)." in text
     assert "lr 3 (1 of 1 seed)." in text.split("Near chance")[1]
+
+
+def test_an_interval_wider_than_any_difference_of_accuracies_is_cut_at_100_points() -> None:
+    """Two seeds, SGD at 80% against Adam at chance: Welch's interval ran from -52.48 to +192.15 points."""
+    wide = verdict(_cell("sgd", [0.75, 0.85]), _cell("adam", [0.10, 0.1008]))
+    assert (
+        wide.high > 100
+        and "to 100.00 points (cut at ±100, the most two accuracies can differ)" in wide.sentence()
+    )
+    narrow = verdict(_cell("a", [0.97, 0.975, 0.972]), _cell("b", [0.965, 0.968, 0.970]))
+    assert "cut at" not in narrow.sentence()
+
+
+def test_the_summary_names_cells_once_and_keeps_to_one_pair_of_brackets() -> None:
+    """'Best optimizer: adam (lr 0.001) (validation …)', 'Best optimizer: bn / momentum' (a model and an
+    optimizer) and 'lr × optimizer lr 0.1 / optimizer adam' each said a cell clumsily."""
+    cells = [_cell("adam (lr 0.001)", [0.90, 0.902]), _cell("sgd (lr 0.01)", [0.85, 0.86])]
+    text = describe_result(SweepSpec("optimizer", seeds=2), cells)
+    assert text.startswith("Best optimizer: adam (lr 0.001; validation 90.10 ± 0.14%).")
+    grid = [
+        _cell("bn / momentum (lr 0.01)", [0.97, 0.971], group="bn"),
+        _cell("bn / sgd (lr 0.01)", [0.96, 0.961], group="bn"),
+    ]
+    assert describe_result(SweepSpec("optimizer", seeds=2, models=("bn",)), grid).startswith(
+        "Best model / optimizer: bn / momentum (lr 0.01; validation"
+    )

@@ -170,8 +170,23 @@ class Verdict:
         return self.tested and self.low > 0
 
     @property
+    def _shown(self) -> tuple[float, float, str]:
+        """The interval's ends as printed. Two seeds' t of 12.7 can stretch it past ±100 points, further
+        than two accuracies can differ: it is cut there, and says so."""
+        low, high = max(self.low, -100.0), min(self.high, 100.0)
+        cut = (
+            " (cut at ±100, the most two accuracies can differ)"
+            if (low, high) != (self.low, self.high)
+            else ""
+        )
+        return low, high, cut
+
+    @property
     def interval(self) -> str:
-        return f"{_bound(self.low, '+')} to {_bound(self.high, '+')}" if self.tested else "—"
+        if not self.tested:
+            return "—"
+        low, high, cut = self._shown
+        return f"{_bound(low, '+')} to {_bound(high, '+')}{cut}"
 
     def sentence(self) -> str:
         """One plain sentence, the same everywhere a verdict is printed."""
@@ -186,8 +201,9 @@ class Verdict:
                 "spread between seeds is unknown, so the difference is not tested"
             )
         if self.clear:
+            low, high, cut = self._shown
             return (
-                f"{self.ahead} is ahead of {self.behind} by {_bound(self.low)} to {_bound(self.high)} points "
+                f"{self.ahead} is ahead of {self.behind} by {_bound(low)} to {_bound(high)} points{cut} "
                 f"(95% interval, Welch, {seeds})"
             )
         few = (
@@ -235,11 +251,16 @@ def describe_result(spec: SweepSpec, cells: Sequence[CellResult]) -> str:
     name = spec.factor if spec.factor != "variants" else "variant"
     if spec.by:
         name = f"{spec.factor} × {spec.by}"
+    elif spec.models:  # its cells are "bn / momentum": a model and a value, not a value alone
+        name = f"model / {name}"
+    # a grid's labels say what they are ("lr 0.1 / optimizer adam", "bn / sgd"); a value alone needs its
+    # factor's name ("lr 1")
+    prefix = "" if spec.by or spec.models else f"{name} "
 
     def named(count: Callable[[CellResult], int]) -> str:
         """Each cell where ``count`` is not 0, as "lr 1 (1 of 3 seeds)", joined by commas."""
         return ", ".join(
-            f"{name} {c.cell.label} ({count(c)} of {len(c.runs)} seed{'s' if len(c.runs) != 1 else ''})"
+            f"{prefix}{c.cell.label} ({count(c)} of {len(c.runs)} seed{'s' if len(c.runs) != 1 else ''})"
             for c in cells
             if count(c)
         )
@@ -262,7 +283,12 @@ def describe_result(spec: SweepSpec, cells: Sequence[CellResult]) -> str:
     if not ranked:
         return f"No {name} finished training.{tail}"
     best = ranked[0]
-    text = f"Best {name}: {best.cell.label} (validation {best.stats['val_accuracy'].text()}%)."
+    validation = f"validation {best.stats['val_accuracy'].text()}%"
+    label = (
+        best.cell.label
+    )  # "adam (lr 0.001)" takes the validation inside its brackets, not in a second pair
+    shown = f"{label[:-1]}; {validation})" if label.endswith(")") else f"{label} ({validation})"
+    text = f"Best {name}: {shown}."
     tail = edge_of_grid(spec, cells, best) + tail
     if len(cells) == 1:  # nothing to compare with: no "best"
         accuracy = best.stats["val_accuracy"].text()
@@ -295,7 +321,8 @@ def verdicts(spec: SweepSpec, cells: Sequence[CellResult]) -> list[Verdict]:
 def verdicts_markdown(found: Sequence[Verdict]) -> str:
     """The verdicts as a table: difference of means, its 95% interval, and the sentence."""
     grouped = any(v.within for v in found)
-    header = ["ahead", "behind", "difference (points)", "95% interval", "verdict"]
+    # by mean, not "ahead"/"behind": on a row that cannot tell them apart, neither is ahead
+    header = ["higher mean", "lower mean", "difference (points)", "95% interval", "verdict"]
     if grouped:
         header.insert(0, "holding fixed")
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
