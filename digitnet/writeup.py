@@ -193,6 +193,11 @@ def _whole(row: dict[str, str], column: str, where: Path) -> int:
     return int(value)
 
 
+# How compare's curves show the seeds: a value trained for one epoch is a single point, whose spread a
+# band one point wide could not show (see plot_sweep)
+SPREAD = "mean over seeds (line) ± std (band); a value of one epoch is a ring, its ± std an error bar"
+
+
 def _sweep_figures(path: Path) -> tuple[ReportFigure, ...]:
     """The figures ``digitnet compare`` drew, in the order a reader needs them."""
     candidates = [
@@ -206,9 +211,14 @@ def _sweep_figures(path: Path) -> tuple[ReportFigure, ...]:
             "Final validation and test accuracy (mean ± std over seeds) and training time per run, for "
             "each value tried.",
         ),
-        ("val_accuracy.png", "Validation accuracy per epoch: mean over seeds (line) ± std (band)."),
-        ("val_loss.png", "Validation loss per epoch: mean over seeds (line) ± std (band)."),
-        ("train_loss.png", "Training loss per epoch: mean over seeds (line) ± std (band)."),
+        *(
+            (f"{metric}.png", f"{what} per epoch: {SPREAD}.")
+            for metric, what in (
+                ("val_accuracy", "Validation accuracy"),
+                ("val_loss", "Validation loss"),
+                ("train_loss", "Training loss"),
+            )
+        ),
     ]
     return tuple(
         ReportFigure(path / name, caption) for name, caption in candidates if (path / name).is_file()
@@ -721,6 +731,7 @@ def report_html(markdown_text: str, title: str, figures_dir: Path) -> str:
     body = markdown.markdown(
         markdown_text, extensions=["tables", "sane_lists", Embed()], output_format="html"
     )
+    body = body.replace(" ± ", "\u00a0±\u00a0")  # a narrow cell broke "88.54 ± 0.37" after the ±
     return (
         '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
         '<meta name="viewport" content="width=device-width, initial-scale=1">\n'

@@ -121,6 +121,8 @@ def test_every_figure_is_there_and_embedded(report: Path) -> None:
     assert len(sources) == len(links) and all(s.startswith("data:image/png;base64,") for s in sources)
     embedded = [base64.b64decode(s.split(",", 1)[1]) for s in sources]
     assert embedded == [(report / link).read_bytes() for link in links]  # self-contained: one file
+    cells = re.findall(r"<td>([^<]*±[^<]*)</td>", html)
+    assert cells and all(" ±" not in c and "± " not in c for c in cells)  # "88.54 ±" never ends a line
 
 
 def test_a_box_for_the_students_own_words_beside_each_figure_and_table(report: Path) -> None:
