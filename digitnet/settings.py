@@ -333,10 +333,17 @@ def parse_setting(name: str, text: str) -> Any:
     """Read ``text`` as a value of setting ``name`` (``lr`` → float, ``hidden`` → widths, ...)."""
     if name not in SETTINGS:
         raise ConfigError(f"unknown setting {name!r}; known: {', '.join(SETTINGS)}")
+    parse = SETTINGS[name].parse
     try:
-        return SETTINGS[name].parse(text)
+        return parse(text)
     except ValueError as error:
-        raise ConfigError(f"{name}={text}: {error}") from None
+        # Python's own words ("invalid literal for int() with base 10: '2.5'") are not a student's
+        expected = str(error)
+        if parse is int:
+            expected = "expected a whole number"
+        elif parse is float:
+            expected = "expected a number"
+        raise ConfigError(f"{name}={text}: {expected}") from None
 
 
 def parse_assignments(text: str) -> dict[str, Any]:

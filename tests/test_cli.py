@@ -206,6 +206,9 @@ def test_bad_train_options_give_one_line_and_exit_2(args: list[str], needle: str
         (["data", "nosuch"], "digitnet data --help"),
         (["train", "--debug"], "goes before the command: digitnet --debug train …"),
         (["evaluate"], "Missing argument 'RUN_DIR' (see"),
+        (["compare", "lr", "-1"], "-1: a negative number, read as an option; no value here can be < 0"),
+        (["compare", "epochs", "1,2.5"], "epochs=2.5: expected a whole number"),  # not int()'s words
+        (["compare", "lr", "abc"], "lr=abc: expected a number"),
     ],
 )
 def test_usage_errors_are_one_line_too(args: list[str], needle: str) -> None:
@@ -312,6 +315,17 @@ def test_train_uses_the_optimizers_conventional_rate_unless_lr_is_given(
     assert received[0].optim.lr == expected
 
 
+def test_a_batch_larger_than_the_training_digits_is_said(tmp_path: Path) -> None:
+    """--batch-size 100000 on the sample's 3,428 digits is one step an epoch: legal, and worth a word."""
+    args = ["train", "--dataset", "sample", "--batch-size", "100000", "--epochs", "1", "--out", "run"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    said = " ".join(result.output.split())
+    assert "--batch-size 100000 is more than the 3,428 training digits: each epoch is one step" in said
+    history = json.loads((tmp_path / "run" / "history.json").read_text())
+    assert len(history["iteration_loss"]) == 1
+
+
 def test_train_says_which_rate_it_chose(tmp_path: Path) -> None:
     result = runner.invoke(
         app, ["train", "--optimizer", "adam", "--epochs", "1", "--batch-size", "512", "--out", "run"]
@@ -352,7 +366,9 @@ def test_a_different_sweep_into_the_same_folder_is_said(tmp_path: Path) -> None:
     assert "different sweep" not in again.output and "0 run(s) trained, 1 reused" in again.output
     other = runner.invoke(app, ["compare", "lr", "0.1", "0.01", *args])
     assert other.exit_code == 0, other.output
-    assert "held the tables and figures of a different sweep" in " ".join(other.output.split())
+    said = " ".join(other.output.split())
+    assert "holds the tables and figures of a different sweep: this one's replace them" in said
+    assert said.index("different sweep") < said.index("data: ")  # before it trains, not after
     assert "1 run(s) trained, 1 reused" in other.output
 
 

@@ -122,8 +122,9 @@ def test_auto_prefers_full_mnist_then_sample(tmp_path: Path, monkeypatch: pytest
 
 
 def test_mnist_dataset_insists_on_the_files(tmp_path: Path) -> None:
-    with pytest.raises(DataError, match="no such data directory"):
+    with pytest.raises(DataError, match="no such data directory") as refused:
         load_source(DataConfig(dataset="mnist", data_dir=str(tmp_path / "nowhere")))
+    assert "'digitnet data download'" in str(refused.value)  # how to get them, not only where to point
 
 
 def test_split_matches_scikit_learn_and_keeps_class_shares() -> None:

@@ -274,7 +274,7 @@ def compare(
     from digitnet.settings import with_conventional_lr
     from digitnet.sweep import RunRecord, SweepSpec, default_jobs, results_table_rows, run_sweep
     from digitnet.sweep.aggregate import over_seeds
-    from digitnet.sweep.plan import parse_by_values, parse_values
+    from digitnet.sweep.plan import parse_by_values, parse_values, plan_sweep
 
     base = run_settings(options, preset, context)
     if jobs is not None and jobs < 1:
@@ -299,6 +299,7 @@ def compare(
         by_values=parse_by_values(by_factor, by_text),
     )
     sweep_dir = out or Path("sweeps") / (f"{factor}-{by_factor}" if by_factor else factor)
+    plan_sweep(spec)  # a bad value ("epochs 2.5") fails alone, before any note
     if lr_note:
         print_notes((lr_note,))
     with progress_bar("runs") as progress:
@@ -351,13 +352,6 @@ def compare(
             f"the grid: {sweep_dir / 'heatmap.png'}",
             highlight=False,
             soft_wrap=True,
-        )
-    if result.replaced_other:
-        print_notes(
-            (
-                f"{sweep_dir} held the tables and figures of a different sweep; they are replaced by this "
-                "one's (its runs stay in the cache and are reused; --out keeps sweeps apart)",
-            )
         )
     console.print(
         f"{result.trained} run(s) trained, {result.reused} reused from cache · written to {sweep_dir}",

@@ -91,7 +91,10 @@ def _digits_from_idx(images_path: Path, labels_path: Path) -> Digits:
 def load_mnist_dir(directory: Path) -> Source:
     """Full MNIST (60,000 train + 10,000 test) from a directory holding the four canonical files."""
     if not directory.is_dir():
-        raise DataError(f"{directory}: no such data directory (set --data-dir or ${DATA_ENV_VAR})")
+        raise DataError(
+            f"{directory}: no such data directory (set --data-dir or ${DATA_ENV_VAR}, or fetch MNIST there "
+            "with 'digitnet data download')"
+        )
     files = find_mnist_files(directory)
     if files is None:
         raise DataError(
