@@ -82,7 +82,10 @@ class OneLineErrors(TyperGroup):
                 path = context.command_path.split() if context else ["digitnet"]
                 where = " ".join([path[0], error.option_name, *path[1:]])
                 hint = f" ({error.option_name} goes before the command: {where} …)"
-            elif isinstance(error, click_errors.NoSuchOption) and _is_number(error.option_name):
+            elif (
+                isinstance(error, click_errors.NoSuchOption)
+                and error.option_name.lstrip("-").replace(".", "", 1).isdigit()  # -1, -0.1
+            ):
                 # 'compare lr -1': meant as a value, read as an option because it starts with '-'
                 message = (
                     f"{error.option_name}: a negative number, read as an option; no value here can be < 0"
@@ -97,14 +100,6 @@ class OneLineErrors(TyperGroup):
             err_console.print("[bold red]error:[/] aborted", highlight=False)
             sys.exit(1)
         sys.exit(code if isinstance(code, int) else 0)
-
-
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
 
 
 app = typer.Typer(
