@@ -284,9 +284,8 @@ def describe_result(spec: SweepSpec, cells: Sequence[CellResult]) -> str:
         return f"No {name} finished training.{tail}"
     best = ranked[0]
     validation = f"validation {best.stats['val_accuracy'].text()}%"
-    label = (
-        best.cell.label
-    )  # "adam (lr 0.001)" takes the validation inside its brackets, not in a second pair
+    # "adam (lr 0.001)" takes the validation inside its brackets, not in a second pair
+    label = best.cell.label
     shown = f"{label[:-1]}; {validation})" if label.endswith(")") else f"{label} ({validation})"
     text = f"Best {name}: {shown}."
     tail = edge_of_grid(spec, cells, best) + tail
