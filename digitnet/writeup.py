@@ -690,6 +690,11 @@ th, td { border: 1px solid #d0d0d8; padding: 0.25rem 0.4rem; text-align: left; v
 td { overflow-wrap: break-word; }  /* breaks a word only where it cannot fit whole: "0.001" stays one */
 th { background: #f2f2f5; }
 img { max-width: 100%; height: auto; display: block; margin: 1rem auto 0.3rem; }
+/* on a wide screen a two-panel figure may leave the text column, centred, so its labels keep their size */
+@media screen and (min-width: 60rem) {
+  img { max-width: min(100vw - 3rem, 72rem); position: relative; left: 50%; transform: translateX(-50%);
+        margin-left: 0; margin-right: 0; }
+}
 p > em:only-child { color: #444; }
 blockquote { margin: 0.8rem 0 1.2rem; padding: 0.5rem 0.8rem; border: 2px dashed #3f6fb5;
              border-radius: 6px; background: #f4f8ff; min-height: 3.5rem; }
