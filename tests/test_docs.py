@@ -209,6 +209,13 @@ def test_every_page_works_in_a_browser(built_site: Path, served_site: str, tmp_p
                 ".map(e => location.pathname + ' ' + e.tagName + ': ' + e.innerText.slice(0, 60));"
             )
             assert cut == [], f"{url}: cut off on the right: {cut}"
+            # A figure shown at the column's width opens at full size on a click (its labels are small)
+            unzoomable = driver.execute_script(
+                "return Array.from(document.querySelectorAll('article img'))"
+                ".filter(i => !(i.closest('a.glightbox') && i.closest('a.glightbox').href === i.src))"
+                ".map(i => i.src);"
+            )
+            assert unzoomable == [], f"{url}: figures that do not open at full size: {unzoomable}"
             for href in driver.execute_script("return Array.from(document.links).map(a => a.href);"):
                 if urlparse(href).netloc == urlparse(served_site).netloc:
                     internal_links.add(href.split("#")[0])
