@@ -15,7 +15,7 @@ import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 import pytest
@@ -98,8 +98,10 @@ def planned_sweep(monkeypatch: pytest.MonkeyPatch, *args: str) -> tuple[Result, 
 
     specs: list[SweepSpec] = []
 
-    def fake_sweep(spec: SweepSpec, *rest: object, **options: object) -> None:
+    def fake_sweep(spec: SweepSpec, *rest: object, **options: Any) -> None:
         specs.append(spec)
+        if options.get("on_data") is not None:  # as run_sweep does once planned: the notes are printed
+            options["on_data"]("stand-in data", ())
         raise SystemExit(0)
 
     monkeypatch.setattr(sweep, "run_sweep", fake_sweep)

@@ -274,7 +274,7 @@ def compare(
     from digitnet.settings import with_conventional_lr
     from digitnet.sweep import RunRecord, SweepSpec, default_jobs, results_table_rows, run_sweep
     from digitnet.sweep.aggregate import over_seeds
-    from digitnet.sweep.plan import parse_by_values, parse_values, plan_sweep
+    from digitnet.sweep.plan import parse_by_values, parse_values
 
     base = run_settings(options, preset, context)
     if jobs is not None and jobs < 1:
@@ -299,9 +299,6 @@ def compare(
         by_values=parse_by_values(by_factor, by_text),
     )
     sweep_dir = out or Path("sweeps") / (f"{factor}-{by_factor}" if by_factor else factor)
-    plan_sweep(spec)  # a bad value ("epochs 2.5") fails alone, before any note
-    if lr_note:
-        print_notes((lr_note,))
     with progress_bar("runs") as progress:
         task = progress.add_task("planning…", total=None)
 
@@ -309,7 +306,8 @@ def compare(
             show_run(progress, task, record, done, total)
 
         def on_data(data: str, notes: tuple[str, ...]) -> None:
-            print_notes(notes)
+            # once the sweep is planned: a bad value ("epochs 2.5") fails alone, before any note
+            print_notes(((lr_note,) if lr_note else ()) + notes)
             progress.console.print(f"data: {data}", highlight=False, soft_wrap=True)
 
         tables_before = (sweep_dir / "results.md").is_file()
