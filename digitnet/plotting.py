@@ -587,7 +587,8 @@ def plot_sweep(factor: str, series: Sequence[SweepSeries], data: str = "", by: s
                 range(len(labels)), labels, rotation=20 if max(map(len, labels)) > 8 else 0, fontsize=8
             )
     acc_axes.set_ylabel("final accuracy (%)")
-    acc_axes.set_title(f"final accuracy ({spread})", fontsize=10)
+    grid = f", {factor} × {by}" if by else ""  # its lines are the second factor's values
+    acc_axes.set_title(f"final accuracy{grid} ({spread})", fontsize=10)
     # a grid's key: one column per model, its val above its test
     _key_under(
         halves[0], acc_axes, len(groups) if len(groups) > 1 else 2, fontsize=7, by_rows=len(groups) == 1
@@ -597,7 +598,7 @@ def plot_sweep(factor: str, series: Sequence[SweepSeries], data: str = "", by: s
     tops = [s.seconds[0] + np.nan_to_num(s.seconds[1]) for s in series]  # NaN where every run failed
     highest = max((top for top in tops if math.isfinite(top)), default=0.0)
     time_axes.set_ylim(0, max(highest * 1.08, time_axes.get_ylim()[1]))
-    time_axes.set_title("time cost", fontsize=10)
+    time_axes.set_title(f"time cost{grid}", fontsize=10)
     if len(groups) > 1:
         _key_under(halves[1], time_axes, len(groups), fontsize=7)
     if data:

@@ -100,8 +100,8 @@ def claim_text(claim: Claim, result: SweepResult) -> str:
         first, second = second, first
     found = verdict(first, second)
     means = (
-        f"validation {first.stats['val_accuracy'].text()} % for {first.cell.label} against "
-        f"{second.stats['val_accuracy'].text()} % for {second.cell.label}"
+        f"validation {first.stats['val_accuracy'].text()}% for {first.cell.label} against "
+        f"{second.stats['val_accuracy'].text()}% for {second.cell.label}"
     )
     return f"**Verdict** ({means}): {found.sentence()}.\n"
 

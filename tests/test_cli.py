@@ -206,7 +206,8 @@ def test_bad_train_options_give_one_line_and_exit_2(args: list[str], needle: str
         (["data", "nosuch"], "digitnet data --help"),
         (["train", "--debug"], "goes before the command: digitnet --debug train …"),
         (["evaluate"], "Missing argument 'RUN_DIR' (see"),
-        (["compare", "lr", "-1"], "-1: a negative number, read as an option; no value here can be < 0"),
+        (["compare", "lr", "-1"], "a negative number was read as an option; no value here can be < 0"),
+        (["compare", "lr", "-0.5"], "a negative number was read as an option"),  # click names it "-0"
         (["compare", "epochs", "1,2.5"], "epochs=2.5: expected a whole number"),  # not int()'s words
         (["compare", "lr", "abc"], "lr=abc: expected a number"),
     ],
@@ -404,6 +405,8 @@ def test_an_interrupted_train_says_what_was_saved(
     assert result.exit_code == 130, result.output
     assert f"interrupted after {said}" in " ".join(result.output.split())
     assert "the same command resumes from there" in " ".join(result.output.split())
+    # the test set is measured once training ends: the footer must not name it as if it had been
+    assert "not measured: training was stopped" in " ".join(result.output.split())
 
 
 def test_evaluating_an_interrupted_run_says_so(tmp_path: Path) -> None:

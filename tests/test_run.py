@@ -332,8 +332,12 @@ def test_a_one_epoch_sweep_shows_each_values_spread_apart_and_no_cap_on_the_fram
     time_axes = figures["final"].axes[1]
     assert time_axes.get_ylim()[1] >= 1.05 * max(s.seconds[0] + s.seconds[1] for s in series)
     # a two-factor grid's curves are its cells: the title names both factors, not "by lr" alone
-    grid = plot_sweep("lr", series, by="optimizer")["val_accuracy"].axes[0].get_title()
-    assert "per epoch, by lr × optimizer (" in grid
+    grid = plot_sweep("lr", series, by="optimizer")
+    assert "per epoch, by lr × optimizer (" in grid["val_accuracy"].axes[0].get_title()
+    assert [axes.get_title() for axes in grid["final"].axes] == [
+        "final accuracy, lr × optimizer (mean ± std over seeds)",
+        "time cost, lr × optimizer",
+    ]
 
 
 def _keys(figure: Figure, renderer: Any) -> list[Any]:

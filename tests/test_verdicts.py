@@ -149,7 +149,7 @@ def test_a_claim_is_the_verdict_of_its_two_cells_whichever_is_ahead() -> None:
     result = SimpleNamespace(cells=cells)
     text = claim_text(Claim("c", "lr", "0.1", "0.03"), result)  # type: ignore[arg-type]
     assert verdict(cells[1], cells[0]).sentence() in text
-    assert "validation 97.10 ± 0.10 % for 0.03 against 96.10 ± 0.10 % for 0.1" in text
+    assert "validation 97.10 ± 0.10% for 0.03 against 96.10 ± 0.10% for 0.1" in text
     with pytest.raises(ValueError, match=r"no cell 0\.3"):
         claim_text(Claim("c", "lr", "0.3", "0.03"), result)  # type: ignore[arg-type]
 
@@ -306,3 +306,13 @@ def test_the_summary_names_cells_once_and_keeps_to_one_pair_of_brackets() -> Non
     assert describe_result(SweepSpec("optimizer", seeds=2, models=("bn",)), grid).startswith(
         "Best model / optimizer: bn / momentum (lr 0.01; validation"
     )
+    from dataclasses import replace
+
+    from digitnet.run import RunSummary
+    from digitnet.sweep import RunRecord, aggregate
+
+    lost = Cell("mlp / sgd (lr 0.01)", "sgd", "mlp", {})
+    summary = replace(RunSummary.failed("k", "stand-in"), status="completed", val_accuracy=0.1)
+    (cell,) = aggregate([lost], [RunRecord(lost, 0, "k", Path("k"), summary, False)])
+    chance = describe_result(SweepSpec("optimizer", seeds=1, models=("mlp",)), [cell])
+    assert "mlp / sgd (lr 0.01; 1 of 1 seed)." in chance

@@ -86,10 +86,9 @@ class OneLineErrors(TyperGroup):
                 isinstance(error, click_errors.NoSuchOption)
                 and error.option_name.lstrip("-").replace(".", "", 1).isdigit()  # -1, -0.1
             ):
-                # 'compare lr -1': meant as a value, read as an option because it starts with '-'
-                message = (
-                    f"{error.option_name}: a negative number, read as an option; no value here can be < 0"
-                )
+                # 'compare lr -1': meant as a value, read as an option because it starts with '-' (click
+                # names only its first two characters: -0.5 is "-0")
+                message = "a negative number was read as an option; no value here can be < 0"
             err_console.print(
                 f"[bold red]error:[/] {escape(message.rstrip('.') if hint else message)}{escape(hint)}",
                 highlight=False,

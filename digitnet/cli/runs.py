@@ -162,9 +162,12 @@ def train(
         ),
     )
     console.print(table)
+    tested = f"test set: {summary.test_set}"
+    if summary.test_accuracy is None and summary.status == "interrupted":  # measured once training ends
+        tested = f"{tested}, not measured: training was stopped ('digitnet evaluate' measures it)"
+    seconds = f"{summary.train_seconds:.1f} s training"
     console.print(
-        f"{summary.parameters:,} {trained_word}parameters · {summary.train_seconds:.1f} s training · "
-        f"test set: {summary.test_set}",
+        f"{summary.parameters:,} {trained_word}parameters · {seconds} · {tested}",
         highlight=False,
         soft_wrap=True,
     )

@@ -207,8 +207,8 @@ class Verdict:
                 f"(95% interval, Welch, {seeds})"
             )
         few = (
-            " (two seeds leave only one degree of freedom, so the interval is very wide: more seeds, "
-            "e.g. --seeds 5, narrow it)"
+            "; two seeds leave only one degree of freedom, so the interval is very wide: more seeds, "
+            "e.g. --seeds 5, narrow it"
             if min(self.seeds) == 2
             else ""
         )
@@ -244,6 +244,12 @@ def _ranked(cells: Sequence[CellResult]) -> list[CellResult]:
     )
 
 
+def _aside(label: str, aside: str) -> str:
+    """``label (aside)``; a label that ends in brackets of its own takes the aside inside them: "adam (lr
+    0.001; validation …)", not "adam (lr 0.001) (validation …)"."""
+    return f"{label[:-1]}; {aside})" if label.endswith(")") else f"{label} ({aside})"
+
+
 def describe_result(spec: SweepSpec, cells: Sequence[CellResult]) -> str:
     """One or two sentences: the best cell by mean *validation* accuracy, and whether the 95% interval
     of its lead over the runner-up (Welch) excludes zero."""
@@ -260,7 +266,8 @@ def describe_result(spec: SweepSpec, cells: Sequence[CellResult]) -> str:
     def named(count: Callable[[CellResult], int]) -> str:
         """Each cell where ``count`` is not 0, as "lr 1 (1 of 3 seeds)", joined by commas."""
         return ", ".join(
-            f"{prefix}{c.cell.label} ({count(c)} of {len(c.runs)} seed{'s' if len(c.runs) != 1 else ''})"
+            prefix
+            + _aside(c.cell.label, f"{count(c)} of {len(c.runs)} seed{'s' if len(c.runs) != 1 else ''}")
             for c in cells
             if count(c)
         )
@@ -284,10 +291,7 @@ def describe_result(spec: SweepSpec, cells: Sequence[CellResult]) -> str:
         return f"No {name} finished training.{tail}"
     best = ranked[0]
     validation = f"validation {best.stats['val_accuracy'].text()}%"
-    # "adam (lr 0.001)" takes the validation inside its brackets, not in a second pair
-    label = best.cell.label
-    shown = f"{label[:-1]}; {validation})" if label.endswith(")") else f"{label} ({validation})"
-    text = f"Best {name}: {shown}."
+    text = f"Best {name}: {_aside(best.cell.label, validation)}."
     tail = edge_of_grid(spec, cells, best) + tail
     if len(cells) == 1:  # nothing to compare with: no "best"
         accuracy = best.stats["val_accuracy"].text()
