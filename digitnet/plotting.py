@@ -490,6 +490,7 @@ def plot_sweep(factor: str, series: Sequence[SweepSeries], data: str = "", by: s
             }
             for i in range(len(series))
         ]
+    swept = f"{factor} × {by}" if by else factor  # a grid's curves are its cells: both factors
     columns = max(1, min(len(series), 4))
     key_rows = -(-len(series) // columns)
     for metric, label in CURVE_LABELS.items():
@@ -528,7 +529,6 @@ def plot_sweep(factor: str, series: Sequence[SweepSeries], data: str = "", by: s
             FixedLocator(range(1, last + 1)) if last <= 12 else MaxNLocator(integer=True)
         )
         axes.set_ylabel(label)
-        swept = f"{factor} × {by}" if by else factor  # a grid's curves are its cells: both factors
         axes.set_title(f"{label} per epoch, by {swept} ({spread}){under}", fontsize=10)
         axes.grid(alpha=0.3)
         # a one-factor sweep labels its curves by value alone: the key says which factor; read row by
@@ -587,7 +587,7 @@ def plot_sweep(factor: str, series: Sequence[SweepSeries], data: str = "", by: s
                 range(len(labels)), labels, rotation=20 if max(map(len, labels)) > 8 else 0, fontsize=8
             )
     acc_axes.set_ylabel("final accuracy (%)")
-    grid = f", {factor} × {by}" if by else ""  # its lines are the second factor's values
+    grid = f", {swept}" if by else ""  # its lines are the second factor's values
     acc_axes.set_title(f"final accuracy{grid} ({spread})", fontsize=10)
     # a grid's key: one column per model, its val above its test
     _key_under(

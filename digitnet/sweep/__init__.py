@@ -73,9 +73,8 @@ class SweepResult:
     reused: int
     summary: str
     files: list[Path]
-    replaced_other: bool = False  # out_dir held the tables of a different sweep (its runs stay cached)
     data: str = ""  # which digits, how many in each part: "MNIST: 48,000 train / …"
-    data_notes: tuple[str, ...] = ()  # what the data loading said (the sample's notice, a hold-out)
+    data_notes: tuple[str, ...] = ()  # what loading said (the sample's notice), and a replaced sweep's
 
 
 def run_sweep(
@@ -108,8 +107,7 @@ def run_sweep(
     data_text = "; ".join(dict.fromkeys(descriptions))
     previous = output_marker(out_dir) if out_dir.is_dir() else None
     spec_key = hashlib.sha256(repr(spec).encode()).hexdigest()[:12]
-    replaced_other = previous is not None and previous.get("key") not in (None, spec_key)
-    if replaced_other:  # said before training, so a student who meant to keep them can stop now
+    if previous is not None and previous.get("key") not in (None, spec_key):  # said before training
         notes.append(
             f"{out_dir} holds the tables and figures of a different sweep: this one's replace them when it "
             "ends (that sweep's runs stay cached, so its own command writes them again in seconds; --out "
@@ -152,7 +150,6 @@ def run_sweep(
         len(records) - trained,
         summary,
         files,
-        replaced_other,
         data_text,
         tuple(notes),
     )
