@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +30,7 @@ from digitnet.data import (
     stratified_split,
     to_tensors,
 )
+from digitnet.data.tensors import BatchIndexSampler, TensorBatches
 from digitnet.errors import ConfigError, DataError
 
 
@@ -195,6 +197,26 @@ def test_shuffled_loader_covers_each_index_once_and_depends_on_seed() -> None:
 
     assert sorted(order(0)) == list(range(103))
     assert order(0) == order(0) and order(0) != order(1)
+
+
+@pytest.mark.parametrize("augment", [False, True])
+def test_batches_are_what_a_dataloader_yields(augment: bool) -> None:
+    """The loader without torch's DataLoader gives the same batches, bit for bit, over two epochs: the same
+    sampler and dataset, the same draws from the generator (shuffling, then augmentation)."""
+    x, y = torch.rand(45, 1, 28, 28), torch.arange(45)
+
+    def epochs(batches: Iterable[tuple[torch.Tensor, torch.Tensor]]) -> list[torch.Tensor]:
+        return [t for _ in range(2) for pair in batches for t in pair]
+
+    ours = batch_loader(x, y, 8, shuffle=True, generator=torch.Generator().manual_seed(4), augment=augment)
+    generator = torch.Generator().manual_seed(4)
+    dataset = TensorBatches(x, y, augment, generator)
+    sampler = BatchIndexSampler(len(dataset), 8, True, generator)
+    theirs = torch.utils.data.DataLoader(dataset, batch_size=None, sampler=sampler, collate_fn=lambda b: b)
+    assert len(ours) == len(theirs) == 6
+    mine, reference = epochs(ours), epochs(theirs)
+    assert len(mine) == len(reference) == 24
+    assert all(torch.equal(a, b) for a, b in zip(mine, reference, strict=True))
 
 
 def test_reshuffles_every_epoch() -> None:

@@ -7,6 +7,7 @@ import sys
 
 import pytest
 import torch
+from torch.optim.optimizer import register_optimizer_step_post_hook
 
 from digitnet.errors import ConfigError
 from digitnet.optim import OptimConfig, build_optimizer, build_scheduler, eager
@@ -72,6 +73,46 @@ def test_eager_class_steps_bit_for_bit_as_torch_optim(cls: type[torch.optim.Opti
     reloaded = cls(_model().parameters(), **options)
     reloaded.load_state_dict(opt_ours.state_dict())
     assert str(reloaded.state_dict()) == str(opt_theirs.state_dict())
+
+
+def test_eager_step_keeps_hooks_and_profiler_ranges() -> None:
+    """The lean step still runs every step hook (the diagnostics rely on them; global ones too), lets a
+    pre-hook swap the arguments as torch.optim allows, and names itself in a profile while one records;
+    zero_grad(set_to_none=False) still zeroes."""
+    model = _model()
+    optimizer = eager(torch.optim.SGD)(model.parameters(), lr=0.1)
+    calls: list[str] = []
+    optimizer.register_step_pre_hook(lambda *_: calls.append("pre"))
+    optimizer.register_step_post_hook(lambda *_: calls.append("post"))
+    handle = register_optimizer_step_post_hook(lambda *_: calls.append("global post"))
+    try:
+        model(torch.ones(1, 8)).sum().backward()
+        optimizer.step()
+    finally:
+        handle.remove()
+    assert calls == ["pre", "post", "global post"]
+
+    closure_calls: list[int] = []
+
+    def closure() -> float:
+        closure_calls.append(1)
+        return 0.0
+
+    optimizer.register_step_pre_hook(lambda opt, args, kwargs: ((opt,), {"closure": closure}))
+    optimizer.step()
+    assert closure_calls == [1]
+
+    with torch.profiler.profile() as profile:
+        optimizer.step()
+        optimizer.zero_grad()
+    names = {event.name for event in profile.events()}
+    assert {"Optimizer.step#SGD.step", "Optimizer.zero_grad#SGD.zero_grad"} <= names
+
+    model(torch.ones(1, 8)).sum().backward()
+    optimizer.zero_grad(set_to_none=False)
+    assert all(p.grad is not None and not p.grad.any() for p in model.parameters())
+    optimizer.zero_grad()
+    assert all(p.grad is None for p in model.parameters())
 
 
 def test_training_never_imports_the_compiler() -> None:

@@ -109,11 +109,12 @@ def test_moving_average_matches_numpy() -> None:
 
 @pytest.mark.parametrize("model_name", ["mlp", "cnn", "cnn-bn", "vgg"])
 def test_fast_loop_matches_a_plain_reference_loop(tensors, model_name: str) -> None:  # type: ignore[no-untyped-def]
-    """digitnet's loop (index_select batches through a DataLoader, fused Adam, losses read once per epoch)
-    against the textbook loop on the same seed and batch order: fancy indexing, torch.optim.Adam without
-    fusing, loss.item() every step. Fused and plain Adam round differently, so equal to float tolerance.
-    The four-convolution vgg amplifies that rounding past any useful tolerance within 64 steps, so its
-    reference takes the same fused Adam and must match exactly: the loop itself is what is under test."""
+    """digitnet's loop (index_select batches from a sampler of index tensors, fused Adam, losses read once
+    per epoch) against the textbook loop on the same seed and batch order: fancy indexing,
+    torch.optim.Adam without fusing, loss.item() every step. Fused and plain Adam round differently, so
+    equal to float tolerance. The four-convolution vgg amplifies that rounding past any useful tolerance
+    within 64 steps, so its reference takes the same fused Adam and must match exactly: the loop itself
+    is what is under test."""
     n = 2048
     subset = tensors.head(n, 256)
     config = TrainConfig(epochs=2, batch_size=64, seed=3)

@@ -10,9 +10,10 @@ The training source is split 80/20 into train/validation, **stratified** so ever
 with a fixed split seed so that runs with different training seeds see the same split. MNIST's own
 10,000-digit test set stays apart; sources without one hold out a stratified 1/7 instead.
 
-Batches come from a ``torch.utils.data.DataLoader`` whose sampler yields whole index tensors: the split
-lives in memory (on the GPU when there is one) and a batch is one indexing operation, never 100 calls
-to ``__getitem__`` and a collate.
+A batch is one indexing operation on a shuffled index tensor, never 100 calls to ``__getitem__`` and a
+collate: the split lives in memory (on the GPU when there is one), so
+[batch_loader][digitnet.data.batch_loader] iterates a sampler of whole index tensors itself rather than
+through a ``torch.utils.data.DataLoader``, whose per-batch bookkeeping would then be all it adds.
 
 The package has three modules, each one job: [sources][digitnet.data.sources] (reading files),
 [split][digitnet.data.split] (stratified train/validation/test), [tensors][digitnet.data.tensors]
@@ -58,6 +59,7 @@ from digitnet.data.split import (
     stratified_split,
 )
 from digitnet.data.tensors import (
+    Batches,
     NormStats,
     TensorSplit,
     augment_batch,
@@ -73,6 +75,7 @@ __all__ = [
     "MNIST_MD5",
     "NUM_CLASSES",
     "SAMPLE_NOTICE",
+    "Batches",
     "Digits",
     "NormStats",
     "Source",
