@@ -793,6 +793,57 @@ def startup_against(data_dir: Path, repeats: int, revision: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def training_against(data_dir: Path, repeats: int, revision: str) -> str:
+    """The report's typical run (the baseline MLP, batch 32, one thread, as a sweep's worker trains it;
+    three epochs) with the code at ``revision`` and with this checkout, as markdown: processes alternate,
+    SGD and Adam, medians of ``repeats`` of the training epochs' seconds each, and whether both sides
+    computed the same run (every epoch's losses and accuracies equal, to the last digit)."""
+    root = Path(__file__).resolve().parents[1]
+    options = {name: ["--threads", "1", "--epochs", "3", "--optimizer", name] for name in ("sgd", "adam")}
+    seconds: dict[tuple[str, str], list[float]] = {}
+    results: dict[tuple[str, str], set[str]] = {}
+    with tempfile.TemporaryDirectory() as scratch:
+        before = Path(scratch) / "before"
+        subprocess.run(
+            ["git", "-C", str(root), "worktree", "add", "-q", "--detach", str(before), revision], check=True
+        )
+        try:
+            fast_process(data_dir, options["sgd"], preset="baseline")  # warm the file and split caches
+            for _ in range(repeats):
+                for optimizer, flags in options.items():
+                    for side, code in ((revision, before), ("now", None)):
+                        process = fast_process(data_dir, flags, code=code, preset="baseline")
+                        epochs = process["history"]["epochs"]
+                        seconds.setdefault((optimizer, side), []).append(
+                            sum(e["train_seconds"] for e in epochs)
+                        )
+                        numbers = [
+                            [e[k] for k in ("train_loss", "train_accuracy", "val_loss", "val_accuracy")]
+                            for e in epochs
+                        ]
+                        results.setdefault((optimizer, side), set()).add(json.dumps(numbers))
+                        print(
+                            f"{optimizer} {side}: training {seconds[optimizer, side][-1]:.2f} s", flush=True
+                        )
+        finally:
+            subprocess.run(["git", "-C", str(root), "worktree", "remove", "--force", str(before)], check=True)
+    lines = [
+        "`digitnet train --preset baseline --threads 1 --epochs 3 --optimizer OPTIMIZER` on full MNIST (the "
+        "baseline MLP at batch 32 on one thread, as a `compare` worker trains it), whole processes, the code "
+        f"at `{revision}` and now alternating; medians of {repeats} each "
+        f"(`python scripts/benchmark.py --training-against {revision}`).",
+        "",
+        f"| optimizer | `{revision}` training (s) | now (s) | now ÷ `{revision}` "
+        "| the same run, to the last digit |",
+        "|---|---:|---:|---:|---|",
+    ]
+    for optimizer in options:
+        old, new = (statistics.median(seconds[optimizer, side]) for side in (revision, "now"))
+        same = len(results[optimizer, revision] | results[optimizer, "now"]) == 1
+        lines.append(f"| {optimizer} | {old:.2f} | {new:.2f} | {new / old:.2f} | {'yes' if same else 'no'} |")
+    return "\n".join(lines) + "\n"
+
+
 def markdown_table(report: dict[str, object], samples: int, repeats: int) -> str:
     """The benchmark as a markdown table for the docs."""
     cases = report["cases"]
@@ -911,6 +962,12 @@ def main() -> None:
         help="with --startup: the same recipe with the code at git revision REV, alternating with this one",
     )
     parser.add_argument(
+        "--training-against",
+        metavar="REV",
+        help="only the report's typical run (baseline MLP, batch 32, one thread) with the code at git "
+        "revision REV and with this checkout, alternating, and whether both compute the same numbers",
+    )
+    parser.add_argument(
         "--report-cost",
         action="store_true",
         help="only what each experiment of digitnet report costs to train (from docs/results/*/results.csv)",
@@ -978,6 +1035,8 @@ def main() -> None:
         parser.error("benchmark needs full MNIST: --data-dir or $DIGITNET_DATA")
     elif not mnist_files_or_none(Path(args.data_dir)):
         parser.error(f"--data-dir {args.data_dir}: the four MNIST files are not there")
+    elif args.training_against:
+        table = training_against(Path(args.data_dir), repeats, args.training_against)
     elif args.startup:
         data_dir = Path(args.data_dir)
         if args.against:

@@ -230,6 +230,11 @@ class Batches:
         return len(self.sampler)
 
     def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
+        # A DataLoader draws one number from torch's global generator as each epoch starts (a seed for
+        # worker processes, drawn even without any). Drawn here too, dropout, which uses that generator,
+        # makes the same masks as when the batches came through a DataLoader: runs trained before and after
+        # are the same to the last digit, and one can resume the other.
+        torch.empty((), dtype=torch.int64).random_()
         for index in self.sampler:
             yield self.dataset[index]
 
