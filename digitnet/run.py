@@ -49,7 +49,8 @@ from digitnet.checkpoint import (
     save_checkpoint_bytes,
     save_resume,
 )
-from digitnet.data import Split, describe_split, load_split, to_tensors
+from digitnet.configs import DataConfig
+from digitnet.data import Split, TensorSplit, describe_split, load_split, to_tensors
 from digitnet.errors import CheckpointError, DigitnetError
 from digitnet.history import EpochRecord, History
 from digitnet.memory import check_memory
@@ -315,13 +316,15 @@ def run_experiment(
     on_epoch: EpochCallback | None = None,
     split: Split | None = None,
     restart: bool = False,
+    prepare: Callable[[Split, DataConfig, torch.device], TensorSplit] = to_tensors,
 ) -> RunResult:
     """Train one model as ``config`` says and write its run directory.
 
     ``run_dir`` is checked first (see [claim_output][digitnet.runtime.claim_output]), so a bad ``--out``
     fails before any training. If an earlier process of the same config stopped part-way, training resumes
     from its last finished epoch (``restart=True`` starts over). ``split`` lets a sweep load the data
-    once and share it between runs; it must come from ``config.data``. An interrupted run is still
+    once and share it between runs; it must come from ``config.data``, and ``prepare``, which turns it into
+    normalised tensors on the device, may keep those for the next run too. An interrupted run is still
     written (``status="interrupted"``, finished epochs only, their weights), unless no epoch finished.
     """
     started = time.perf_counter()
@@ -353,7 +356,7 @@ def run_experiment(
         with using_threads(threads):  # environment_info below records the count in force
             if split is None:
                 split = load_split(config.data)
-            tensors = to_tensors(split, config.data, device)
+            tensors = prepare(split, config.data, device)
             generator = seed_everything(config.train.seed)
             model = build_model(config.model).to(device)
             if config.model.first_layer == "pca":  # before the optimizer, which takes only what learns

@@ -177,3 +177,29 @@ def test_optimizers_run_at_their_conventional_rate_unless_lr_is_given() -> None:
     assert cells["sgd"].overrides["lr"] == 0.01
     fixed = plan_sweep(SweepSpec("optimizer", base=(("lr", 0.05),)))
     assert all("lr" not in c.overrides and c.label == c.value for c in fixed)
+
+
+def test_a_sweeps_runs_share_one_copy_of_the_tensors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Runs of one data config in one process normalise the digits once (a sweep's worker keeps them),
+    and a run trained on the kept tensors is the same, to the last digit, as one that made its own."""
+    from digitnet.run import run_experiment
+    from digitnet.sweep import execution
+
+    made: list[object] = []
+
+    def counting(*args: object) -> object:
+        made.append(args)
+        return execution_to_tensors(*args)
+
+    execution_to_tensors = execution.to_tensors
+    monkeypatch.setattr(execution, "_WORKER_TENSORS", {})
+    monkeypatch.setattr(execution, "to_tensors", counting)
+    spec = SweepSpec("lr", ("0.1", "0.01"), base=FAST, seeds=2)
+    result = run_sweep(spec, tmp_path / "sweep", jobs=1)
+    assert result.trained == 4 and len(made) == 1
+
+    config = run_configs(spec, plan_sweep(spec))[-1][2]
+    alone = run_experiment(config, tmp_path / "alone").summary
+    kept = json.loads((result.cells[-1].runs[-1].run_dir / "summary.json").read_text())
+    assert kept["key"] == alone.key
+    assert (kept["train_loss"], kept["val_accuracy"]) == (alone.train_loss, alone.val_accuracy)
