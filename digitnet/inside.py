@@ -436,7 +436,7 @@ def lr_range_test(config: RunConfig, test: RangeTestConfig | None = None) -> Ran
     the loss fell fastest learns quickly at the start of training, not necessarily best over a full run.
     """
     from digitnet.data import batch_loader
-    from digitnet.models import build_model
+    from digitnet.models import build_model, use_pca_filters
     from digitnet.optim import build_optimizer
     from digitnet.runtime import choose_threads, resolve_device, seed_everything, using_threads
     from digitnet.settings import resolve_run_config
@@ -451,6 +451,8 @@ def lr_range_test(config: RunConfig, test: RangeTestConfig | None = None) -> Ran
         tensors = to_tensors(split, config.data, device)
         generator = seed_everything(config.train.seed)
         model = build_model(config.model).to(device)
+        if config.model.first_layer == "pca":  # as a run sets it, or the test would see random fixed filters
+            use_pca_filters(model, tensors.train_x)
         optimizer = build_optimizer(
             model.parameters(), replace(config.optim, lr=test.start_lr, schedule="none")
         )

@@ -173,6 +173,30 @@ def test_range_test_rates_rise_exponentially_and_the_suggestion_lies_in_the_stee
     assert result.suggested_lr == result.rates[int(np.argmin(slope))]
 
 
+def test_range_test_of_a_fixed_first_layer_uses_the_digits_filters(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With --first-layer pca (the fast preset's) the range test trains the network a run would: its fixed
+    first convolution set to the training digits' principal patterns, not left at its random start."""
+    import digitnet.trainer
+    from digitnet.data import to_tensors
+    from digitnet.models import pca_filters
+
+    seen: list[nn.Module] = []
+    original = digitnet.trainer.train_one_epoch
+
+    def watched(model: nn.Module, *args: object, **kwargs: object) -> object:
+        seen.append(model)
+        return original(model, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(digitnet.trainer, "train_one_epoch", watched)
+    config = make_run_config({"dataset": "sample", "model": "cnn", "first-layer": "pca", "threads": 1})
+    lr_range_test(config)
+    conv = seen[0].features[0]
+    assert isinstance(conv, nn.Conv2d) and not conv.weight.requires_grad
+    train_x = to_tensors(load_split(config.data), config.data, torch.device("cpu")).train_x
+    weight, _ = pca_filters(train_x, conv.out_channels, conv.kernel_size[0], 2)
+    torch.testing.assert_close(conv.weight, weight)
+
+
 @pytest.mark.parametrize("model", ["mlp", pytest.param("cnn", marks=pytest.mark.slow)])
 def test_inspect_writes_every_view_of_a_sample_run(model: str, tmp_path: Path) -> None:
     run_dir = tmp_path / model
@@ -219,7 +243,9 @@ def test_lr_find_offers_no_option_it_would_ignore() -> None:
     shown = runner.invoke(app, ["lr-find", "--help"], terminal_width=200).output
     options = shown.split("Options:")[1]  # the docstring names them, to say they are not taken
     offered = {line.split()[0] for line in options.splitlines() if line.startswith("  --")}
-    assert {"--start-lr", "--batch-size", "--dropout"} <= offered
+    assert {"--start-lr", "--batch-size", "--dropout", "--first-layer"} <= offered
+    first_layer = " ".join(options.split("--first-layer")[1].split("--dropout")[0].split())
+    assert "--diagnostics" not in first_layer and "single epoch" not in first_layer  # a run's, not lr-find's
     assert not offered & {
         "--lr",
         "--epochs",

@@ -52,7 +52,12 @@ NOT_READ_BY_LR_FIND = ("lr", "epochs", "schedule", "eval-batch-size", "eval-trai
 
 
 @app.command("lr-find", short_help="The learning-rate range test: the loss as the rate rises.")
-@with_run_options(omit=NOT_READ_BY_LR_FIND)
+@with_run_options(
+    omit=NOT_READ_BY_LR_FIND,
+    first_layer="The first convolution of --model cnn: learned = trained like every other layer; pca = "
+    "fixed to the training digits' principal 5×5 patterns and not trained, as a run with it trains. A "
+    "preset that fixes it (fast) fixes it only for --model cnn; another model learns its own.",
+)
 @friendly
 def lr_find(
     context: typer.Context,
