@@ -112,6 +112,13 @@ def test_sweep_writes_tables_figures_and_resumes(tmp_path: Path) -> None:
     assert by_value["0.1"].stats["val_accuracy"].std == pytest.approx(np.std(accuracies, ddof=1))
     markdown = (tmp_path / "sweep" / "results.md").read_text()
     assert by_value["0.1"].stats["val_accuracy"].text() in markdown
+    # one epoch of the sample takes a fraction of a second: its time in hundredths, not "0.0 ± 0.0"
+    table = [line.strip("|").split(" | ") for line in markdown.splitlines() if line.startswith("| ")]
+    column = [cell.strip() for cell in table[0]].index("time (s)")
+    times = {row[0].strip(): row[column].strip() for row in table[1:]}
+    for value in ("0.1", "0.01"):
+        mean, std = (float(part) for part in times[value].split(" ± "))
+        assert times[value] == f"{mean:.2f} ± {std:.2f}" and mean > 0
 
     first_runs = _runs(tmp_path / "sweep")
     again = run_sweep(spec, tmp_path / "sweep")

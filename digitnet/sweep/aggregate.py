@@ -381,8 +381,10 @@ def edge_of_grid(spec: SweepSpec, cells: Sequence[CellResult], best: CellResult)
 
 
 def results_table_rows(cells: Sequence[CellResult]) -> list[dict[str, str]]:
-    """The rows of ``results.csv``/``results.md``: mean ± std per metric, as text."""
+    """The rows of ``results.csv``/``results.md``: mean ± std per metric, as text. Times take a tenth of a
+    second, or a hundredth where no cell's runs took a second (one epoch of the sample read "0.0 ± 0.0")."""
     rows = []
+    time_digits = 1 if any(c.stats["train_seconds"].mean >= 1 for c in cells) else 2
     for result in cells:
         s = result.stats
         rows.append(
@@ -399,7 +401,7 @@ def results_table_rows(cells: Sequence[CellResult]) -> list[dict[str, str]]:
                 "val loss": s["val_loss"].text(1, 4),
                 "test loss": s["test_loss"].text(1, 4),
                 "best epoch": _best_epochs(result),
-                "time (s)": s["train_seconds"].text(1, 1),
+                "time (s)": s["train_seconds"].text(1, time_digits),
             }
         )
     return rows
