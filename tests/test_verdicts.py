@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from digitnet.cli import app
 from digitnet.errors import ConfigError
 from digitnet.sweep import Cell, CellResult, SweepSpec, mean_std, plan_sweep
-from digitnet.sweep.aggregate import describe_result, verdict, verdicts, welch_interval
+from digitnet.sweep.aggregate import describe_result, verdict, verdicts, verdicts_markdown, welch_interval
 from digitnet.sweep.plan import parse_by_values
 
 
@@ -170,6 +170,11 @@ def test_every_claim_is_on_a_page_and_names_cells_of_its_experiment() -> None:
 def test_equal_means_are_called_a_tie_not_a_lead() -> None:
     tie = verdict(_cell("a", [0.9]), _cell("b", [0.9]))
     assert "a tie" in tie.sentence() and "ahead" not in tie.sentence()
+    assert "have the same mean" in tie.sentence()
+    # means printed as 97.72 and 97.71 are 0.003 points apart: "0.00" beside them read as a contradiction
+    near = verdict(_cell("a", [0.97713, 0.97723, 0.97733]), _cell("b", [0.97710, 0.97720, 0.97730]))
+    assert "a and b have means 0.003 points apart (95% interval" in near.sentence()
+    assert "| a | b | 0.003 |" in verdicts_markdown([near])
 
 
 def test_by_without_its_values_is_one_line_not_a_misread_option(tmp_path: Path) -> None:

@@ -193,8 +193,8 @@ class Verdict:
         seeds = _seeds_text(self.seeds, (self.ahead, self.behind))
         if round(self.points, 2) == 0 and not self.clear:
             spread = f" (95% interval of the difference {self.interval})" if self.tested else ""
-            same = "have the same mean to the hundredth of a point"
-            return f"{self.ahead} and {self.behind} {same}{spread}: a tie"
+            apart = f"means {points_text(self.points)} points apart" if self.points else "the same mean"
+            return f"{self.ahead} and {self.behind} have {apart}{spread}: a tie"
         if not self.tested:
             return (
                 f"{self.ahead} is {self.points:.2f} points ahead of {self.behind}, but with {seeds} the "
@@ -216,6 +216,12 @@ class Verdict:
             f"{self.ahead} and {self.behind} cannot be told apart with {seeds}: the difference of "
             f"{self.points:.2f} points has a 95% interval of {self.interval}, which includes zero{few}"
         )
+
+
+def points_text(points: float) -> str:
+    """A difference of means in points, to the hundredth; one under half a hundredth keeps its first
+    digit ("0.003"), since "0.00" beside means printed as 97.72 and 97.71 read as a contradiction."""
+    return f"{points:.2f}" if points >= 0.005 or points == 0 else f"{points:.1g}"
 
 
 def _seeds_text(seeds: tuple[int, int], names: tuple[str, str]) -> str:
@@ -331,7 +337,7 @@ def verdicts_markdown(found: Sequence[Verdict]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     for v in found:
         word = "ahead" if v.clear else ("not tested" if not v.tested else "cannot tell apart")
-        cells = [v.ahead, v.behind, f"{v.points:.2f}", v.interval, word]
+        cells = [v.ahead, v.behind, points_text(v.points), v.interval, word]
         lines.append("| " + " | ".join(([v.within] if grouped else []) + cells) + " |")
     scope = "in each comparison, " if grouped else ""
     return (
