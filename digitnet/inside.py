@@ -29,7 +29,7 @@ import torch
 from torch import Tensor, nn
 
 from digitnet.checkpoint import load_checkpoint
-from digitnet.data import NUM_CLASSES, NormStats, load_split, to_tensors
+from digitnet.data import NUM_CLASSES, NormStats, Split, load_split, to_tensors
 from digitnet.errors import ConfigError, DataError
 from digitnet.settings import RunConfig
 
@@ -365,6 +365,10 @@ class RangeTestConfig:
     """The steep region: where the smoothed loss falls at least this share as fast as at its steepest"""
 
     def __post_init__(self) -> None:
+        if not (math.isfinite(self.start_lr) and math.isfinite(self.end_lr)):
+            raise ConfigError(
+                f"--start-lr/--end-lr: expected finite rates, got {self.start_lr:g} and {self.end_lr:g}"
+            )
         if not 0 < self.start_lr < self.end_lr:
             raise ConfigError(
                 f"--start-lr/--end-lr: expected 0 < start < end, got {self.start_lr:g} and {self.end_lr:g}"
@@ -427,13 +431,20 @@ def rates_to_compare(test: RangeTest, centre: float | None = None) -> str:
     return " ".join(dict.fromkeys(f"{rate:.2g}" for rate in rates))  # each once: 0.049 0.049 trains it twice
 
 
-def lr_range_test(config: RunConfig, test: RangeTestConfig | None = None) -> RangeTest:
+MIN_RANGE_STEPS = 10  # fewer steps than this cannot show the loss falling, then rising, over the range
+
+
+def lr_range_test(
+    config: RunConfig, test: RangeTestConfig | None = None, split: Split | None = None
+) -> RangeTest:
     """Train ``config``'s model for one pass over its training split with the rate rising exponentially
     from ``start_lr`` to ``end_lr`` (Smith, 2017), recording the loss at every step.
 
     Uses the project's own loop ([train_one_epoch][digitnet.trainer.train_one_epoch]) with an
     ``ExponentialLR`` schedule stepped once per batch. The suggestion is a starting point: the rate where
     the loss fell fastest learns quickly at the start of training, not necessarily best over a full run.
+    ``split``, if the caller loaded it already, must come from ``config.data``. A batch so large that the
+    pass has fewer than ``MIN_RANGE_STEPS`` steps is refused: there is no curve to read.
     """
     from digitnet.data import batch_loader
     from digitnet.models import build_model, use_pca_filters
@@ -446,8 +457,16 @@ def lr_range_test(config: RunConfig, test: RangeTestConfig | None = None) -> Ran
     config = resolve_run_config(config)
     device = resolve_device(config.train.device)
     threads = config.train.threads or choose_threads()[0]
+    split = split if split is not None else load_split(config.data)
+    steps = math.ceil(len(split.train) / config.train.batch_size)
+    if steps < MIN_RANGE_STEPS:
+        most = len(split.train) // MIN_RANGE_STEPS
+        raise ConfigError(
+            f"--batch-size {config.train.batch_size}: the range test takes one step per batch over the "
+            f"{len(split.train):,} training digits, here {steps}, too few to draw a curve; a batch of at "
+            f"most {most:,} gives {MIN_RANGE_STEPS} steps, and a few hundred steps give a usable one"
+        )
     with using_threads(threads):
-        split = load_split(config.data)
         tensors = to_tensors(split, config.data, device)
         generator = seed_everything(config.train.seed)
         model = build_model(config.model).to(device)
@@ -456,7 +475,6 @@ def lr_range_test(config: RunConfig, test: RangeTestConfig | None = None) -> Ran
         optimizer = build_optimizer(
             model.parameters(), replace(config.optim, lr=test.start_lr, schedule="none")
         )
-        steps = math.ceil(len(split.train) / config.train.batch_size)
         growth = (test.end_lr / test.start_lr) ** (1 / max(1, steps - 1))
         scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=growth)
         batches = batch_loader(

@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import write_mnist_dir
 from sklearn.decomposition import PCA
 from torch import nn
 from typer.testing import CliRunner
@@ -232,9 +233,17 @@ def test_lr_find_prints_a_suggestion_and_writes_its_curve(tmp_path: Path) -> Non
     assert "start a compare around sgd's conventional 0.01" in said
     # so the compare it gives is around that rate, a decade wide, not around the noise (0.4 here)
     assert "this pass learnt too little to trust (note above); compare around 0.01 instead" in said
-    assert "'digitnet compare lr 0.0033 0.01 0.03'" in said
-    bad = runner.invoke(app, ["lr-find", "--start-lr", "1", "--end-lr", "0.1", "--out", str(out)])
-    assert bad.exit_code == 2 and "--start-lr" in bad.output
+    # with the settings it was given: typed as printed, the compare trains the network the test trained
+    assert "'digitnet compare lr 0.0033 0.01 0.03 --batch-size 64 --threads 1'" in said
+    assert "data: the bundled 5,000-digit sample: 3,428 train" in said  # which digits, as train says
+    for start, end in (("1", "0.1"), ("1e-5", "inf")):
+        bad = runner.invoke(app, ["lr-find", "--start-lr", start, "--end-lr", end, "--out", str(out)])
+        assert bad.exit_code == 2 and "--start-lr" in bad.output and "Traceback" not in bad.output
+    # one step over the whole split: no curve to read, said as such (it blamed --start-lr)
+    huge = runner.invoke(app, ["lr-find", "--batch-size", "100000", "--out", str(tmp_path / "huge")])
+    assert huge.exit_code == 2 and "Traceback" not in huge.output
+    assert "--batch-size 100000: the range test takes one step per batch" in " ".join(huge.output.split())
+    assert not (tmp_path / "huge").exists()
 
 
 def test_lr_find_offers_no_option_it_would_ignore() -> None:
@@ -254,8 +263,10 @@ def test_lr_find_offers_no_option_it_would_ignore() -> None:
         "--eval-train",
         "--diagnostics",
     }
-    refused = runner.invoke(app, ["lr-find", "--lr", "0.1"])
-    assert refused.exit_code == 2 and "--lr" in refused.output
+    for option in ("--lr", "--epochs"):  # the reason, not click's nearest spelling ("--csv")
+        refused = runner.invoke(app, ["lr-find", option, "2"])
+        assert refused.exit_code == 2
+        assert f"lr-find takes no {option}: it sets the rate itself" in refused.output
 
 
 @pytest.mark.slow
@@ -329,7 +340,16 @@ def test_lr_find_says_when_its_curve_has_few_steps(tmp_path: Path, monkeypatch: 
     out = tmp_path / "lr"
     result = CliRunner().invoke(app, ["lr-find", "--dataset", "sample", "--out", str(out)])
     assert result.exit_code == 0, result.output
-    assert "curve is coarse" in " ".join(result.output.split())
+    said = " ".join(result.output.split())
+    assert "curve is coarse" in said and "more training digits (full MNIST" in said
+    # on MNIST already, more digits is no advice: only the batch size is left, and it moves the suggestion
+    mnist = write_mnist_dir(tmp_path / "mnist", train_count=1000)
+    argv = ["lr-find", "--data-dir", str(mnist), "--batch-size", "16", "--out", str(tmp_path / "m")]
+    result = CliRunner().invoke(app, argv)
+    assert result.exit_code == 0, result.output
+    said = " ".join(result.output.split())
+    assert "curve is coarse" in said and "full MNIST" not in said
+    assert "a suggestion holds for the batch size it was found at" in said
 
 
 def test_the_compare_lr_find_suggests_spans_a_decade_with_each_rate_once() -> None:

@@ -84,6 +84,16 @@ class OneLineErrors(TyperGroup):
                 hint = f" ({error.option_name} goes before the command: {where} …)"
             elif (
                 isinstance(error, click_errors.NoSuchOption)
+                and context is not None
+                and error.option_name in NOT_OFFERED.get(context.info_name or "", ((), ""))[0]
+            ):
+                # 'lr-find --epochs 2': an option of train it leaves out on purpose, said as such rather
+                # than with click's nearest spelling ("Possible options: --csv")
+                reason = NOT_OFFERED[context.info_name or ""][1]
+                message = f"{context.info_name} takes no {error.option_name}: {reason}"
+                hint = ""
+            elif (
+                isinstance(error, click_errors.NoSuchOption)
                 and error.option_name.lstrip("-").replace(".", "", 1).isdigit()  # -1, -0.1
             ):
                 # 'compare lr -1': meant as a value, read as an option because it starts with '-' (click
@@ -259,6 +269,10 @@ def _option(name: str, help_text: str | None = None, choices: Sequence[str] = ()
         show_default=setting.default_text or True,
         metavar=metavar,
     )
+
+
+# Run options a command leaves out on purpose, and why, by command name: an error names the reason.
+NOT_OFFERED: dict[str, tuple[tuple[str, ...], str]] = {}
 
 
 def with_run_options(

@@ -9,6 +9,7 @@ from typing import Annotated, Any
 import typer
 
 from digitnet.cli.common import (
+    NOT_OFFERED,
     Preset,
     RunDir,
     app,
@@ -49,14 +50,20 @@ def inspect(
 
 # One pass at a rising rate, nothing measured after it: no rate, epochs or schedule to set, no evaluation.
 NOT_READ_BY_LR_FIND = ("lr", "epochs", "schedule", "eval-batch-size", "eval-train", "diagnostics")
+NOT_OFFERED["lr-find"] = (
+    (*(f"--{name}" for name in NOT_READ_BY_LR_FIND), "--no-eval-train", "--no-diagnostics"),
+    "it sets the rate itself, rising from --start-lr to --end-lr over one pass, and evaluates nothing "
+    "(then 'digitnet compare lr' with its suggestion takes them)",
+)
 
 
 @app.command("lr-find", short_help="The learning-rate range test: the loss as the rate rises.")
 @with_run_options(
     omit=NOT_READ_BY_LR_FIND,
     first_layer="The first convolution of --model cnn: learned = trained like every other layer; pca = "
-    "fixed to the training digits' principal 5×5 patterns and not trained, as a run with it trains. A "
-    "preset that fixes it (fast) fixes it only for --model cnn; another model learns its own.",
+    "fixed to the training digits' principal 5×5 patterns and not trained (the range test sets the same "
+    "filters a run would). A preset that fixes it (fast) fixes it only for --model cnn; another model "
+    "learns its own.",
 )
 @friendly
 def lr_find(
@@ -78,8 +85,10 @@ def lr_find(
     for 'digitnet compare lr', not a measured result. It sets the rate itself, over one pass: it takes
     no --lr or --epochs.
     """
+    import shlex
     from dataclasses import asdict
 
+    from digitnet.data import describe_split, load_split
     from digitnet.inside import RangeTestConfig, lr_range_test, rates_to_compare
     from digitnet.models import describe_model
     from digitnet.plotting import plot_lr_find, save_figure
@@ -96,7 +105,10 @@ def lr_find(
         print_notes(
             (f"--preset {preset}'s {unused} are not used: the range test sets the rate, over one pass",)
         )
-    result = lr_range_test(config, test_config)
+    split = load_split(config.data)
+    print_notes(split.notes)
+    console.print(f"data: {describe_split(split)}", highlight=False, soft_wrap=True)
+    result = lr_range_test(config, test_config, split)
     with atomic_directory(out_dir, "figures") as staging:
         title = f"{describe_model(config.model)} · {config.optim.name} · batch {config.train.batch_size}"
         save_figure(plot_lr_find(result, title), staging / "lr_find")
@@ -105,11 +117,17 @@ def lr_find(
         )
     low, high = result.suggested_range
     if len(result.rates) < FEW_STEPS:
+        more = (
+            "a smaller --batch-size gives more steps (a suggestion holds for the batch size it was found "
+            "at: compare at that size)"
+            if config.data.dataset == "mnist"
+            else "more training digits (full MNIST: --data-dir or 'digitnet data download') or a smaller "
+            "--batch-size give more steps"
+        )
         print_notes(
             (
                 f"only {len(result.rates)} steps for {math.log10(end_lr / start_lr):.0f} decades of rate: "
-                "the curve is coarse and the suggestion rough; more training digits (full MNIST: --data-dir "
-                "or 'digitnet data download') or a smaller --batch-size give more steps",
+                f"the curve is coarse and the suggestion rough; {more}",
             )
         )
     start, lowest = result.smoothed[0], min(result.smoothed[: result.used])
@@ -128,15 +146,30 @@ def lr_find(
             )
         )
     rates = rates_to_compare(result, centre)
+    if centre != result.suggested_lr:
+        advice = f"this pass learnt too little to trust (note above); compare around {centre:g} instead: "
+    elif rates.split()[0] != f"{low:.2g}":
+        advice = (
+            "a starting point, not a result; the range is narrower than a decade, too close together for a "
+            "compare to tell its rates apart, so confirm from a third to three times the suggestion: "
+        )
+    else:
+        advice = "a starting point, not a result: confirm with "
+    # the settings the test ran with, so that the compare trains the same network the same way
+    same = [f"--preset {preset}"] if preset else []
+    for python_name, value in options.items():
+        if value is None or getattr(context.get_parameter_source(python_name), "name", None) == "DEFAULT":
+            continue
+        flag = "--" + python_name.replace("_", "-")
+        if isinstance(value, bool):
+            same.append(flag if value else f"--no-{flag[2:]}")
+        else:
+            same.append(f"{flag} {shlex.quote(str(value))}")
+    command = " ".join([f"digitnet compare lr {rates}", *same])
     console.print(
         f"suggested learning rate: {result.suggested_lr:.2g} (where the loss fell fastest)\n"
         f"suggested range: {low:.2g} – {high:.2g}; the loss was lowest at {result.min_loss_lr:.2g}\n"
-        + (
-            "a starting point, not a result: confirm with "
-            if centre == result.suggested_lr
-            else f"this pass learnt too little to trust (note above); compare around {centre:g} instead: "
-        )
-        + f"'digitnet compare lr {rates}'\n"
+        f"{advice}'{command}'\n"
         f"written to {out_dir}",
         highlight=False,
         soft_wrap=True,
