@@ -419,6 +419,13 @@ def suggest_rates(
     return used, steepest, (first, last), lowest
 
 
+def spans_a_decade(test: RangeTest) -> bool:
+    """Whether the steep region is wide enough (about a decade) for a compare of its ends to tell them
+    apart; a narrower one is compared from a third to three times the suggestion instead."""
+    low, high = test.suggested_range
+    return high >= 9 * low
+
+
 def rates_to_compare(test: RangeTest, centre: float | None = None) -> str:
     """The rates of the ``digitnet compare lr`` to run next, as typed: the steep region's ends and the
     suggestion when they span a decade, else a third of ``centre`` (the suggestion, unless the caller
@@ -426,7 +433,7 @@ def rates_to_compare(test: RangeTest, centre: float | None = None) -> str:
     steep region of 0.00014 – 0.00017 gave three rates within 1.2× of each other."""
     low, high = test.suggested_range
     centre = test.suggested_lr if centre is None else centre
-    wide = centre == test.suggested_lr and high >= 9 * low
+    wide = centre == test.suggested_lr and spans_a_decade(test)
     rates = (low, centre, high) if wide else (centre / 3, centre, centre * 3)
     return " ".join(dict.fromkeys(f"{rate:.2g}" for rate in rates))  # each once: 0.049 0.049 trains it twice
 
@@ -692,6 +699,7 @@ __all__ = [
     "range_test_markdown",
     "rates_to_compare",
     "smooth_losses",
+    "spans_a_decade",
     "stage_activations",
     "stratified_sample",
     "suggest_rates",

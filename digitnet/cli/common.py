@@ -321,6 +321,17 @@ CsvPath: TypeAlias = Annotated[Path | None, _option("csv")]
 TestFraction: TypeAlias = Annotated[float | None, _option("test-fraction")]
 
 
+def given_options(options: dict[str, Any], context: typer.Context | None) -> dict[str, Any]:
+    """The options of ``options`` the user gave (Typer's names): not None, and not left at their default
+    (the command's ``context`` records where each value came from; without one, every set value)."""
+    given = {}
+    for python_name, value in options.items():
+        source = context.get_parameter_source(python_name) if context is not None else None
+        if value is not None and getattr(source, "name", None) != "DEFAULT":
+            given[python_name] = value
+    return given
+
+
 def run_settings(
     options: dict[str, Any], preset: str | None = None, context: typer.Context | None = None
 ) -> dict[str, Any]:
@@ -332,13 +343,12 @@ def run_settings(
     """
     settings: dict[str, Any] = preset_settings(preset)
     given: set[str] = set()
-    for python_name, value in options.items():
+    for python_name in options:
         name = python_name.replace("_", "-")
         if name not in SETTINGS:
             raise ConfigError(f"--{name}: not a run setting; known: {', '.join(SETTINGS)}")
-        source = context.get_parameter_source(python_name) if context is not None else None
-        if value is None or getattr(source, "name", None) == "DEFAULT":
-            continue
+    for python_name, value in given_options(options, context).items():
+        name = python_name.replace("_", "-")
         setting = SETTINGS[name]
         if setting.kind is str and setting.parse is not str:  # typed as text, read by the setting's parser
             value = parse_setting(name, value)

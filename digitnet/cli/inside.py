@@ -15,6 +15,7 @@ from digitnet.cli.common import (
     app,
     console,
     friendly,
+    given_options,
     print_notes,
     run_settings,
     with_run_options,
@@ -89,7 +90,7 @@ def lr_find(
     from dataclasses import asdict
 
     from digitnet.data import describe_split, load_split
-    from digitnet.inside import RangeTestConfig, lr_range_test, rates_to_compare
+    from digitnet.inside import RangeTestConfig, lr_range_test, rates_to_compare, spans_a_decade
     from digitnet.models import describe_model
     from digitnet.plotting import plot_lr_find, save_figure
     from digitnet.runtime import atomic_directory, atomic_write_json, claim_output
@@ -148,7 +149,7 @@ def lr_find(
     rates = rates_to_compare(result, centre)
     if centre != result.suggested_lr:
         advice = f"this pass learnt too little to trust (note above); compare around {centre:g} instead: "
-    elif rates.split()[0] != f"{low:.2g}":
+    elif not spans_a_decade(result):
         advice = (
             "a starting point, not a result; the range is narrower than a decade, too close together for a "
             "compare to tell its rates apart, so confirm from a third to three times the suggestion: "
@@ -157,9 +158,7 @@ def lr_find(
         advice = "a starting point, not a result: confirm with "
     # the settings the test ran with, so that the compare trains the same network the same way
     same = [f"--preset {preset}"] if preset else []
-    for python_name, value in options.items():
-        if value is None or getattr(context.get_parameter_source(python_name), "name", None) == "DEFAULT":
-            continue
+    for python_name, value in given_options(options, context).items():
         flag = "--" + python_name.replace("_", "-")
         if isinstance(value, bool):
             same.append(flag if value else f"--no-{flag[2:]}")
