@@ -350,6 +350,21 @@ def smooth_losses(losses: Sequence[float], beta: float = 0.98) -> list[float]:
     return smoothed
 
 
+SMOOTHING_DECADES = 0.2  # the smoothing's window spans at most this share of a decade of rate
+LEAST_WINDOW = 5.0  # steps: a shorter window leaves the step-to-step noise in the curve
+
+
+def smoothing_for(steps: int, decades: float, beta: float = 0.98) -> float:
+    """The smoothing of a range test of ``steps`` over ``decades`` of rate: ``beta``, unless its window
+    (about ``1 / (1 - beta)`` steps) would span more than a fifth of a decade of rate. An average over 50
+    steps trails the loss by that many steps: on MNIST at batch 32 (250 steps a decade) a fifth of a
+    decade; at batch 256 (31 steps a decade) more than a decade and a half, so the curve fell, and its
+    steepest point was read, where the loss itself had already fallen. The window shrinks with the
+    steps, to no fewer than ``LEAST_WINDOW``."""
+    window = max(LEAST_WINDOW, SMOOTHING_DECADES * steps / decades)
+    return min(beta, 1 - 1 / window)
+
+
 @dataclass(frozen=True)
 class RangeTestConfig:
     """The rates a range test sweeps and when it stops."""
@@ -358,7 +373,8 @@ class RangeTestConfig:
     end_lr: float = 10.0
     """Reached at the last step of one pass, if the loss has not blown up first"""
     beta: float = 0.98
-    """Smoothing of the per-step loss (see smooth_losses)"""
+    """Smoothing of the per-step loss (see smooth_losses), for a pass of at least ``SMOOTHING_DECADES``
+    × ``1 / (1 - beta)`` steps per decade of rate; a shorter pass is smoothed less (see smoothing_for)"""
     stop_factor: float = 4.0
     """The curve ends where the smoothed loss first exceeds this multiple of its lowest so far: divergence"""
     region: float = 0.5
@@ -496,7 +512,7 @@ def lr_range_test(
         stats = train_one_epoch(model, batches, optimizer, scheduler, config.train.precision)
     losses = stats.step_losses
     rates = [test.start_lr * growth**step for step in range(len(losses))]
-    smoothed = smooth_losses(losses, test.beta)
+    smoothed = smooth_losses(losses, smoothing_for(steps, math.log10(test.end_lr / test.start_lr), test.beta))
     used, steepest, (first, last), lowest = suggest_rates(rates, smoothed, test.stop_factor, test.region)
     return RangeTest(
         rates=rates,
@@ -699,6 +715,7 @@ __all__ = [
     "range_test_markdown",
     "rates_to_compare",
     "smooth_losses",
+    "smoothing_for",
     "spans_a_decade",
     "stage_activations",
     "stratified_sample",

@@ -366,3 +366,24 @@ def test_the_compare_lr_find_suggests_spans_a_decade_with_each_rate_once() -> No
     assert rates_to_compare(test(0.00014, 0.00016, 0.00017)) == "5.3e-05 0.00016 0.00048"
     assert rates_to_compare(test(0.002, 0.049, 0.049)) == "0.002 0.049"  # wide enough; 0.049 once
     assert rates_to_compare(test(0.35, 0.4, 0.45), centre=0.01) == "0.0033 0.01 0.03"  # the rate to trust
+
+
+def test_a_short_range_test_is_smoothed_over_a_fifth_of_a_decade_not_fifty_steps() -> None:
+    """The usual smoothing (β 0.98, about 50 steps) trails the loss by a fifth of a decade on MNIST at
+    batch 32 (1,500 steps over six decades), and keeps it there; over a 188-step pass (batch 256) the
+    same 50 steps are a decade and a half, so a short pass is smoothed less, and its curve's steepest
+    point lies nearer the loss's own."""
+    from digitnet.inside import smoothing_for, suggest_rates
+
+    assert smoothing_for(1500, 6) == 0.98 and smoothing_for(3000, 6) == 0.98
+    assert 1 / (1 - smoothing_for(188, 6)) == pytest.approx(0.2 * 188 / 6)
+    assert smoothing_for(54, 6) == pytest.approx(0.8)  # never under a 5-step window: noise would stay
+
+    def steepest_lag(beta: float, steps: int = 188) -> float:
+        rates = np.geomspace(1e-5, 10, steps)
+        x = np.log10(rates)  # the loss falls sharply around 1e-3, and climbs past 0.05
+        loss = 2.3 - 2.0 / (1 + np.exp(-(x + 3) * 15)) + np.where(x > -1.3, (x + 1.3) * 8, 0)
+        _, steepest, _, _ = suggest_rates(rates.tolist(), smooth_losses(loss.tolist(), beta))
+        return float(x[steepest] + 3)  # in decades after the true drop
+
+    assert steepest_lag(smoothing_for(188, 6)) < 0.6 * steepest_lag(0.98)
