@@ -407,6 +407,8 @@ class RangeTest:
     """The contiguous region around it where the loss falls at least ``region`` as fast"""
     min_loss_lr: float
     """Where the smoothed loss is lowest: rates beyond it are already too large"""
+    smoothing: float = 0.98
+    """The β the losses were smoothed with (see smoothing_for): less than the config's for a short pass"""
 
 
 def suggest_rates(
@@ -414,7 +416,10 @@ def suggest_rates(
 ) -> tuple[int, int, tuple[int, int], int]:
     """Read a range test: (steps used, steepest step, (first, last) step of the steep region, lowest
     step). The slope is taken per decade of rate (``np.gradient`` over log10 of the rates) and only up to
-    the lowest point, past which the loss rises."""
+    the lowest point, past which the loss rises. The suggestion and its region stop a third of the lowest
+    point's rate short of it: a curve that plunges just before it blows up is steepest at its lowest
+    point, and that rate is already too large (the CNN on the sample suggested 0.032, its lowest point,
+    where one epoch stayed at chance)."""
     losses = np.asarray(smoothed, dtype=np.float64)
     finite = np.isfinite(losses)
     best_so_far = np.minimum.accumulate(np.where(finite, losses, np.inf))
@@ -424,13 +429,15 @@ def suggest_rates(
     if lowest < 2:
         raise DataError("the loss never fell: start the range test at a smaller --start-lr")
     slope = np.gradient(losses[: lowest + 1], np.log10(np.asarray(rates[: lowest + 1], dtype=np.float64)))
-    steepest = int(np.argmin(slope))
+    below = np.nonzero(np.asarray(rates[: lowest + 1]) <= rates[lowest] / 3)[0]
+    cap = int(below[-1]) if len(below) >= 2 else lowest  # too few steps that far below: the whole curve
+    steepest = int(np.argmin(slope[: cap + 1]))
     steep = slope <= region * slope[steepest]
     first = steepest
     while first > 0 and steep[first - 1]:
         first -= 1
     last = steepest
-    while last < lowest and steep[last + 1]:
+    while last < cap and steep[last + 1]:
         last += 1
     return used, steepest, (first, last), lowest
 
@@ -457,6 +464,20 @@ def rates_to_compare(test: RangeTest, centre: float | None = None) -> str:
 MIN_RANGE_STEPS = 10  # fewer steps than this cannot show the loss falling, then rising, over the range
 
 
+def check_range_steps(digits: int, batch_size: int) -> int:
+    """The steps of a range test's pass over ``digits`` at ``batch_size``, one per batch; fewer than
+    ``MIN_RANGE_STEPS`` is refused in words (it reached the reading as "the loss never fell")."""
+    steps = math.ceil(digits / batch_size)
+    if steps < MIN_RANGE_STEPS:
+        most = (digits - 1) // (MIN_RANGE_STEPS - 1)  # the largest batch leaving MIN_RANGE_STEPS batches
+        raise ConfigError(
+            f"--batch-size {batch_size}: over the {digits:,} training digits the range test would take "
+            f"{steps} step{'s' if steps > 1 else ''} (one per batch), too few to draw a curve; a batch of at "
+            f"most {most:,} gives at least {MIN_RANGE_STEPS}, and a few hundred give a usable curve"
+        )
+    return steps
+
+
 def lr_range_test(
     config: RunConfig, test: RangeTestConfig | None = None, split: Split | None = None
 ) -> RangeTest:
@@ -481,14 +502,7 @@ def lr_range_test(
     device = resolve_device(config.train.device)
     threads = config.train.threads or choose_threads()[0]
     split = split if split is not None else load_split(config.data)
-    steps = math.ceil(len(split.train) / config.train.batch_size)
-    if steps < MIN_RANGE_STEPS:
-        most = len(split.train) // MIN_RANGE_STEPS
-        raise ConfigError(
-            f"--batch-size {config.train.batch_size}: the range test takes one step per batch over the "
-            f"{len(split.train):,} training digits, here {steps}, too few to draw a curve; a batch of at "
-            f"most {most:,} gives {MIN_RANGE_STEPS} steps, and a few hundred steps give a usable one"
-        )
+    steps = check_range_steps(len(split.train), config.train.batch_size)
     with using_threads(threads):
         tensors = to_tensors(split, config.data, device)
         generator = seed_everything(config.train.seed)
@@ -512,7 +526,8 @@ def lr_range_test(
         stats = train_one_epoch(model, batches, optimizer, scheduler, config.train.precision)
     losses = stats.step_losses
     rates = [test.start_lr * growth**step for step in range(len(losses))]
-    smoothed = smooth_losses(losses, smoothing_for(steps, math.log10(test.end_lr / test.start_lr), test.beta))
+    beta = smoothing_for(steps, math.log10(test.end_lr / test.start_lr), test.beta)
+    smoothed = smooth_losses(losses, beta)
     used, steepest, (first, last), lowest = suggest_rates(rates, smoothed, test.stop_factor, test.region)
     return RangeTest(
         rates=rates,
@@ -522,6 +537,7 @@ def lr_range_test(
         suggested_lr=rates[steepest],
         suggested_range=(rates[first], rates[last]),
         min_loss_lr=rates[lowest],
+        smoothing=beta,
     )
 
 
@@ -701,6 +717,7 @@ __all__ = [
     "Projection",
     "RangeTest",
     "RangeTestConfig",
+    "check_range_steps",
     "confident_mistakes",
     "draw_inside_figures",
     "first_layer",

@@ -53,8 +53,8 @@ def inspect(
 NOT_READ_BY_LR_FIND = ("lr", "epochs", "schedule", "eval-batch-size", "eval-train", "diagnostics")
 NOT_OFFERED["lr-find"] = (
     (*(f"--{name}" for name in NOT_READ_BY_LR_FIND), "--no-eval-train", "--no-diagnostics"),
-    "it sets the rate itself, rising from --start-lr to --end-lr over one pass, and evaluates nothing "
-    "(then 'digitnet compare lr' with its suggestion takes them)",
+    "it trains one pass with the rate rising from --start-lr to --end-lr and measures nothing after it; "
+    "the 'digitnet compare lr' it suggests takes --epochs, --schedule and the evaluation options",
 )
 
 
@@ -90,7 +90,13 @@ def lr_find(
     from dataclasses import asdict
 
     from digitnet.data import describe_split, load_split
-    from digitnet.inside import RangeTestConfig, lr_range_test, rates_to_compare, spans_a_decade
+    from digitnet.inside import (
+        RangeTestConfig,
+        check_range_steps,
+        lr_range_test,
+        rates_to_compare,
+        spans_a_decade,
+    )
     from digitnet.models import describe_model
     from digitnet.plotting import plot_lr_find, save_figure
     from digitnet.runtime import atomic_directory, atomic_write_json, claim_output
@@ -99,7 +105,10 @@ def lr_find(
     settings = run_settings(options, preset, context)
     config = resolve_run_config(make_run_config(settings))
     test_config = RangeTestConfig(start_lr=start_lr, end_lr=end_lr)
-    out_dir = out or Path("runs") / f"lr-find-{config.key()}"
+    # one folder per network and range: a test over other rates must not replace this one's curve
+    default_range = (start_lr, end_lr) == (RangeTestConfig.start_lr, RangeTestConfig.end_lr)
+    suffix = "" if default_range else f"-{start_lr:g}-{end_lr:g}"
+    out_dir = out or Path("runs") / f"lr-find-{config.key()}{suffix}"
     claim_output(out_dir, "figures")
     unused = ", ".join(f"--{name}" for name in NOT_READ_BY_LR_FIND if name in settings)  # from a preset
     if unused:
@@ -107,6 +116,7 @@ def lr_find(
             (f"--preset {preset}'s {unused} are not used: the range test sets the rate, over one pass",)
         )
     split = load_split(config.data)
+    check_range_steps(len(split.train), config.train.batch_size)  # before the notes: an error is one line
     print_notes(split.notes)
     console.print(f"data: {describe_split(split)}", highlight=False, soft_wrap=True)
     result = lr_range_test(config, test_config, split)
@@ -125,10 +135,11 @@ def lr_find(
             else "more training digits (full MNIST: --data-dir or 'digitnet data download') or a smaller "
             "--batch-size give more steps"
         )
+        decades = math.log10(end_lr / start_lr)
         print_notes(
             (
-                f"only {len(result.rates)} steps for {math.log10(end_lr / start_lr):.0f} decades of rate: "
-                f"the curve is coarse and the suggestion rough; {more}",
+                f"only {len(result.rates)} steps for {decades:.2g} decade{'s' if decades >= 1.05 else ''} of "
+                f"rate: the curve is coarse and the suggestion rough; {more}",
             )
         )
     start, lowest = result.smoothed[0], min(result.smoothed[: result.used])
@@ -139,11 +150,16 @@ def lr_find(
         usual = CONVENTIONAL_LR.get(config.optim.name)
         instead = f": start a compare around {config.optim.name}'s conventional {usual:g}" if usual else ""
         centre = usual or centre
+        why = (
+            "the network had barely begun to learn when the rate grew too large"
+            if result.used < len(result.losses)
+            else f"the rate only reached {end_lr:g} and the loss never turned up: a higher --end-lr would "
+            "show where it does"
+        )
         print_notes(
             (
-                f"the loss only fell from {start:.2f} to {lowest:.2f} in this pass: the network had barely "
-                "begun to learn when the rate grew too large, so the suggestion below is read from noise "
-                f"and may not train at all{instead}",
+                f"the loss only fell from {start:.2f} to {lowest:.2f} in this pass: {why}, so the suggestion "
+                f"below is read from noise and may not train at all{instead}",
             )
         )
     rates = rates_to_compare(result, centre)
@@ -165,8 +181,11 @@ def lr_find(
         else:
             same.append(f"{flag} {shlex.quote(str(value))}")
     command = " ".join([f"digitnet compare lr {rates}", *same])
+    reading = "where the loss fell fastest" + (
+        "; read from noise, see the note: not the rate to use" if centre != result.suggested_lr else ""
+    )
     console.print(
-        f"suggested learning rate: {result.suggested_lr:.2g} (where the loss fell fastest)\n"
+        f"suggested learning rate: {result.suggested_lr:.2g} ({reading})\n"
         f"suggested range: {low:.2g} – {high:.2g}; the loss was lowest at {result.min_loss_lr:.2g}\n"
         f"{advice}'{command}'\n"
         f"written to {out_dir}",
