@@ -76,7 +76,8 @@ def lr_find(
         float, typer.Option(help="The last step's, if the loss has not blown up first.")
     ] = 10.0,
     out: Annotated[
-        Path | None, typer.Option(help="Figure directory.", show_default="runs/lr-find-<config hash>")
+        Path | None,
+        typer.Option(help="Figure directory.", show_default="runs/lr-find-<config hash>[-START-END]"),
     ] = None,
     **options: Any,
 ) -> None:
