@@ -373,8 +373,9 @@ class RangeTestConfig:
     end_lr: float = 10.0
     """Reached at the last step of one pass, if the loss has not blown up first"""
     beta: float = 0.98
-    """Smoothing of the per-step loss (see smooth_losses), for a pass of at least ``SMOOTHING_DECADES``
-    × ``1 / (1 - beta)`` steps per decade of rate; a shorter pass is smoothed less (see smoothing_for)"""
+    """Smoothing of the per-step loss (see smooth_losses), for a pass of at least
+    ``1 / ((1 - beta) · SMOOTHING_DECADES)`` steps per decade of rate (250 at 0.98); a shorter pass is
+    smoothed less (see smoothing_for)"""
     stop_factor: float = 4.0
     """The curve ends where the smoothed loss first exceeds this multiple of its lowest so far: divergence"""
     region: float = 0.5
