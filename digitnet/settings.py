@@ -333,7 +333,9 @@ def parse_setting(name: str, text: str) -> Any:
     """Read ``text`` as a value of setting ``name`` (``lr`` → float, ``hidden`` → widths, ...)."""
     if name not in SETTINGS:
         raise ConfigError(f"unknown setting {name!r}; known: {', '.join(SETTINGS)}")
-    parse = SETTINGS[name].parse
+    parse, choices = SETTINGS[name].parse, SETTINGS[name].choices
+    if choices and text not in choices:  # said as the student typed it, a value of the factor
+        raise ConfigError(f"{name}={text}: expected one of {', '.join(choices)}")
     try:
         return parse(text)
     except ValueError as error:

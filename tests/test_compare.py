@@ -68,6 +68,13 @@ def test_bad_sweeps_fail_before_training(spec_kwargs: dict[str, object]) -> None
         plan_sweep(SweepSpec(**spec_kwargs))  # type: ignore[arg-type]
 
 
+def test_a_value_outside_the_choices_is_named_as_typed() -> None:
+    """'compare optimizer sgd adm' blamed '--optimizer:', an option the student never typed; 'lr abc'
+    already said 'lr=abc'."""
+    with pytest.raises(ConfigError, match=r"^optimizer=adm: expected one of sgd, momentum, rmsprop, adam"):
+        plan_sweep(SweepSpec("optimizer", ("sgd", "adm")))
+
+
 def test_cache_keys_are_stable_and_distinct() -> None:
     spec = SweepSpec("lr", ("0.1", "0.01"), base=FAST, seeds=2)
     keys = [c.key() for _, _, c in run_configs(spec, plan_sweep(spec))]
