@@ -251,16 +251,22 @@ Preset = Annotated[
 ]
 
 
+def option_flags(name: str) -> tuple[str, ...]:
+    """The flags of setting ``name`` on the command line: ``("--lr",)``, or for a switch its on and off
+    forms, ``("--augment", "--no-augment")``."""
+    return (f"--{name}", f"--no-{name}") if SETTINGS[name].kind is bool else (f"--{name}",)
+
+
 def _option(name: str, help_text: str | None = None, choices: Sequence[str] = ()) -> Any:
     """``typer.Option`` for setting ``name``: ``--name``, its help, its choices as the metavar (checked by
     the config, so a wrong one is one ``error:`` line), and its default as ``--help`` shows it.
     ``choices`` narrows what a command offers (``data`` commands take no ``--split``)."""
     setting = SETTINGS[name]
     metavar: str | None
+    declarations = ("/".join(option_flags(name)),)
     if setting.kind is bool:
-        declarations, metavar = (f"--{name}/--no-{name}",), FLAG
+        metavar = FLAG
     else:
-        declarations = (f"--{name}",)
         shown = choices or setting.choices
         metavar = choices_metavar(shown) if shown else None
     return typer.Option(

@@ -16,6 +16,7 @@ from digitnet.cli.common import (
     console,
     friendly,
     given_options,
+    option_flags,
     print_notes,
     run_settings,
     with_run_options,
@@ -52,7 +53,7 @@ def inspect(
 # One pass at a rising rate, nothing measured after it: no rate, epochs or schedule to set, no evaluation.
 NOT_READ_BY_LR_FIND = ("lr", "epochs", "schedule", "eval-batch-size", "eval-train", "diagnostics")
 NOT_OFFERED["lr-find"] = (
-    (*(f"--{name}" for name in NOT_READ_BY_LR_FIND), "--no-eval-train", "--no-diagnostics"),
+    tuple(flag for name in NOT_READ_BY_LR_FIND for flag in option_flags(name)),
     "it trains one pass with the rate rising from --start-lr to --end-lr and measures nothing after it; "
     "the 'digitnet compare lr' it suggests takes --epochs, --schedule and the evaluation options",
 )
@@ -174,14 +175,11 @@ def lr_find(
     else:
         advice = "a starting point, not a result: confirm with "
     # the settings the test ran with, so that the compare trains the same network the same way
-    same = [f"--preset {preset}"] if preset else []
+    words = ["digitnet", "compare", "lr", *rates.split(), *(["--preset", preset] if preset else [])]
     for python_name, value in given_options(options, context).items():
-        flag = "--" + python_name.replace("_", "-")
-        if isinstance(value, bool):
-            same.append(flag if value else f"--no-{flag[2:]}")
-        else:
-            same.append(f"{flag} {shlex.quote(str(value))}")
-    command = " ".join([f"digitnet compare lr {rates}", *same])
+        flags = option_flags(python_name.replace("_", "-"))
+        words += [flags[0] if value else flags[1]] if isinstance(value, bool) else [flags[0], str(value)]
+    command = shlex.join(words)
     reading = "where the loss fell fastest" + (
         "; read from noise, see the note: not the rate to use" if centre != result.suggested_lr else ""
     )
