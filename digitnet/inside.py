@@ -494,7 +494,13 @@ def lr_range_test(
     from digitnet.data import batch_loader
     from digitnet.models import build_model, use_pca_filters
     from digitnet.optim import build_optimizer
-    from digitnet.runtime import choose_threads, resolve_device, seed_everything, using_threads
+    from digitnet.runtime import (
+        choose_threads,
+        flushing_denormals,
+        resolve_device,
+        seed_everything,
+        using_threads,
+    )
     from digitnet.settings import resolve_run_config
     from digitnet.trainer import train_one_epoch
 
@@ -504,7 +510,7 @@ def lr_range_test(
     threads = config.train.threads or choose_threads()[0]
     split = split if split is not None else load_split(config.data)
     steps = check_range_steps(len(split.train), config.train.batch_size)
-    with using_threads(threads):
+    with using_threads(threads), flushing_denormals():
         tensors = to_tensors(split, config.data, device)
         generator = seed_everything(config.train.seed)
         model = build_model(config.model).to(device)

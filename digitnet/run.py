@@ -70,6 +70,7 @@ from digitnet.runtime import (
     choose_threads,
     claim_output,
     environment_info,
+    flushing_denormals,
     json_safe,
     output_marker,
     precision_note,
@@ -353,7 +354,8 @@ def run_experiment(
         notes = tuple(
             note for note in (again, thread_note, precision_note(config.train.precision, device)) if note
         )
-        with using_threads(threads):  # environment_info below records the count in force
+        # environment_info below records the thread count and the denormals' flushing in force
+        with using_threads(threads), flushing_denormals():
             if split is None:
                 split = load_split(config.data)
             tensors = prepare(split, config.data, device)

@@ -481,15 +481,17 @@ def fast_process(
     importtime: bool = False,
     code: Path | None = None,
     preset: str = "fast",
+    before: str = "",
 ) -> dict[str, Any]:
     """One whole ``digitnet train --preset PRESET [options]`` process on full MNIST: its wall time, its
     ``history.json`` and ``summary.json``, and (with ``importtime``) its ``-X importtime`` report.
-    ``code``: a checkout whose ``digitnet`` package runs instead of this one (put first on PYTHONPATH).
+    ``code``: a checkout whose ``digitnet`` package runs instead of this one (put first on PYTHONPATH);
+    ``before``: Python statements the process runs before the command (``--denormals`` turns one off).
     The environment's OpenMP settings are left out, so the process picks its threads as digitnet does
     for a student who set none."""
     with tempfile.TemporaryDirectory() as out:
         flags = ["-X", "importtime"] if importtime else []
-        command = [sys.executable, *flags, "-c", CONSOLE_SCRIPT, "train"]
+        command = [sys.executable, *flags, "-c", before + CONSOLE_SCRIPT, "train"]
         # resolved: the process runs in the scratch folder, where a relative --data-dir means nothing
         data = str(data_dir.resolve())
         command += ["--preset", preset, *options, "--data-dir", data, "--out", f"{out}/run"]
@@ -844,6 +846,59 @@ def training_against(data_dir: Path, repeats: int, revision: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+# Run before the command: digitnet trains as it did before it flushed denormals (its context manager,
+# as run.py imported it, replaced by one that changes nothing).
+KEEP_DENORMALS = (
+    "import contextlib, digitnet.run; "
+    "digitnet.run.flushing_denormals = lambda: contextlib.nullcontext(False); "
+)
+
+
+def denormals(data_dir: Path, repeats: int) -> str:
+    """The report's typical runs (the baseline MLP, batch 32, ten epochs, one thread as a sweep's worker
+    trains it; and one default two-thread ``digitnet train``) with denormal numbers flushed to zero, as
+    digitnet trains, and kept, as the CPU does by default, as markdown: processes alternate, medians of
+    ``repeats`` of the training epochs' seconds, and whether both computed the same run (every step's
+    loss and every epoch's accuracies equal, to the last digit)."""
+    cases = {
+        f"{name}, 1 thread": ["--threads", "1", "--optimizer", name] for name in ("sgd", "adam", "rmsprop")
+    } | {"adam, 2 threads": ["--threads", "2", "--optimizer", "adam"]}
+    seconds: dict[tuple[str, str], list[float]] = {}
+    results: dict[tuple[str, str], set[str]] = {}
+    sides = {"kept": KEEP_DENORMALS, "flushed": ""}
+    fast_process(data_dir, ["--epochs", "1"], preset="baseline")  # warm the file and split caches
+    for _ in range(repeats):
+        for case, flags in cases.items():
+            for side, before in sides.items():
+                process = fast_process(data_dir, flags, preset="baseline", before=before)
+                history = process["history"]
+                seconds.setdefault((case, side), []).append(
+                    sum(e["train_seconds"] for e in history["epochs"])
+                )
+                numbers = [
+                    [e[k] for k in ("train_loss", "train_accuracy", "val_loss", "val_accuracy")]
+                    for e in history["epochs"]
+                ]
+                results.setdefault((case, side), set()).add(json.dumps([history["iteration_loss"], numbers]))
+                print(f"{case}, {side}: training {seconds[case, side][-1]:.2f} s", flush=True)
+    lines = [
+        "`digitnet train --preset baseline --optimizer OPTIMIZER --threads N` on full MNIST (the baseline "
+        "MLP at batch 32 for 10 epochs; one thread is how a `compare` or `report` worker trains it), whole "
+        "processes, denormals kept (as before) and flushed (as digitnet trains now) alternating; medians of "
+        f"{repeats} each (`python scripts/benchmark.py --denormals`).",
+        "",
+        "| run | kept: training (s) | flushed (s) | flushed ÷ kept | the same run, to the last digit |",
+        "|---|---:|---:|---:|---|",
+    ]
+    for case in cases:
+        kept, flushed = (statistics.median(seconds[case, side]) for side in sides)
+        same = len(results[case, "kept"] | results[case, "flushed"]) == 1
+        lines.append(
+            f"| {case} | {kept:.2f} | {flushed:.2f} | {flushed / kept:.2f} | {'yes' if same else 'no'} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
 def markdown_table(report: dict[str, object], samples: int, repeats: int) -> str:
     """The benchmark as a markdown table for the docs."""
     cases = report["cases"]
@@ -968,6 +1023,12 @@ def main() -> None:
         "revision REV and with this checkout, alternating, and whether both compute the same numbers",
     )
     parser.add_argument(
+        "--denormals",
+        action="store_true",
+        help="only the report's typical runs with denormal numbers flushed to zero and kept, alternating, "
+        "and whether both compute the same numbers",
+    )
+    parser.add_argument(
         "--report-cost",
         action="store_true",
         help="only what each experiment of digitnet report costs to train (from docs/results/*/results.csv)",
@@ -1035,6 +1096,8 @@ def main() -> None:
         parser.error("benchmark needs full MNIST: --data-dir or $DIGITNET_DATA")
     elif not mnist_files_or_none(Path(args.data_dir)):
         parser.error(f"--data-dir {args.data_dir}: the four MNIST files are not there")
+    elif args.denormals:
+        table = denormals(Path(args.data_dir), repeats)
     elif args.training_against:
         table = training_against(Path(args.data_dir), repeats, args.training_against)
     elif args.startup:

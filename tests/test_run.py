@@ -501,3 +501,29 @@ def test_a_loss_figure_whose_first_steps_are_above_its_frame_says_so() -> None:
     )
     flat = plot_loss(History(iteration_loss=(0.1 + 0.05 * generator.random(2000)).tolist())).axes[0]
     assert not flat.texts
+
+
+def test_a_run_trains_with_denormals_flushed_and_gives_the_setting_back(tmp_path: Path) -> None:
+    """Denormal numbers (below 1.2e-38) are flushed to zero while a run trains, the slow path they take
+    being pure cost (the Speed page); the run records it, and the caller's setting comes back after, so
+    a notebook's own arithmetic is not changed behind its back."""
+    from digitnet.runtime import flushes_denormals, flushing_denormals
+
+    with flushing_denormals() as supported:
+        pass
+    if not supported:
+        pytest.skip("this CPU cannot flush denormals")
+    during: list[bool] = []
+    config = make_run_config({"dataset": "sample", "epochs": 1, "batch-size": 256, "threads": 1})
+    assert not flushes_denormals()
+    run_experiment(config, tmp_path / "r", on_epoch=lambda record: during.append(flushes_denormals()))
+    assert during == [True] and not flushes_denormals()
+    environment = json.loads((tmp_path / "r" / "config.json").read_text())["environment"]
+    assert environment["flush_denormals"] is True
+    torch.set_flush_denormal(True)  # a caller who flushes them already keeps flushing them
+    try:
+        run_experiment(config, tmp_path / "r2")
+        assert flushes_denormals()
+    finally:
+        torch.set_flush_denormal(False)
+    assert np.float32(1e-39) != 0  # the denormal the check relies on exists again
