@@ -193,9 +193,9 @@ def flushing_denormals() -> Iterator[bool]:
 
     Numbers that small (*denormal* or *subnormal*) are worked out by a slow path of the processor: a
     multiplication with one takes about 30 times as long (measured here). Training makes them: an
-    optimizer's running average of a gradient that stays zero (a hidden unit that never fires, a pixel
-    that is always blank) shrinks by the same factor every step (Adam's first moment by 0.9) and passes
-    through that range before it reaches zero. A step that moves a weight by so little changes no weight
+    optimizer's running average of a gradient that stays zero (a hidden unit that fires for none of the
+    batch's digits) shrinks by the same factor every step (Adam's by 0.9) and passes through that range
+    before it reaches zero. A step that moves a weight by so little changes no weight
     above 1e-30 in its last digit, so flushing them gives the same run, faster: measured on full MNIST,
     ten-epoch runs of the baseline MLP on one thread trained in 0.90 (Adam) and 0.86 (RMSprop) of their
     time, every step's loss the same (``scripts/benchmark.py --denormals``, the Speed page). It is ``torch.set_flush_denormal(True)``, for this thread, and for the threads torch
