@@ -82,16 +82,27 @@ def precision_note(precision: Precision, device: torch.device) -> str | None:
         )
     if device.type != "cpu":
         return None
-    capabilities = getattr(torch.cpu, "get_capabilities", None)  # torch ≥ 2.9
-    if capabilities is None:
-        return None
-    found = capabilities()
-    if any(found.get(name) for name in ("avx512_bf16", "amx_bf16", "bf16", "sve_bf16")):
+    found = bfloat16_instructions()
+    if found is None or found:
         return None
     return (
         "--precision bfloat16: this processor has no bfloat16 instructions, so PyTorch emulates them and "
         "training is likely slower than at float32 (--precision float32)"
     )
+
+
+def bfloat16_instructions() -> list[str] | None:
+    """The bfloat16 instruction sets this CPU has, as PyTorch names them (``avx512_bf16``, ``amx_bf16``
+    on x86; ``bf16``, ``sve_bf16`` on ARM); None where this torch cannot tell (before 2.9).
+
+    Recorded with every run: with AMX, oneDNN runs bfloat16 convolutions and matrix products on it,
+    another order of sums than AVX512-BF16's, so the same seed's last digits and its time differ
+    between two processors that both "have bfloat16"."""
+    capabilities = getattr(torch.cpu, "get_capabilities", None)  # torch ≥ 2.9
+    if capabilities is None:
+        return None
+    found = capabilities()
+    return [name for name in ("avx512_bf16", "amx_bf16", "bf16", "sve_bf16") if found.get(name)]
 
 
 def seed_everything(seed: int) -> torch.Generator:
@@ -195,12 +206,13 @@ def flushing_denormals() -> Iterator[bool]:
     multiplication with one takes about 30 times as long (measured here). Training makes them: an
     optimizer's running average of a gradient that stays zero (a hidden unit that fires for none of the
     batch's digits) shrinks by the same factor every step (Adam's by 0.9) and passes through that range
-    before it reaches zero. A step that moves a weight by so little changes no weight
-    above 1e-30 in its last digit, so flushing them gives the same run, faster: measured on full MNIST,
-    ten-epoch runs of the baseline MLP on one thread trained in 0.90 (Adam) and 0.86 (RMSprop) of their
-    time, every step's loss the same (``scripts/benchmark.py --denormals``, the Speed page). It is ``torch.set_flush_denormal(True)``, for this thread, and for the threads torch
-    starts for its operations after it (they inherit it), so it is set before the run's data is
-    prepared. The previous setting comes back afterwards, so a notebook's own arithmetic is untouched.
+    before it reaches zero. A step that moves a weight by so little changes no weight above 1e-30 in its
+    last digit, so flushing them gives the same run, faster: measured on full MNIST, ten-epoch runs of
+    the baseline MLP on one thread trained in 0.90 (Adam) and 0.86 (RMSprop) of their time, every step's
+    loss the same (``scripts/benchmark.py --denormals``, the Speed page). It is
+    ``torch.set_flush_denormal(True)``, for this thread and for the threads torch starts for its
+    operations after it (they inherit it), so it is set before the run's data is prepared. The previous
+    setting comes back afterwards, so a notebook's own arithmetic is untouched.
     Yields whether this CPU can flush them (every x86 processor PyTorch supports can).
     """
     before = flushes_denormals()
@@ -238,6 +250,7 @@ def environment_info(device: torch.device) -> dict[str, Any]:
         # The vector instructions PyTorch's CPU kernels were dispatched to: another set sums in another
         # order, so the same seed trains a (slightly) different model on another processor.
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "bfloat16_instructions": bfloat16_instructions(),
         "threads": torch.get_num_threads(),
         "flush_denormals": flushes_denormals(),
         "platform": platform.platform(),

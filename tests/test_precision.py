@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -96,3 +97,9 @@ def test_bfloat16_on_a_cpu_without_its_instructions_says_it_will_be_slow(
     warned = runner.invoke(app, [*command, "--seed", "1"])
     assert quiet.exit_code == 0 and "no bfloat16 instructions" not in quiet.output, quiet.output
     assert warned.exit_code == 0 and "no bfloat16 instructions" in warned.output, warned.output
+    # each run records the instructions it had: with AMX or without, the same seed ends in other digits
+    recorded = {
+        json.loads(path.read_text())["environment"]["bfloat16_instructions"][0:1] == ["avx512_bf16"]
+        for path in tmp_path.glob("runs/*/config.json")
+    }
+    assert recorded == {True, False}
