@@ -795,11 +795,18 @@ def startup_against(data_dir: Path, repeats: int, revision: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def run_numbers(history: dict[str, Any]) -> str:
+    """What a run computed, as one string two runs share only if they are the same to the last digit:
+    every step's loss and every epoch's losses and accuracies (a run's ``history.json``)."""
+    keys = ("train_loss", "train_accuracy", "val_loss", "val_accuracy")
+    return json.dumps([history["iteration_loss"], [[e[k] for k in keys] for e in history["epochs"]]])
+
+
 def training_against(data_dir: Path, repeats: int, revision: str) -> str:
     """The report's typical run (the baseline MLP, batch 32, one thread, as a sweep's worker trains it;
     three epochs) with the code at ``revision`` and with this checkout, as markdown: processes alternate,
     SGD and Adam, medians of ``repeats`` of the training epochs' seconds each, and whether both sides
-    computed the same run (every epoch's losses and accuracies equal, to the last digit)."""
+    computed the same run (``run_numbers``: every step's loss equal, to the last digit)."""
     root = Path(__file__).resolve().parents[1]
     options = {name: ["--threads", "1", "--epochs", "3", "--optimizer", name] for name in ("sgd", "adam")}
     seconds: dict[tuple[str, str], list[float]] = {}
@@ -819,11 +826,7 @@ def training_against(data_dir: Path, repeats: int, revision: str) -> str:
                         seconds.setdefault((optimizer, side), []).append(
                             sum(e["train_seconds"] for e in epochs)
                         )
-                        numbers = [
-                            [e[k] for k in ("train_loss", "train_accuracy", "val_loss", "val_accuracy")]
-                            for e in epochs
-                        ]
-                        results.setdefault((optimizer, side), set()).add(json.dumps(numbers))
+                        results.setdefault((optimizer, side), set()).add(run_numbers(process["history"]))
                         print(
                             f"{optimizer} {side}: training {seconds[optimizer, side][-1]:.2f} s", flush=True
                         )
@@ -875,11 +878,7 @@ def denormals(data_dir: Path, repeats: int) -> str:
                 seconds.setdefault((case, side), []).append(
                     sum(e["train_seconds"] for e in history["epochs"])
                 )
-                numbers = [
-                    [e[k] for k in ("train_loss", "train_accuracy", "val_loss", "val_accuracy")]
-                    for e in history["epochs"]
-                ]
-                results.setdefault((case, side), set()).add(json.dumps([history["iteration_loss"], numbers]))
+                results.setdefault((case, side), set()).add(run_numbers(history))
                 print(f"{case}, {side}: training {seconds[case, side][-1]:.2f} s", flush=True)
     lines = [
         "`digitnet train --preset baseline --optimizer OPTIMIZER --threads N` on full MNIST (the baseline "
