@@ -670,8 +670,11 @@ def report_timeline(cache: Path) -> str:
     if not summaries:
         raise SystemExit(f"benchmark: {cache}: no runs/*/summary.json; pass the report's --cache-dir")
     intervals = []
+    training = 0.0
     for summary in summaries:
-        seconds = float(json.loads(summary.read_text())["total_seconds"])
+        recorded = json.loads(summary.read_text())
+        seconds = float(recorded["total_seconds"])
+        training += float(recorded["train_seconds"])
         last_file = max(path.stat().st_mtime for path in summary.parent.iterdir())
         intervals.append((summary.stat().st_mtime - seconds, last_file))
     events = sorted([(start, 1) for start, _ in intervals] + [(end, -1) for _, end in intervals])
@@ -685,7 +688,8 @@ def report_timeline(cache: Path) -> str:
     wall = ended - started
     lines = [
         f"{len(intervals)} runs, {wall:.0f} s ({wall / 60:.1f} min) wall; the runs (training, evaluation, "
-        f"figures) add up to {sum(end - start for start, end in intervals):.0f} s.",
+        f"figures) add up to {sum(end - start for start, end in intervals):.0f} s, of which {training:.0f} s "
+        "in training epochs (the runs' own records).",
         "",
         "| runs training at once | seconds of the report |",
         "|---|---:|",
@@ -857,6 +861,38 @@ KEEP_DENORMALS = (
 )
 
 
+DENORMAL_PROBE = """
+import statistics, sys, time, torch
+torch.set_num_threads(1)
+torch.set_flush_denormal(sys.argv[1] == "flushed")
+out = torch.empty(200_000)
+def per_call(value):
+    numbers = torch.full((200_000,), value)
+    times = []
+    for _ in range(7):
+        start = time.perf_counter()
+        for _ in range(50):
+            torch.mul(numbers, 0.9, out=out)
+        times.append((time.perf_counter() - start) / 50)
+    return statistics.median(times)
+print(per_call(1e-39), per_call(1e-30))
+"""
+
+
+def denormal_multiply() -> dict[str, tuple[float, float]]:
+    """Seconds to multiply 200,000 float32 numbers by 0.9 on one thread (median of 7 × 50 calls), for
+    denormal numbers (1e-39) and ordinary ones (1e-30), with denormals kept and flushed: the slow path
+    itself, apart from any training. A process each, so the setting is in force from its start."""
+    found: dict[str, tuple[float, float]] = {}
+    for side in ("kept", "flushed"):
+        done = subprocess.run(
+            [sys.executable, "-c", DENORMAL_PROBE, side], check=True, capture_output=True, text=True
+        )
+        denormal, ordinary = (float(word) for word in done.stdout.split())
+        found[side] = (denormal, ordinary)
+    return found
+
+
 def denormals(data_dir: Path, repeats: int) -> str:
     """The report's typical runs (the baseline MLP, batch 32, ten epochs, one thread as a sweep's worker
     trains it; and one default two-thread ``digitnet train``) with denormal numbers flushed to zero, as
@@ -895,6 +931,15 @@ def denormals(data_dir: Path, repeats: int) -> str:
         lines.append(
             f"| {case} | {kept:.2f} | {flushed:.2f} | {flushed / kept:.2f} | {'yes' if same else 'no'} |"
         )
+    probe = denormal_multiply()
+    (slow, ordinary), (flushed_slow, _) = probe["kept"], probe["flushed"]
+    lines += [
+        "",
+        "The slow path itself: multiplying 200,000 float32 numbers by 0.9 on one thread (`torch.mul`, median "
+        f"of 7 × 50 calls) takes {slow * 1e3:.3f} ms when they are denormal (1e-39) and {ordinary * 1e3:.3f} "
+        f"ms when they are not (1e-30): {slow / ordinary:.0f} times as long. Flushed, the denormals take "
+        f"{flushed_slow * 1e3:.3f} ms.",
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -1001,7 +1046,8 @@ def main() -> None:
         "--repeats",
         type=int,
         help="measurements per case, best kept [2; quick 1]; processes (or seeds) per arm for --startup, "
-        "--compare, --compare-precision and --busy [3]; pairs for --idle-cost [10]",
+        "--compare, --compare-precision, --busy, --denormals and --training-against [3]; pairs for "
+        "--idle-cost [10]",
     )
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     parser.add_argument("--markdown", type=Path, help="also write the table as markdown to this file")
@@ -1024,8 +1070,9 @@ def main() -> None:
     parser.add_argument(
         "--denormals",
         action="store_true",
-        help="only the report's typical runs with denormal numbers flushed to zero and kept, alternating, "
-        "and whether both compute the same numbers",
+        help="only the baseline MLP's ten epochs (SGD, Adam and RMSprop on one thread, as the report's "
+        "workers train them; Adam on two) with denormal numbers flushed to zero and kept, alternating, "
+        "whether both compute the same run, and the slow path itself (about 5 minutes on 2 cores)",
     )
     parser.add_argument(
         "--report-cost",
@@ -1036,7 +1083,7 @@ def main() -> None:
         "--report-wall",
         action="store_true",
         help="only the whole digitnet report from an empty cache, timed, with how many runs trained at once "
-        "(about 25 minutes on 2 cores)",
+        "(about 12 minutes on 2 cores)",
     )
     parser.add_argument(
         "--keep", type=Path, metavar="DIR", help="with --report-wall: keep the report's docs and runs in DIR"
@@ -1052,7 +1099,7 @@ def main() -> None:
         "--compare-precision",
         action="store_true",
         help="only --preset PRESET at float32 against bfloat16, each seed at both (whole trainings: "
-        "a dozen minutes for best-fast)",
+        "5 to 12 minutes for best-fast, depending on the processor)",
     )
     parser.add_argument(
         "--compare",
