@@ -203,16 +203,19 @@ def flushing_denormals() -> Iterator[bool]:
     """Run a block (a run's training) with float32 numbers below 1.2e-38 flushed to zero on the CPU.
 
     Numbers that small (*denormal* or *subnormal*) are worked out by a slow path of the processor: a
-    multiplication with one takes about 30 times as long (measured here). Training makes them: an
-    optimizer's running average of a gradient that stays zero (a hidden unit that fires for none of the
-    batch's digits) shrinks by the same factor every step (Adam's by 0.9) and passes through that range
-    before it reaches zero. A step that moves a weight by so little changes no weight above 1e-30 in its
-    last digit, so flushing them gives the same run, faster: measured on full MNIST, ten-epoch runs of
-    the baseline MLP on one thread trained in 0.90 (Adam) and 0.86 (RMSprop) of their time, every step's
-    loss the same (``scripts/benchmark.py --denormals``, the Speed page). It is
+    multiplication with one takes over 30 times as long. Training makes them: an optimizer's running
+    average of a gradient that stays zero (a hidden unit that fires for none of the batch's digits)
+    shrinks by the same factor every step (Adam's by 0.9) and passes through that range before it
+    reaches zero. A step that moves a weight by so little changes no weight above 1e-30 in its last
+    digit, so flushing them gives the same run, faster: measured on full MNIST, ten-epoch runs of the
+    baseline MLP on one thread trained in 0.85 (RMSprop) and 0.90 to 0.94 (Adam) of their time, against
+    0.96 for SGD, which has nothing to flush; every step's loss the same (``scripts/benchmark.py
+    --denormals``, the Speed page). It is
     ``torch.set_flush_denormal(True)``, for this thread and for the threads torch starts for its
-    operations after it (they inherit it), so it is set before the run's data is prepared. The previous
-    setting comes back afterwards, so a notebook's own arithmetic is untouched.
+    operations after it (they copy it when they start, and only then), so it is set before the run's data
+    is prepared. This thread's previous setting comes back afterwards; torch's threads started during the
+    block keep flushing (nothing in torch reaches them), and those started before it never did: in a
+    notebook that already ran large operations on several threads, only the training thread flushes.
     Yields whether this CPU can flush them (every x86 processor PyTorch supports can).
     """
     before = flushes_denormals()
@@ -252,7 +255,7 @@ def environment_info(device: torch.device) -> dict[str, Any]:
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "bfloat16_instructions": bfloat16_instructions(),
         "threads": torch.get_num_threads(),
-        "flush_denormals": flushes_denormals(),
+        "flush_denormals": flushes_denormals(),  # in this (the training) thread; see flushing_denormals
         "platform": platform.platform(),
     }
 
