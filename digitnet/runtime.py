@@ -210,8 +210,9 @@ def flushing_denormals() -> Iterator[bool]:
     digit, so flushing them gives the same run, faster: measured on full MNIST, ten-epoch runs of the
     baseline MLP on one thread trained in 0.85 (RMSprop) and 0.90 to 0.94 (Adam) of their time, against
     0.96 for SGD, which has nothing to flush; every step's loss the same (``scripts/benchmark.py
-    --denormals``, the Speed page). It is
-    ``torch.set_flush_denormal(True)``, for this thread and for the threads torch starts for its
+    --denormals``, the Speed page).
+
+    It is ``torch.set_flush_denormal(True)``, for this thread and for the threads torch starts for its
     operations after it (they copy it when they start, and only then), so it is set before the run's data
     is prepared. This thread's previous setting comes back afterwards; torch's threads started during the
     block keep flushing (nothing in torch reaches them), and those started before it never did: in a
