@@ -14,6 +14,7 @@ time of ``digitnet compare lr --epochs 3`` at its default values.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gzip
 import json
 import math
@@ -25,7 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, NoReturn, cast
@@ -738,11 +739,10 @@ def startup_breakdown(data_dir: Path, repeats: int) -> str:
     return "\n".join(lines) + "\n"
 
 
-def startup_against(data_dir: Path, repeats: int, revision: str) -> str:
-    """The start-up of the same ``fast`` recipe with the code at ``revision`` and with this checkout, as
-    markdown: processes alternate (so both see the machine at the same moments), float32 and
-    ``--threads`` pinned on both sides (the recipe and thread count as ``revision`` ran them), medians of
-    ``repeats`` each. "Outside training" is the process less its training epochs and validation."""
+@contextlib.contextmanager
+def checkout_at(revision: str) -> Iterator[Path]:
+    """A temporary git worktree of this repository at ``revision``, removed afterwards: its ``digitnet``
+    package runs in place of this one when the folder is put first on PYTHONPATH (``fast_process``)."""
     root = Path(__file__).resolve().parents[1]
     with tempfile.TemporaryDirectory() as scratch:
         before = Path(scratch) / "before"
@@ -750,23 +750,31 @@ def startup_against(data_dir: Path, repeats: int, revision: str) -> str:
             ["git", "-C", str(root), "worktree", "add", "-q", "--detach", str(before), revision], check=True
         )
         try:
-            threads = ["--threads", str(os.cpu_count())]
-            sides = {f"`{revision}`": (before, threads), "now": (None, [*threads, "--precision", "float32"])}
-            measured: dict[str, list[tuple[float, float]]] = {name: [] for name in sides}
-            fast_process(data_dir, sides["now"][1])  # warm the file and split caches
-            for _ in range(repeats):
-                for name, (code, options) in sides.items():
-                    process = fast_process(data_dir, options, code=code)
-                    epochs = process["history"]["epochs"]
-                    inside = sum(e["train_seconds"] + e["eval_seconds"] for e in epochs)
-                    measured[name].append((process["wall"], process["wall"] - inside))
-                    print(
-                        f"{name}: whole {process['wall']:.2f} s, "
-                        f"outside training {measured[name][-1][1]:.2f} s",
-                        flush=True,
-                    )
+            yield before
         finally:
             subprocess.run(["git", "-C", str(root), "worktree", "remove", "--force", str(before)], check=True)
+
+
+def startup_against(data_dir: Path, repeats: int, revision: str) -> str:
+    """The start-up of the same ``fast`` recipe with the code at ``revision`` and with this checkout, as
+    markdown: processes alternate (so both see the machine at the same moments), float32 and
+    ``--threads`` pinned on both sides (the recipe and thread count as ``revision`` ran them), medians of
+    ``repeats`` each. "Outside training" is the process less its training epochs and validation."""
+    with checkout_at(revision) as before:
+        threads = ["--threads", str(os.cpu_count())]
+        sides = {f"`{revision}`": (before, threads), "now": (None, [*threads, "--precision", "float32"])}
+        measured: dict[str, list[tuple[float, float]]] = {name: [] for name in sides}
+        fast_process(data_dir, sides["now"][1])  # warm the file and split caches
+        for _ in range(repeats):
+            for name, (code, options) in sides.items():
+                process = fast_process(data_dir, options, code=code)
+                epochs = process["history"]["epochs"]
+                inside = sum(e["train_seconds"] + e["eval_seconds"] for e in epochs)
+                measured[name].append((process["wall"], process["wall"] - inside))
+                print(
+                    f"{name}: whole {process['wall']:.2f} s, outside training {measured[name][-1][1]:.2f} s",
+                    flush=True,
+                )
     lines = [
         f"`digitnet train --preset fast --precision float32 --threads {os.cpu_count()}` on full MNIST "
         "(the precision and threads spelled out, so both sides run alike), whole processes, "
@@ -811,31 +819,19 @@ def training_against(data_dir: Path, repeats: int, revision: str) -> str:
     three epochs) with the code at ``revision`` and with this checkout, as markdown: processes alternate,
     SGD and Adam, medians of ``repeats`` of the training epochs' seconds each, and whether both sides
     computed the same run (``run_numbers``: every step's loss equal, to the last digit)."""
-    root = Path(__file__).resolve().parents[1]
     options = {name: ["--threads", "1", "--epochs", "3", "--optimizer", name] for name in ("sgd", "adam")}
     seconds: dict[tuple[str, str], list[float]] = {}
     results: dict[tuple[str, str], set[str]] = {}
-    with tempfile.TemporaryDirectory() as scratch:
-        before = Path(scratch) / "before"
-        subprocess.run(
-            ["git", "-C", str(root), "worktree", "add", "-q", "--detach", str(before), revision], check=True
-        )
-        try:
-            fast_process(data_dir, options["sgd"], preset="baseline")  # warm the file and split caches
-            for _ in range(repeats):
-                for optimizer, flags in options.items():
-                    for side, code in ((revision, before), ("now", None)):
-                        process = fast_process(data_dir, flags, code=code, preset="baseline")
-                        epochs = process["history"]["epochs"]
-                        seconds.setdefault((optimizer, side), []).append(
-                            sum(e["train_seconds"] for e in epochs)
-                        )
-                        results.setdefault((optimizer, side), set()).add(run_numbers(process["history"]))
-                        print(
-                            f"{optimizer} {side}: training {seconds[optimizer, side][-1]:.2f} s", flush=True
-                        )
-        finally:
-            subprocess.run(["git", "-C", str(root), "worktree", "remove", "--force", str(before)], check=True)
+    with checkout_at(revision) as before:
+        fast_process(data_dir, options["sgd"], preset="baseline")  # warm the file and split caches
+        for _ in range(repeats):
+            for optimizer, flags in options.items():
+                for side, code in ((revision, before), ("now", None)):
+                    process = fast_process(data_dir, flags, code=code, preset="baseline")
+                    epochs = process["history"]["epochs"]
+                    seconds.setdefault((optimizer, side), []).append(sum(e["train_seconds"] for e in epochs))
+                    results.setdefault((optimizer, side), set()).add(run_numbers(process["history"]))
+                    print(f"{optimizer} {side}: training {seconds[optimizer, side][-1]:.2f} s", flush=True)
     lines = [
         "`digitnet train --preset baseline --threads 1 --epochs 3 --optimizer OPTIMIZER` on full MNIST (the "
         "baseline MLP at batch 32 on one thread, as a `compare` worker trains it), whole processes, the code "
@@ -940,6 +936,34 @@ def denormals(data_dir: Path, repeats: int) -> str:
         f"ms when they are not (1e-30): {slow / ordinary:.0f} times as long. Flushed, the denormals take "
         f"{flushed_slow * 1e3:.3f} ms.",
     ]
+    return "\n".join(lines) + "\n"
+
+
+def preset_against(data_dir: Path, preset: str, revision: str) -> str:
+    """One ``digitnet train --preset PRESET`` process (seed 0) with the code at ``revision`` and one with
+    this checkout, on this machine now, as markdown: each one's wall time and test accuracy, and whether
+    they computed the same run. When a published figure of ``revision``'s day differs from today's, this
+    says whether the code or the machine made the difference: the same run at about the same speed here
+    means the machine."""
+    rows: list[tuple[str, dict[str, Any]]] = []
+    with checkout_at(revision) as before:
+        for side, code in ((f"`{revision}`", before), ("now", None)):
+            process = fast_process(data_dir, ["--seed", "0"], code=code, preset=preset)
+            rows.append((side, process))
+            print(f"{side}: {process['wall']:.1f} s", flush=True)
+    same = len({run_numbers(process["history"]) for _, process in rows}) == 1
+    lines = [
+        f"`digitnet train --preset {preset} --seed 0` on full MNIST, one whole process with the code at "
+        f"`{revision}` and one with this checkout, one after the other on this machine "
+        f"(`python scripts/benchmark.py --preset-against {revision} --preset {preset}`).",
+        "",
+        "| code | whole process (s) | test accuracy (%) |",
+        "|---|---:|---:|",
+    ]
+    for side, process in rows:
+        accuracy = 100 * float(process["history"]["test_accuracy"])
+        lines.append(f"| {side} | {process['wall']:.1f} | {accuracy:.2f} |")
+    lines += ["", f"The same run, to the last digit of every step's loss: {'yes' if same else 'no'}."]
     return "\n".join(lines) + "\n"
 
 
@@ -1068,6 +1092,12 @@ def main() -> None:
         "revision REV and with this checkout, alternating, and whether both compute the same numbers",
     )
     parser.add_argument(
+        "--preset-against",
+        metavar="REV",
+        help="only one --preset PRESET process (seed 0) with the code at git revision REV and one with this "
+        "checkout, on this machine: whether the code or the machine changed a published figure",
+    )
+    parser.add_argument(
         "--denormals",
         action="store_true",
         help="only the baseline MLP's ten epochs (SGD, Adam and RMSprop on one thread, as the report's "
@@ -1107,7 +1137,9 @@ def main() -> None:
         help="only --preset PRESET with one setting at two values, each seed at both, e.g. "
         "first-layer=learned,pca (--compare-precision is precision=float32,bfloat16)",
     )
-    parser.add_argument("--preset", help="with --compare or --compare-precision: the preset to run [fast]")
+    parser.add_argument(
+        "--preset", help="with --compare, --compare-precision or --preset-against: the preset to run [fast]"
+    )
     parser.add_argument(
         "--busy",
         action="store_true",
@@ -1126,8 +1158,8 @@ def main() -> None:
         parser.error("--keep goes with --report-wall")
     if args.compare and args.compare_precision:
         parser.error("--compare-precision is --compare precision=float32,bfloat16: give one of them")
-    if args.preset and not (args.compare_precision or args.compare):
-        parser.error("--preset goes with --compare or --compare-precision")
+    if args.preset and not (args.compare_precision or args.compare or args.preset_against):
+        parser.error("--preset goes with --compare, --compare-precision or --preset-against")
     repeats = args.repeats or 3
     if (args.compare_precision or args.compare) and repeats < 2:
         parser.error("--compare needs --repeats 2 or more: its intervals come from the seeds")
@@ -1144,6 +1176,8 @@ def main() -> None:
         parser.error(f"--data-dir {args.data_dir}: the four MNIST files are not there")
     elif args.denormals:
         table = denormals(Path(args.data_dir), repeats)
+    elif args.preset_against:
+        table = preset_against(Path(args.data_dir), args.preset or "fast", args.preset_against)
     elif args.training_against:
         table = training_against(Path(args.data_dir), repeats, args.training_against)
     elif args.startup:
