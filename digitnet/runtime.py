@@ -206,11 +206,12 @@ def flushing_denormals() -> Iterator[bool]:
     multiplication with one takes over 30 times as long. Training makes them: an optimizer's running
     average of a gradient that stays zero (a hidden unit that fires for none of the batch's digits)
     shrinks by the same factor every step (Adam's by 0.9) and passes through that range before it
-    reaches zero. A step that moves a weight by so little changes no weight above 1e-30 in its last
-    digit, so flushing them gives the same run, faster: measured on full MNIST, ten-epoch runs of the
-    baseline MLP on one thread trained in 0.85 (RMSprop) and 0.90 to 0.94 (Adam) of their time, against
-    0.96 for SGD, which has nothing to flush; every step's loss the same (``scripts/benchmark.py
-    --denormals``, the Speed page).
+    reaches zero. Flushing them changes no weight: the largest step a flushed value could have made is a
+    learning rate of 0.01 times 1.2e-38 divided by the optimizers' epsilon of 1e-8, about 1e-32, below
+    the last digit of any weight above 1e-24. Measured on full MNIST (``scripts/benchmark.py
+    --denormals``, the Speed page), ten-epoch runs of the baseline MLP on one thread, every step's loss
+    the same, trained in 0.85 to 0.86 of their time with RMSprop and 0.90 to 0.94 with Adam, against
+    0.96 for SGD, which has nothing to flush (so part of each ratio is the order of the pair or drift).
 
     It is ``torch.set_flush_denormal(True)``, for this thread and for the threads torch starts for its
     operations after it (they copy it when they start, and only then), so it is set before the run's data
