@@ -39,7 +39,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "epochs": 4,
         "eval-batch-size": 512,
     },
-    # 99.5% within two minutes a process on 2 CPU cores (the budget it was found for; under 40 s on a
+    # 99.5% within two minutes a process on 2 CPU cores (the budget it was found for; about 40 s on a
     # processor whose AMX runs bfloat16, the Speed page): the BatchNorm LeNet at 16/32 channels (a
     # quarter of best-cnn's network's cost per digit) with a dense layer of 256 and dropout 0.3, augmentation,
     # AdamW one-cycle lr 0.01, batch 256, 14 epochs, bfloat16. Chosen on validation accuracy among a few
