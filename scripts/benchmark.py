@@ -814,24 +814,42 @@ def run_numbers(history: dict[str, Any]) -> str:
     return json.dumps([history["iteration_loss"], [[e[k] for k in keys] for e in history["epochs"]]])
 
 
+def paired_runs(
+    data_dir: Path, cases: dict[str, list[str]], sides: dict[str, dict[str, Any]], repeats: int
+) -> list[str]:
+    """Markdown rows ``| case | first side (s) | second (s) | second ÷ first | same run |`` for
+    ``digitnet train --preset baseline FLAGS`` processes on full MNIST, each case's two sides (keyword
+    arguments for ``fast_process``: another checkout, statements run first) alternating, ``repeats``
+    times; medians of the training epochs' seconds, and whether every process of a case computed the same
+    run (``run_numbers``)."""
+    seconds: dict[tuple[str, str], list[float]] = {}
+    results: dict[str, set[str]] = {}
+    for _ in range(repeats):
+        for case, flags in cases.items():
+            for side, how in sides.items():
+                history = fast_process(data_dir, flags, preset="baseline", **how)["history"]
+                seconds.setdefault((case, side), []).append(
+                    sum(e["train_seconds"] for e in history["epochs"])
+                )
+                results.setdefault(case, set()).add(run_numbers(history))
+                print(f"{case}, {side}: training {seconds[case, side][-1]:.2f} s", flush=True)
+    rows = []
+    for case in cases:
+        first, second = (statistics.median(seconds[case, side]) for side in sides)
+        same = "yes" if len(results[case]) == 1 else "no"
+        rows.append(f"| {case} | {first:.2f} | {second:.2f} | {second / first:.2f} | {same} |")
+    return rows
+
+
 def training_against(data_dir: Path, repeats: int, revision: str) -> str:
     """The report's typical run (the baseline MLP, batch 32, one thread, as a sweep's worker trains it;
     three epochs) with the code at ``revision`` and with this checkout, as markdown: processes alternate,
     SGD and Adam, medians of ``repeats`` of the training epochs' seconds each, and whether both sides
     computed the same run (``run_numbers``: every step's loss equal, to the last digit)."""
     options = {name: ["--threads", "1", "--epochs", "3", "--optimizer", name] for name in ("sgd", "adam")}
-    seconds: dict[tuple[str, str], list[float]] = {}
-    results: dict[tuple[str, str], set[str]] = {}
     with checkout_at(revision) as before:
         fast_process(data_dir, options["sgd"], preset="baseline")  # warm the file and split caches
-        for _ in range(repeats):
-            for optimizer, flags in options.items():
-                for side, code in ((revision, before), ("now", None)):
-                    process = fast_process(data_dir, flags, code=code, preset="baseline")
-                    epochs = process["history"]["epochs"]
-                    seconds.setdefault((optimizer, side), []).append(sum(e["train_seconds"] for e in epochs))
-                    results.setdefault((optimizer, side), set()).add(run_numbers(process["history"]))
-                    print(f"{optimizer} {side}: training {seconds[optimizer, side][-1]:.2f} s", flush=True)
+        rows = paired_runs(data_dir, options, {revision: {"code": before}, "now": {}}, repeats)
     lines = [
         "`digitnet train --preset baseline --threads 1 --epochs 3 --optimizer OPTIMIZER` on full MNIST (the "
         "baseline MLP at batch 32 on one thread, as a `compare` worker trains it), whole processes, the code "
@@ -841,11 +859,8 @@ def training_against(data_dir: Path, repeats: int, revision: str) -> str:
         f"| optimizer | `{revision}` training (s) | now (s) | now ÷ `{revision}` "
         "| the same run, to the last digit |",
         "|---|---:|---:|---:|---|",
+        *rows,
     ]
-    for optimizer in options:
-        old, new = (statistics.median(seconds[optimizer, side]) for side in (revision, "now"))
-        same = len(results[optimizer, revision] | results[optimizer, "now"]) == 1
-        lines.append(f"| {optimizer} | {old:.2f} | {new:.2f} | {new / old:.2f} | {'yes' if same else 'no'} |")
     return "\n".join(lines) + "\n"
 
 
@@ -898,20 +913,8 @@ def denormals(data_dir: Path, repeats: int) -> str:
     cases = {
         f"{name}, 1 thread": ["--threads", "1", "--optimizer", name] for name in ("sgd", "adam", "rmsprop")
     } | {"adam, 2 threads": ["--threads", "2", "--optimizer", "adam"]}
-    seconds: dict[tuple[str, str], list[float]] = {}
-    results: dict[tuple[str, str], set[str]] = {}
-    sides = {"kept": KEEP_DENORMALS, "flushed": ""}
     fast_process(data_dir, ["--epochs", "1"], preset="baseline")  # warm the file and split caches
-    for _ in range(repeats):
-        for case, flags in cases.items():
-            for side, before in sides.items():
-                process = fast_process(data_dir, flags, preset="baseline", before=before)
-                history = process["history"]
-                seconds.setdefault((case, side), []).append(
-                    sum(e["train_seconds"] for e in history["epochs"])
-                )
-                results.setdefault((case, side), set()).add(run_numbers(history))
-                print(f"{case}, {side}: training {seconds[case, side][-1]:.2f} s", flush=True)
+    rows = paired_runs(data_dir, cases, {"kept": {"before": KEEP_DENORMALS}, "flushed": {}}, repeats)
     lines = [
         "`digitnet train --preset baseline --optimizer OPTIMIZER --threads N` on full MNIST (the baseline "
         "MLP at batch 32 for 10 epochs; one thread is how a `compare` or `report` worker trains it), whole "
@@ -920,13 +923,8 @@ def denormals(data_dir: Path, repeats: int) -> str:
         "",
         "| run | kept: training (s) | flushed (s) | flushed ÷ kept | the same run, to the last digit |",
         "|---|---:|---:|---:|---|",
+        *rows,
     ]
-    for case in cases:
-        kept, flushed = (statistics.median(seconds[case, side]) for side in sides)
-        same = len(results[case, "kept"] | results[case, "flushed"]) == 1
-        lines.append(
-            f"| {case} | {kept:.2f} | {flushed:.2f} | {flushed / kept:.2f} | {'yes' if same else 'no'} |"
-        )
     probe = denormal_multiply()
     (slow, ordinary), (flushed_slow, _) = probe["kept"], probe["flushed"]
     lines += [

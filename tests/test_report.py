@@ -123,6 +123,29 @@ def test_the_report_timeline_counts_the_seconds_by_runs_training_at_once(
     assert "views) | 40 |" in text and "drawing) | 30 |" in text and "| two or more | 30 |" in text
 
 
+def test_paired_runs_alternate_the_sides_and_say_whether_they_computed_the_same_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--training-against and --denormals: each case's two sides take turns, each side's training seconds
+    go to its own median, and a case is "the same run" only when every process's losses agree."""
+    benchmark = _benchmark_script(monkeypatch)
+    calls: list[tuple[str, str]] = []
+    seconds = iter([2.0, 1.0, 4.0, 3.0, 2.2, 1.2, 4.0, 3.0])
+
+    def process(data_dir: Path, flags: list[str], preset: str, before: str = "") -> dict[str, object]:
+        calls.append((flags[0], before))
+        losses = [0.5, 0.4] if flags[0] == "same" or not before else [0.5, 0.3]
+        epoch = {"train_seconds": next(seconds), "train_loss": 0.4, "train_accuracy": 0.9}
+        epoch |= {"val_loss": 0.4, "val_accuracy": 0.9}
+        return {"history": {"iteration_loss": losses, "epochs": [epoch]}}
+
+    monkeypatch.setattr(benchmark, "fast_process", process)
+    cases = {"same": ["same"], "differs": ["differs"]}
+    rows = benchmark.paired_runs(tmp_path, cases, {"old": {"before": "x"}, "new": {}}, repeats=2)
+    assert calls == [("same", "x"), ("same", ""), ("differs", "x"), ("differs", "")] * 2
+    assert rows == ["| same | 2.10 | 1.10 | 0.52 | yes |", "| differs | 4.00 | 3.00 | 0.75 | no |"]
+
+
 def test_the_idle_cost_pairs_the_arms_in_alternating_order_and_bounds_their_ratio(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
