@@ -49,9 +49,15 @@ def _label(index: int, module: nn.Module) -> str:
 
 
 class TrainingMonitor:
-    """Hooks that sum per-layer health over an epoch's steps;
-    [epoch_end][digitnet.diagnostics.TrainingMonitor.epoch_end] reads and resets them. The sums stay
-    tensors on the model's device until then (one sync per epoch).
+    """Hooks that record per-layer health at every step;
+    [epoch_end][digitnet.diagnostics.TrainingMonitor.epoch_end] reads and resets them.
+
+    Each step keeps a few small tensors on the model's device (every layer's gradient norm, how far each
+    weight moved and how large it is, which units fired), and the epoch's means are taken from them at
+    its end: one sync per epoch, and as few operations per step as there are quantities, not one per
+    layer and quantity. Every layer is handled by one call of torch's ``_foreach_`` functions (those
+    ``clip_grad_norm_`` uses); layer by layer, with running sums updated each step, the hooks took
+    longer than the baseline MLP's training step itself (``scripts/benchmark.py --diagnostics``).
 
     The i-th ReLU in forward order follows the i-th weight layer in every digitnet model (the output
     layer has none), which is how dead units are assigned to layers.
@@ -62,6 +68,10 @@ class TrainingMonitor:
         self.names = [_label(i, m) for i, m in enumerate(self.layers, start=1)]
         relus = [m for m in model.modules() if isinstance(m, nn.ReLU)]
         self.relus = relus[: len(self.layers)]
+        self._weights = [layer.weight for layer in self.layers]
+        # the weights as the step starts, copied into the same buffers every step
+        self._before = [weight.detach().clone() for weight in self._weights]
+        self._stepping = False
         self._handles: list[RemovableHandle] = [
             optimizer.register_step_pre_hook(self._before_step),
             optimizer.register_step_post_hook(self._after_step),
@@ -70,35 +80,33 @@ class TrainingMonitor:
         self._reset()
 
     def _reset(self) -> None:
-        # Sums and counts of the finite values only: in the epoch that diverges, the steps before the
-        # loss became NaN are the ones that say why.
-        self._grad_norms: list[Tensor | float] = [0.0] * len(self.layers)
-        self._grad_steps: list[Tensor | float] = [0.0] * len(self.layers)
-        self._ratios: list[Tensor | float] = [0.0] * len(self.layers)
-        self._ratio_steps: list[Tensor | float] = [0.0] * len(self.layers)
-        self._before: list[Tensor | None] = [None] * len(self.layers)
-        self._active: list[Tensor | None] = [None] * len(self.relus)
+        self._grad_norms: list[Tensor] = []
+        """Per step: each layer's gradient norm (NaN for a layer without a gradient)"""
+        self._moves: list[Tensor] = []
+        """Per step: each layer's ``‖ΔW‖``, then each layer's ``‖W‖`` after the step"""
+        self._fired: list[list[Tensor]] = [[] for _ in self.relus]
+        """Per ReLU, per training forward pass: which of its units (channels) fired for some digit"""
 
     def _before_step(self, _optimizer: Optimizer, _args: Any, _kwargs: Any) -> None:
-        for i, layer in enumerate(self.layers):
-            weight = layer.weight
-            if weight.grad is not None:
-                norm = weight.grad.detach().float().norm()
-                finite = torch.isfinite(norm)
-                self._grad_norms[i] = self._grad_norms[i] + torch.where(finite, norm, 0.0)
-                self._grad_steps[i] = self._grad_steps[i] + finite.float()
-            self._before[i] = weight.detach().clone()
+        with torch.no_grad():
+            grads = [weight.grad for weight in self._weights]
+            present = [grad for grad in grads if grad is not None]
+            if len(present) == len(grads):
+                self._grad_norms.append(torch.stack(torch._foreach_norm(present)))
+            elif present:  # a fixed layer (--first-layer pca) has no gradient
+                norms = iter(torch._foreach_norm(present))
+                nan = torch.full((), math.nan, device=present[0].device)
+                self._grad_norms.append(torch.stack([next(norms) if g is not None else nan for g in grads]))
+            torch._foreach_copy_(self._before, self._weights)
+            self._stepping = True
 
     def _after_step(self, _optimizer: Optimizer, _args: Any, _kwargs: Any) -> None:
-        for i, layer in enumerate(self.layers):
-            before = self._before[i]
-            if before is not None:
-                weight = layer.weight.detach()
-                ratio = (weight - before).float().norm() / weight.float().norm().clamp_min(1e-12)
-                finite = torch.isfinite(ratio)
-                self._ratios[i] = self._ratios[i] + torch.where(finite, ratio, 0.0)
-                self._ratio_steps[i] = self._ratio_steps[i] + finite.float()
-                self._before[i] = None
+        if not self._stepping:
+            return
+        with torch.no_grad():
+            moved = torch._foreach_sub(self._weights, self._before)
+            self._moves.append(torch.stack(torch._foreach_norm([*moved, *self._weights])))
+        self._stepping = False
 
     def _watch(self, index: int) -> Any:
         def hook(module: nn.Module, _inputs: Any, output: Tensor) -> None:
@@ -106,31 +114,22 @@ class TrainingMonitor:
                 return
             # (B, C, H, W): a channel fires if any position does; (B, D): per unit
             fired = (output.detach() > 0).flatten(2).any(dim=2) if output.dim() == 4 else output.detach() > 0
-            fired = fired.any(dim=0)
-            seen = self._active[index]
-            self._active[index] = fired if seen is None else seen | fired
+            self._fired[index].append(fired.any(dim=0))
 
         return hook
 
     def epoch_end(self, epoch: int) -> EpochHealth:
         """The epoch's means per layer (over its steps with finite values; NaN if none had one), then a
         fresh start for the next epoch."""
-
-        def mean(total: Tensor | float, count: Tensor | float) -> float:
-            return float(total) / float(count) if float(count) > 0 else math.nan
-
+        count = len(self.layers)
+        grad_norms = _finite_means(self._grad_norms, count)
+        moves = torch.stack(self._moves).double() if self._moves else torch.empty(0, 2 * count)
+        ratios = _finite_means(list(moves[:, :count] / moves[:, count:].clamp_min(1e-12)), count)
         layers = []
         for i, name in enumerate(self.names):
-            active = self._active[i] if i < len(self._active) else None
-            dead = None if active is None else 1.0 - int(active.sum()) / active.numel()
-            layers.append(
-                LayerHealth(
-                    layer=name,
-                    grad_norm=mean(self._grad_norms[i], self._grad_steps[i]),
-                    update_ratio=mean(self._ratios[i], self._ratio_steps[i]),
-                    dead_fraction=dead,
-                )
-            )
+            fired = self._fired[i] if i < len(self._fired) else []
+            dead = 1.0 - float(torch.stack(fired).any(dim=0).float().mean()) if fired else None
+            layers.append(LayerHealth(name, grad_norms[i], ratios[i], dead))
         self._reset()
         return EpochHealth(epoch, layers)
 
@@ -139,6 +138,20 @@ class TrainingMonitor:
         for handle in self._handles:
             handle.remove()
         self._handles = []
+
+
+def _finite_means(steps: list[Tensor], count: int) -> list[float]:
+    """Each of ``count`` layers' mean over ``steps`` (one value per layer each), of its finite values only:
+    in the epoch that diverges, the steps before the loss became NaN are the ones that say why."""
+    if not steps:
+        return [math.nan] * count
+    values = torch.stack(steps).double()
+    finite = torch.isfinite(values)
+    totals = torch.where(finite, values, 0.0).sum(dim=0)
+    counts = finite.sum(dim=0)
+    return [
+        float(t) / int(n) if n else math.nan for t, n in zip(totals.tolist(), counts.tolist(), strict=True)
+    ]
 
 
 __all__ = ["EpochHealth", "LayerHealth", "TrainingMonitor"]

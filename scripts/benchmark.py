@@ -841,27 +841,47 @@ def paired_runs(
     return rows
 
 
-def training_against(data_dir: Path, repeats: int, revision: str) -> str:
-    """The report's typical run (the baseline MLP, batch 32, one thread, as a sweep's worker trains it;
-    three epochs) with the code at ``revision`` and with this checkout, as markdown: processes alternate,
-    SGD and Adam, medians of ``repeats`` of the training epochs' seconds each, and whether both sides
-    computed the same run (``run_numbers``: every step's loss equal, to the last digit)."""
-    options = {name: ["--threads", "1", "--epochs", "3", "--optimizer", name] for name in ("sgd", "adam")}
+def code_against(
+    data_dir: Path, repeats: int, revision: str, cases: dict[str, list[str]], command: str, flag: str
+) -> str:
+    """``cases`` (``digitnet train --preset baseline`` flags each) with the code at ``revision`` and with
+    this checkout, as markdown: processes alternate (``paired_runs``), medians of ``repeats``; the
+    table's first line shows ``command`` as the student types it and ``flag`` as this script's option."""
     with checkout_at(revision) as before:
-        fast_process(data_dir, options["sgd"], preset="baseline")  # warm the file and split caches
-        rows = paired_runs(data_dir, options, {revision: {"code": before}, "now": {}}, repeats)
+        fast_process(
+            data_dir, next(iter(cases.values())), preset="baseline"
+        )  # warm the file and split caches
+        rows = paired_runs(data_dir, cases, {revision: {"code": before}, "now": {}}, repeats)
     lines = [
-        "`digitnet train --preset baseline --threads 1 --epochs 3 --optimizer OPTIMIZER` on full MNIST (the "
-        "baseline MLP at batch 32 on one thread, as a `compare` worker trains it), whole processes, the code "
-        f"at `{revision}` and now alternating; medians of {repeats} each "
-        f"(`python scripts/benchmark.py --training-against {revision}`).",
+        f"`{command}` on full MNIST (the baseline MLP at batch 32 on one thread, as a `compare` or `report` "
+        f"worker trains it), whole processes, the code at `{revision}` and now alternating; medians of "
+        f"{repeats} each (`python scripts/benchmark.py {flag} {revision}`).",
         "",
-        f"| optimizer | `{revision}` training (s) | now (s) | now ÷ `{revision}` "
+        f"| run | `{revision}` training (s) | now (s) | now ÷ `{revision}` "
         "| the same run, to the last digit |",
         "|---|---:|---:|---:|---|",
         *rows,
     ]
     return "\n".join(lines) + "\n"
+
+
+def training_against(data_dir: Path, repeats: int, revision: str) -> str:
+    """The report's typical run (the baseline MLP, batch 32, one thread, as a sweep's worker trains it;
+    three epochs), SGD and Adam, with the code at ``revision`` and now (``code_against``); the same run
+    means every step's loss equal, to the last digit (``run_numbers``)."""
+    options = {name: ["--threads", "1", "--epochs", "3", "--optimizer", name] for name in ("sgd", "adam")}
+    command = "digitnet train --preset baseline --threads 1 --epochs 3 --optimizer OPTIMIZER"
+    return code_against(data_dir, repeats, revision, options, command, "--training-against")
+
+
+def diagnostics_against(data_dir: Path, repeats: int, revision: str) -> str:
+    """``--diagnostics`` (the Inside page's health runs) with the code at ``revision`` and now
+    (``code_against``): the baseline MLP for three epochs with the flag, and without it as the control,
+    whose code did not change; the hooks only read, so every process computes the same run."""
+    plain = ["--threads", "1", "--epochs", "3"]
+    cases = {"SGD, `--diagnostics`": [*plain, "--diagnostics"], "SGD, without (the control)": plain}
+    command = "digitnet train --preset baseline --threads 1 --epochs 3 [--diagnostics]"
+    return code_against(data_dir, repeats, revision, cases, command, "--diagnostics-against")
 
 
 # Run before the command: digitnet trains as it did before it flushed denormals (its context manager,
@@ -1103,6 +1123,12 @@ def main() -> None:
         "whether both compute the same run, and the slow path itself (about 5 minutes on 2 cores)",
     )
     parser.add_argument(
+        "--diagnostics-against",
+        metavar="REV",
+        help="only --diagnostics's cost: the baseline MLP's three epochs with and without the flag, the code "
+        "at REV and now alternating (about 3 minutes on 2 cores)",
+    )
+    parser.add_argument(
         "--report-cost",
         action="store_true",
         help="only what each experiment of digitnet report costs to train (from docs/results/*/results.csv)",
@@ -1176,6 +1202,8 @@ def main() -> None:
         table = denormals(Path(args.data_dir), repeats)
     elif args.preset_against:
         table = preset_against(Path(args.data_dir), args.preset or "fast", args.preset_against)
+    elif args.diagnostics_against:
+        table = diagnostics_against(Path(args.data_dir), repeats, args.diagnostics_against)
     elif args.training_against:
         table = training_against(Path(args.data_dir), repeats, args.training_against)
     elif args.startup:

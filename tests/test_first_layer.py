@@ -4,6 +4,7 @@ computed once and the rest trains exactly as the whole network would; the settin
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -208,8 +209,18 @@ def test_diagnostics_name_the_fixed_layer() -> None:
     from digitnet.diagnostics import TrainingMonitor
 
     model = build_model(ModelConfig("cnn", channels=(8, 16), first_layer="pca"))
-    monitor = TrainingMonitor(model, build_optimizer(model.parameters(), OptimConfig("adam")))
+    optimizer = build_optimizer(model.parameters(), OptimConfig("adam"))
+    monitor = TrainingMonitor(model, optimizer)
     try:
         assert monitor.names[0].endswith("(fixed)") and not monitor.names[1].endswith("(fixed)")
+        for _ in range(2):  # two steps of one batch: the layers that learn get a gradient, the fixed one none
+            loss = F.cross_entropy(model(torch.randn(4, 1, 28, 28)), torch.tensor([0, 1, 2, 3]))
+            loss.backward()
+            optimizer.step()
+            optimizer.zero_grad()
+        health = monitor.epoch_end(1)
     finally:
         monitor.close()
+    fixed, *learned = health.layers
+    assert math.isnan(fixed.grad_norm) and fixed.update_ratio == 0.0  # measured, and it never moved
+    assert all(layer.grad_norm > 0 and layer.update_ratio > 0 for layer in learned)
