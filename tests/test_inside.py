@@ -229,6 +229,9 @@ def test_lr_find_prints_a_suggestion_and_writes_its_curve(tmp_path: Path) -> Non
     saved = json.loads((out / "lr_find.json").read_text())
     assert f"suggested learning rate: {saved['suggested_lr']:.2g}" in result.output
     assert (out / "lr_find.png").is_file() and (out / "lr_find.svg").is_file()
+    # the network and data it was run with, without a rate or epochs the test never used
+    assert saved["config"]["train"]["batch_size"] == 64 and saved["config"]["model"]["name"] == "mlp"
+    assert "lr" not in saved["config"]["optim"] and "epochs" not in saved["config"]["train"]
     # 54 steps of the sample: the loss barely moves (2.30 → 2.20), and a student is told not to trust it
     said = " ".join(result.output.split())
     start, lowest = saved["smoothed"][0], min(saved["smoothed"][: saved["used"]])

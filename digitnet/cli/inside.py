@@ -125,8 +125,11 @@ def lr_find(
     with atomic_directory(out_dir, "figures") as staging:
         title = f"{describe_model(config.model)} · {config.optim.name} · batch {config.train.batch_size}"
         save_figure(plot_lr_find(result, title), staging / "lr_find")
+        recorded = asdict(config)
+        # the test sets the rate itself, over one pass: the rate and epochs a run would use mean nothing here
+        del recorded["optim"]["lr"], recorded["train"]["epochs"]
         atomic_write_json(
-            staging / "lr_find.json", {"config": asdict(config), "test": asdict(test_config)} | asdict(result)
+            staging / "lr_find.json", {"config": recorded, "test": asdict(test_config)} | asdict(result)
         )
     low, high = result.suggested_range
     if len(result.rates) < FEW_STEPS:
