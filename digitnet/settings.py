@@ -416,6 +416,14 @@ def make_run_config(settings: dict[str, Any]) -> RunConfig:
 
 
 def _shown(value: Any) -> str:
+    """A setting's value as a student would type or read it: ``not set`` rather than Python's ``None``,
+    ``on``/``off`` for a flag, and a fraction to six digits (1/7 is ``0.142857``)."""
+    if value is None:
+        return "not set"
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, float):
+        return f"{value:g}"
     return widths_text(tuple(value)) if isinstance(value, list | tuple) else str(value)
 
 

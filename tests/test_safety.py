@@ -24,7 +24,7 @@ from typer.testing import CliRunner
 from digitnet.checkpoint import resume_path
 from digitnet.cli import app
 from digitnet.run import RunSummary, run_experiment
-from digitnet.settings import make_run_config
+from digitnet.settings import config_difference, make_run_config, resolve_run_config
 from digitnet.trainer import EpochCallback, EpochRecord
 
 runner = CliRunner()
@@ -139,6 +139,20 @@ def test_train_refuses_a_run_directory_of_another_config(run_dir: Path) -> None:
     epochs = json.loads((run_dir / "config.json").read_text())["config"]["train"]["epochs"]
     assert f"another config (--epochs {epochs} there, 2 here)" in error  # which option to change back
     assert _tree(run_dir) == before
+
+
+def test_the_refusal_names_settings_as_a_student_types_them(run_dir: Path) -> None:
+    saved = json.loads((run_dir / "config.json").read_text())["config"]
+    saved["data"] |= {
+        "test_fraction": None,
+        "augment": True,
+    }  # as a run on full MNIST with --augment saved it
+    config = resolve_run_config(make_run_config({"dataset": "sample", "threads": 1}))
+    said = config_difference(saved, config)
+    fraction = config.data.test_fraction
+    assert fraction is not None and f"--test-fraction not set there, {fraction:g} here" in said
+    assert "--augment on there, off here" in said
+    assert "None" not in said and "True" not in said and "0.14285714" not in said
 
 
 def test_same_config_rerun_replaces_its_files_and_keeps_the_rest(tmp_path: Path) -> None:
