@@ -56,8 +56,9 @@ class TrainingMonitor:
     weight moved and how large it is, which units fired), and the epoch's means are taken from them at
     its end: one sync per epoch, and as few operations per step as there are quantities, not one per
     layer and quantity. Every layer is handled by one call of torch's ``_foreach_`` functions (those
-    ``clip_grad_norm_`` uses); layer by layer, with running sums updated each step, the hooks took
-    longer than the baseline MLP's training step itself (``scripts/benchmark.py --diagnostics``).
+    ``clip_grad_norm_`` uses); layer by layer, with running sums updated each step, the hooks nearly
+    doubled the baseline MLP's training time. ``scripts/benchmark.py --diagnostics`` measures
+    what they cost now, and with ``--against REV`` against an earlier revision.
 
     The i-th ReLU in forward order follows the i-th weight layer in every digitnet model (the output
     layer has none), which is how dead units are assigned to layers.

@@ -321,8 +321,9 @@ SETTINGS: dict[str, Setting] = {
     "diagnostics": Setting(
         "train",
         "diagnostics",
-        "Record each layer's gradient norm, update/weight ratio and dead ReLUs per epoch "
-        "(history.json, diagnostics.png); off, training runs without any hook.",
+        "Record each layer's gradient norm, update/weight ratio and dead ReLUs per epoch (each run's "
+        "history.json and diagnostics.png); training then takes up to half as long again. Off, training "
+        "runs without any hook.",
         _parse_bool,
         bool,
     ),

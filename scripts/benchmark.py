@@ -483,11 +483,13 @@ def fast_process(
     code: Path | None = None,
     preset: str = "fast",
     before: str = "",
+    extra: tuple[str, ...] = (),
 ) -> dict[str, Any]:
     """One whole ``digitnet train --preset PRESET [options]`` process on full MNIST: its wall time, its
     ``history.json`` and ``summary.json``, and (with ``importtime``) its ``-X importtime`` report.
     ``code``: a checkout whose ``digitnet`` package runs instead of this one (put first on PYTHONPATH);
-    ``before``: Python statements the process runs before the command (``--denormals`` turns one off).
+    ``before``: Python statements the process runs before the command (``--denormals`` turns one off);
+    ``extra``: options added after ``options`` (one side of a ``paired_runs`` comparison).
     The environment's OpenMP settings are left out, so the process picks its threads as digitnet does
     for a student who set none."""
     with tempfile.TemporaryDirectory() as out:
@@ -495,7 +497,7 @@ def fast_process(
         command = [sys.executable, *flags, "-c", before + CONSOLE_SCRIPT, "train"]
         # resolved: the process runs in the scratch folder, where a relative --data-dir means nothing
         data = str(data_dir.resolve())
-        command += ["--preset", preset, *options, "--data-dir", data, "--out", f"{out}/run"]
+        command += ["--preset", preset, *options, *extra, "--data-dir", data, "--out", f"{out}/run"]
         start = time.perf_counter()
         env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "OMP_NUM_THREADS")}
         env |= {"PYTHONPATH": str(code)} if code else {}
@@ -874,14 +876,40 @@ def training_against(data_dir: Path, repeats: int, revision: str) -> str:
     return code_against(data_dir, repeats, revision, options, command, "--training-against")
 
 
+DIAGNOSED = {
+    f"{name}, 1 thread": ["--threads", "1", "--epochs", "3", "--optimizer", name] for name in ("sgd", "adam")
+}
+"""The runs ``--diagnostics`` times: the baseline MLP's first three epochs, as the report's health runs
+train it (SGD) and with the optimizer the other pages use most (Adam)"""
+
+
+def diagnostics_cost(data_dir: Path, repeats: int) -> str:
+    """What ``--diagnostics`` costs, as markdown: the baseline MLP without and with the flag, processes
+    alternating (``paired_runs``), medians of ``repeats`` of the training epochs' seconds, and whether
+    both computed the same run (the hooks only read, so they must)."""
+    fast_process(data_dir, DIAGNOSED["sgd, 1 thread"], preset="baseline")  # warm the file and split caches
+    sides = {"without": {}, "with": {"extra": ("--diagnostics",)}}
+    rows = paired_runs(data_dir, DIAGNOSED, sides, repeats)
+    lines = [
+        "`digitnet train --preset baseline --threads 1 --epochs 3 --optimizer OPTIMIZER [--diagnostics]` on "
+        "full MNIST (the baseline MLP at batch 32 on one thread), whole processes, without and with the "
+        f"flag alternating; medians of {repeats} each (`python scripts/benchmark.py --diagnostics`).",
+        "",
+        "| run | without: training (s) | with `--diagnostics` (s) | with ÷ without "
+        "| the same run, to the last digit |",
+        "|---|---:|---:|---:|---|",
+        *rows,
+    ]
+    return "\n".join(lines) + "\n"
+
+
 def diagnostics_against(data_dir: Path, repeats: int, revision: str) -> str:
-    """``--diagnostics`` (the Inside page's health runs) with the code at ``revision`` and now
-    (``code_against``): the baseline MLP for three epochs with the flag, and without it as the control,
-    whose code did not change; the hooks only read, so every process computes the same run."""
-    plain = ["--threads", "1", "--epochs", "3"]
-    cases = {"SGD, `--diagnostics`": [*plain, "--diagnostics"], "SGD, without (the control)": plain}
-    command = "digitnet train --preset baseline --threads 1 --epochs 3 [--diagnostics]"
-    return code_against(data_dir, repeats, revision, cases, command, "--diagnostics-against")
+    """``--diagnostics`` with the code at ``revision`` and now (``code_against``), for SGD and Adam as
+    ``diagnostics_cost`` runs them, and SGD without the flag as the control, whose code did not change."""
+    cases = {f"{case}, `--diagnostics`": [*flags, "--diagnostics"] for case, flags in DIAGNOSED.items()}
+    cases |= {"sgd, 1 thread, without (the control)": DIAGNOSED["sgd, 1 thread"]}
+    command = "digitnet train --preset baseline --threads 1 --epochs 3 --optimizer OPTIMIZER [--diagnostics]"
+    return code_against(data_dir, repeats, revision, cases, command, "--diagnostics --against")
 
 
 # Run before the command: digitnet trains as it did before it flushed denormals (its context manager,
@@ -1088,7 +1116,8 @@ def main() -> None:
         "--repeats",
         type=int,
         help="measurements per case, best kept [2; quick 1]; processes (or seeds) per arm for --startup, "
-        "--compare, --compare-precision, --busy, --denormals and --training-against [3]; pairs for "
+        "--compare, --compare-precision, --busy, --denormals, --diagnostics and --training-against [3]; "
+        "pairs for "
         "--idle-cost [10]",
     )
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
@@ -1101,7 +1130,8 @@ def main() -> None:
     parser.add_argument(
         "--against",
         metavar="REV",
-        help="with --startup: the same recipe with the code at git revision REV, alternating with this one",
+        help="with --startup or --diagnostics: the same runs with the code at git revision REV, alternating "
+        "with this one",
     )
     parser.add_argument(
         "--training-against",
@@ -1123,10 +1153,11 @@ def main() -> None:
         "whether both compute the same run, and the slow path itself (about 5 minutes on 2 cores)",
     )
     parser.add_argument(
-        "--diagnostics-against",
-        metavar="REV",
-        help="only --diagnostics's cost: the baseline MLP's three epochs with and without the flag, the code "
-        "at REV and now alternating (about 3 minutes on 2 cores)",
+        "--diagnostics",
+        action="store_true",
+        help="only what digitnet train --diagnostics costs: the baseline MLP's first three epochs (SGD, "
+        "Adam) without and with the flag, alternating; with --against REV, the flag's cost at REV against "
+        "now (about 3 minutes on 2 cores)",
     )
     parser.add_argument(
         "--report-cost",
@@ -1176,8 +1207,8 @@ def main() -> None:
         "--preset fast processes paired against --threads N (--repeats pairs [10])",
     )
     args = parser.parse_args()
-    if args.against and not args.startup:
-        parser.error("--against goes with --startup")
+    if args.against and not (args.startup or args.diagnostics):
+        parser.error("--against goes with --startup or --diagnostics")
     if args.keep and not args.report_wall:
         parser.error("--keep goes with --report-wall")
     if args.compare and args.compare_precision:
@@ -1202,8 +1233,12 @@ def main() -> None:
         table = denormals(Path(args.data_dir), repeats)
     elif args.preset_against:
         table = preset_against(Path(args.data_dir), args.preset or "fast", args.preset_against)
-    elif args.diagnostics_against:
-        table = diagnostics_against(Path(args.data_dir), repeats, args.diagnostics_against)
+    elif args.diagnostics:
+        data_dir = Path(args.data_dir)
+        if args.against:
+            table = diagnostics_against(data_dir, repeats, args.against)
+        else:
+            table = diagnostics_cost(data_dir, repeats)
     elif args.training_against:
         table = training_against(Path(args.data_dir), repeats, args.training_against)
     elif args.startup:
