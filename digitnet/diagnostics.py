@@ -129,7 +129,9 @@ class TrainingMonitor:
         layers = []
         for i, name in enumerate(self.names):
             fired = self._fired[i] if i < len(self._fired) else []
-            dead = 1.0 - float(torch.stack(fired).any(dim=0).float().mean()) if fired else None
+            alive = torch.stack(fired).any(dim=0) if fired else None
+            # counted, not averaged in float32: 2 dead units of 100 are 0.02, not 0.01999998
+            dead = None if alive is None else (alive.numel() - int(alive.sum())) / alive.numel()
             layers.append(LayerHealth(name, grad_norms[i], ratios[i], dead))
         self._reset()
         return EpochHealth(epoch, layers)

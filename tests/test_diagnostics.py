@@ -16,6 +16,7 @@ import digitnet.trainer
 from digitnet.cli import app
 from digitnet.configs import ModelConfig, TrainConfig
 from digitnet.data import NormStats, TensorSplit
+from digitnet.diagnostics import TrainingMonitor
 from digitnet.models import build_model
 from digitnet.settings import RunConfig, make_run_config, run_config_from_dict
 from digitnet.trainer import History, fit
@@ -90,8 +91,8 @@ def test_each_number_is_what_torch_computes_for_one_full_batch_step() -> None:
             float(step.norm() / after.weight.detach().norm()), rel=1e-3
         )
         if index < len(hidden):
-            never_fired = (hidden[index] <= 0).all(dim=0).float().mean()
-            assert measured.dead_fraction == pytest.approx(float(never_fired), abs=1e-9)
+            never_fired = int((hidden[index] <= 0).all(dim=0).sum())
+            assert measured.dead_fraction == never_fired / hidden[index].shape[1]  # a count, exactly
         else:
             assert measured.dead_fraction is None
     # removed afterwards: the model trains on as if it had never been watched
@@ -170,3 +171,19 @@ def test_the_hooks_only_read_training_is_bit_identical_with_and_without_them() -
         history = fit(model, optimizer, _tensors(64), config, torch.Generator().manual_seed(0))
         losses.append((history.iteration_loss, [r.val_loss for r in history.epochs]))
     assert losses[0] == losses[1]
+
+
+def test_dead_units_are_counted_exactly() -> None:
+    # 2 of 100 hidden units can never fire (bias -1, no weights): 0.02 dead, not float32's 0.01999998
+    model = torch.nn.Sequential(torch.nn.Linear(4, 100), torch.nn.ReLU(), torch.nn.Linear(100, 10))
+    with torch.no_grad():
+        model[0].weight.zero_()
+        model[0].bias.fill_(1.0)
+        model[0].bias[:2] = -1.0
+    monitor = TrainingMonitor(model, torch.optim.SGD(model.parameters(), lr=0.1))
+    try:
+        model(torch.randn(8, 4))
+        health = monitor.epoch_end(1)
+    finally:
+        monitor.close()
+    assert health.layers[0].dead_fraction == 0.02
