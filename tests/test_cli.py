@@ -478,3 +478,21 @@ def test_console_script_exits_without_tearing_python_down(
     assert result.returncode == code, output
     assert all(text in output for text in shown), output
     assert not any(text in output for text in hidden), output
+
+
+@pytest.mark.parametrize(
+    ("command", "usage", "argument"),
+    [
+        (["predict"], "Usage: digitnet predict [OPTIONS] RUN_DIR IMAGES...", "IMAGES <path>..."),
+        (["compare"], "Usage: digitnet compare [OPTIONS] FACTOR [VALUES]...", "VALUES <str>..."),
+        (["evaluate"], "Usage: digitnet evaluate [OPTIONS] RUN_DIR", "RUN_DIR <path>"),
+    ],
+)
+def test_positional_arguments_are_shown_as_command_line_tools_show_them(
+    command: list[str], usage: str, argument: str
+) -> None:
+    # not Typer's {RUN_DIR} (braces read as a set of choices) nor Python's <list[Path]>
+    result = runner.invoke(app, [*command, "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert usage in result.output and argument in result.output
+    assert "{" not in result.output.splitlines()[0] and "list[" not in result.output

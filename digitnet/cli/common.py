@@ -21,7 +21,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Column
 from typer._click import exceptions as click_errors  # Typer's own copy of click (since 0.29)
-from typer.core import TyperGroup
+from typer.core import TyperArgument, TyperGroup
 
 from digitnet import __version__
 from digitnet.configs import PCA_FILTERS, widths_text
@@ -40,6 +40,31 @@ _PLAIN_WORDS = {
 }
 
 
+class _PlainArgument(TyperArgument):
+    """A positional argument shown as most command-line tools show one: ``RUN_DIR`` and ``[VALUES]...`` in
+    the usage line (Typer writes a required one ``{RUN_DIR}``, the braces argparse uses for a set of
+    choices), and ``IMAGES <path>...`` in the list of arguments rather than Python's ``<list[Path]>``."""
+
+    def _usage_display_name(self) -> str:
+        name = self.display_name_raw if self.required else f"[{self.display_name_raw}]"
+        return name + ("..." if self.nargs != 1 else "")
+
+    def display_type_rich(self, ctx: Any) -> str | None:
+        shown = super().display_type_rich(ctx)
+        if shown and shown.startswith("<list[") and shown.endswith("]>"):
+            return f"<{shown[len('<list[') : -len(']>')].lower()}>..."
+        return shown
+
+
+def _plain_arguments(command: Any) -> None:
+    """Show every positional argument of ``command`` and its subcommands as ``_PlainArgument`` does."""
+    for param in command.params:
+        if type(param) is TyperArgument:
+            param.__class__ = _PlainArgument  # the same object and fields; only how it is shown changes
+    for sub in getattr(command, "commands", {}).values():
+        _plain_arguments(sub)
+
+
 class OneLineErrors(TyperGroup):
     """The ``digitnet`` group, whose usage errors are one ``error:`` line like every other error.
 
@@ -47,7 +72,12 @@ class OneLineErrors(TyperGroup):
     then ``Error: …``. A student then reads two kinds of error from one tool, and a script that keeps the
     line starting ``error:`` misses these. Here click runs without its own exit handling, and whatever it
     would have shown becomes one line naming the command's ``--help``; the exit code stays click's (2).
+    Its commands' positional arguments are shown plainly (``_PlainArgument``).
     """
+
+    def __init__(self, **attrs: Any) -> None:
+        super().__init__(**attrs)
+        _plain_arguments(self)
 
     def main(
         self,
