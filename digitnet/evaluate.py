@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from digitnet.checkpoint import checkpoint_path, load_checkpoint, read_json
-from digitnet.data import NUM_CLASSES, load_split, to_tensors
+from digitnet.data import NUM_CLASSES, load_split, saved_run_data, to_tensors
 from digitnet.errors import CheckpointError
 from digitnet.plotting import (
     IMAGE_FORMATS,
@@ -63,7 +63,7 @@ def evaluate_run(run_dir: Path, out_dir: Path | None = None, gallery_size: int =
     claim_output(out_dir, "evaluation")  # before any work: never replace what digitnet did not write
     checkpoint = load_checkpoint(run_dir)
     config = checkpoint.config
-    split = load_split(config.data)
+    split = load_split(saved_run_data(config.data))
     tensors = to_tensors(split, config.data, torch.device("cpu"))
     if len(split.test):
         test_set, digits = split.test_set, split.test

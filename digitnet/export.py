@@ -185,9 +185,9 @@ def onnx_test_accuracy(model: Path, run_dir: Path, batch_size: int = 1000) -> tu
     The digits go in as a browser would give them, pixels / 255 and nothing else: the check that the
     normalisation really is inside the graph.
     """
-    from digitnet.data import load_split
+    from digitnet.data import load_split, saved_run_data
 
-    test = load_split(load_checkpoint(run_dir).config.data).test
+    test = load_split(saved_run_data(load_checkpoint(run_dir).config.data)).test
     images = test.images.numpy()
     labels = test.labels.numpy()
     correct = 0

@@ -29,7 +29,7 @@ import torch
 from torch import Tensor, nn
 
 from digitnet.checkpoint import load_checkpoint
-from digitnet.data import NUM_CLASSES, NormStats, Split, load_split, to_tensors
+from digitnet.data import NUM_CLASSES, NormStats, Split, load_split, saved_run_data, to_tensors
 from digitnet.errors import ConfigError, DataError
 from digitnet.settings import RunConfig
 
@@ -249,7 +249,7 @@ def inspect_run(
     checkpoint = load_checkpoint(run_dir)
     run: RunConfig = checkpoint.config
     model, stats = checkpoint.model, checkpoint.normalization
-    split = load_split(run.data)
+    split = load_split(saved_run_data(run.data))
     tensors = to_tensors(split, run.data, torch.device("cpu"))
     held_out = split.test if len(split.test) else split.val
     test_x, test_y = (tensors.test_x, tensors.test_y) if len(split.test) else (tensors.val_x, tensors.val_y)

@@ -298,7 +298,7 @@ SETTINGS: dict[str, Setting] = {
         "depends on how busy the machine is.",
         int,
         int,
-        default_text="train: the cores other programs leave free; compare: 1 per run",
+        default_text="train, lr-find: the cores other programs leave free; compare: 1 per run",
     ),
     "precision": Setting(
         "train",

@@ -496,3 +496,30 @@ def test_positional_arguments_are_shown_as_command_line_tools_show_them(
     assert result.exit_code == 0, result.output
     assert usage in result.output and argument in result.output
     assert "{" not in result.output.splitlines()[0] and "list[" not in result.output
+
+
+def test_evaluate_finds_moved_mnist_through_the_environment_and_says_how_when_it_cannot(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from conftest import write_mnist_dir
+
+    monkeypatch.delenv("DIGITNET_DATA", raising=False)
+    first = write_mnist_dir(tmp_path / "mnist")
+    run = tmp_path / "run"
+    trained = runner.invoke(
+        app, ["train", "--data-dir", str(first), "--epochs", "1", "--threads", "1", "--out", str(run)]
+    )
+    assert trained.exit_code == 0, trained.output
+    moved = first.rename(tmp_path / "moved")
+    # evaluate takes no --data-dir: the error must not advise one, and must name the way that works
+    lost = runner.invoke(app, ["evaluate", str(run), "--out", str(tmp_path / "e1")])
+    assert lost.exit_code == 2 and "Traceback" not in lost.output
+    said = " ".join(lost.output.split())
+    assert f"{first.resolve()}: this run trained on the MNIST files in this directory" in said
+    assert "set $DIGITNET_DATA" in said and "--data-dir" not in said
+    assert not (tmp_path / "e1").exists()
+    monkeypatch.setenv("DIGITNET_DATA", str(moved))
+    found = runner.invoke(app, ["evaluate", str(run), "--out", str(tmp_path / "e2")])
+    assert found.exit_code == 0, found.output
+    measured = json.loads((tmp_path / "e2" / "metrics.json").read_text())["accuracy"]
+    assert measured == json.loads((run / "summary.json").read_text())["test_accuracy"]  # the same test set

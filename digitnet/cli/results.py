@@ -35,7 +35,11 @@ def evaluate(
         typer.Option(help="Directory for the metrics and figures.", show_default="RUN_DIR/evaluation"),
     ] = None,
 ) -> None:
-    """Reload a run's model and measure it on the test set: per-class metrics, confusion matrix, galleries."""
+    """Reload a run's model and measure it on the test set: per-class metrics, confusion matrix, galleries.
+
+    The test set is that of the data the run trained on, found where the run recorded it; if those
+    files have moved since, set $DIGITNET_DATA to where they are now.
+    """
     from digitnet.evaluate import evaluate_run
 
     result = evaluate_run(run_dir, out)

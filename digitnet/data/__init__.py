@@ -47,6 +47,7 @@ from digitnet.data.sources import (
     read_csv_digits,
     read_idx,
     resolve_data_config,
+    saved_run_data,
 )
 from digitnet.data.split import (
     Split,
@@ -98,6 +99,7 @@ __all__ = [
     "read_idx",
     "resolve_data_config",
     "save_split",
+    "saved_run_data",
     "split_source",
     "stratified_split",
     "to_tensors",

@@ -268,6 +268,23 @@ def _resolved(path: str) -> str:
         raise DataError(f"{path}: cannot resolve the path ({error})") from None
 
 
+def saved_run_data(config: DataConfig) -> DataConfig:
+    """The data a saved run trained on, found again for ``evaluate``, ``inspect`` and ``export``, which
+    take no ``--data-dir``: its MNIST directory as recorded, or, when that directory is gone (moved,
+    renamed, another machine), ``$DIGITNET_DATA`` if it holds the four files. Otherwise the error says
+    where the run found them and how to point it at them now, rather than advising a ``--data-dir``
+    those commands do not take."""
+    if config.dataset != "mnist" or config.data_dir is None or Path(config.data_dir).is_dir():
+        return config
+    moved = os.environ.get(DATA_ENV_VAR)
+    if moved and Path(moved).expanduser().is_dir() and find_mnist_files(Path(moved).expanduser()):
+        return replace(config, data_dir=str(Path(moved).expanduser().resolve()))
+    raise DataError(
+        f"{config.data_dir}: this run trained on the MNIST files in this directory, which is gone; put it "
+        f"back, or set ${DATA_ENV_VAR} to where the four files are now"
+    )
+
+
 def load_source(config: DataConfig) -> Source:
     """Load the source ``config`` names (``auto`` resolved by
     [resolve_data_config][digitnet.data.resolve_data_config])."""
@@ -335,4 +352,5 @@ __all__ = [
     "read_csv_digits",
     "read_idx",
     "resolve_data_config",
+    "saved_run_data",
 ]
