@@ -1103,7 +1103,12 @@ def compared_setting(text: str, parser: argparse.ArgumentParser) -> tuple[str, l
 
 
 def main() -> None:
-    parser = OneLineErrors(description=__doc__.splitlines()[0])
+    parser = OneLineErrors(
+        description=__doc__.splitlines()[0]
+        + " Without an option whose help starts with 'only', that throughput table is what runs; each 'only' "
+        "option runs its own measurement instead (give one at a time). Whole "
+        "trainings are timed: run them on an idle machine, one at a time.",
+    )
     parser.add_argument(
         "--data-dir",
         type=Path,
