@@ -1238,20 +1238,16 @@ def main() -> None:
         table = denormals(Path(args.data_dir), repeats)
     elif args.preset_against:
         table = preset_against(Path(args.data_dir), args.preset or "fast", args.preset_against)
-    elif args.diagnostics:
-        data_dir = Path(args.data_dir)
-        if args.against:
-            table = diagnostics_against(data_dir, repeats, args.against)
-        else:
-            table = diagnostics_cost(data_dir, repeats)
     elif args.training_against:
         table = training_against(Path(args.data_dir), repeats, args.training_against)
-    elif args.startup:
+    elif args.diagnostics or args.startup:  # each measured now, or with --against REV against REV
+        now, then = (
+            (diagnostics_cost, diagnostics_against)
+            if args.diagnostics
+            else (startup_breakdown, startup_against)
+        )
         data_dir = Path(args.data_dir)
-        if args.against:
-            table = startup_against(data_dir, repeats, args.against)
-        else:
-            table = startup_breakdown(data_dir, repeats)
+        table = then(data_dir, repeats, args.against) if args.against else now(data_dir, repeats)
     elif args.compare_precision or args.compare:
         setting, values = compared_setting(args.compare or "precision=float32,bfloat16", parser)
         table = one_factor_comparison(Path(args.data_dir), repeats, args.preset or "fast", setting, values)
