@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import re
 import signal
 import sys
 from collections.abc import Callable, Sequence
@@ -103,6 +104,8 @@ class OneLineErrors(TyperGroup):
             message = error.format_message()
             for typer_says, plainly in _PLAIN_WORDS.items():
                 message = message.replace(typer_says, plainly)
+            # "Invalid value for '--epochs': expected …" said as digitnet's own checks say it: "--epochs: …"
+            message = re.sub(r"^Invalid value for '([^']+)': ", r"\1: ", message)
             hint = (
                 f" (see '{context.command_path} --help')"
                 if isinstance(error, click_errors.UsageError) and context
