@@ -3,8 +3,8 @@
 Wall time is the full process (interpreter start-up, imports, data loading, training, evaluation,
 writing the run directory). Writes a markdown and a CSV table for the docs.
 
-    python scripts/presets.py --data-dir ../shared/mnist --seeds 3 --out docs/results/presets
-    python scripts/presets.py --data-dir ../shared/mnist --presets best-cnn --out docs/results/presets
+    python scripts/presets.py --data-dir "$DIGITNET_DATA" --seeds 3 --out docs/results/presets
+    python scripts/presets.py --data-dir "$DIGITNET_DATA" --presets best-cnn --out docs/results/presets
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 Every way trains the same configurations from scratch (fresh directories), one thread per run, so the
 tables are identical and only the wall time differs. Writes a markdown table for the docs.
 
-    python scripts/scaling.py --data-dir ../shared/mnist --out docs/results/scaling
+    python scripts/scaling.py --data-dir "$DIGITNET_DATA" --out docs/results/scaling
 """
 
 from __future__ import annotations
