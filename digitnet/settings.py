@@ -237,7 +237,8 @@ SETTINGS: dict[str, Setting] = {
     "momentum": Setting(
         "optim",
         "momentum",
-        "Momentum for --optimizer momentum (the other rules have none).",
+        "Momentum for --optimizer momentum; plain sgd has none, and adam, adamw and rmsprop keep "
+        "PyTorch's own averaging rates (betas, alpha).",
         float,
         float,
         default_text="0.9",
