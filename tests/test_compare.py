@@ -126,6 +126,11 @@ def test_sweep_writes_tables_figures_and_resumes(tmp_path: Path) -> None:
     for value in ("0.1", "0.01"):
         mean, std = (float(part) for part in times[value].split(" ± "))
         assert times[value] == f"{mean:.2f} ± {std:.2f}" and mean > 0
+    # each seed's best epoch, as a list ("2 / 6" read as "epoch 2 of 6"), and what that column means
+    column = [cell.strip() for cell in table[0]].index("best epoch")
+    best = [json.loads((r.run_dir / "summary.json").read_text())["best_epoch"] for r in by_value["0.1"].runs]
+    assert {row[0].strip(): row[column].strip() for row in table[1:]}["0.1"] == ", ".join(map(str, best))
+    assert "Train acc is the running accuracy" in markdown and "best epoch is each seed's epoch" in markdown
 
     first_runs = _runs(tmp_path / "sweep")
     again = run_sweep(spec, tmp_path / "sweep")

@@ -414,10 +414,19 @@ def results_table_rows(cells: Sequence[CellResult]) -> list[dict[str, str]]:
 
 
 def _best_epochs(result: CellResult) -> str:
-    """Each finished seed's best epoch, ``"9 / 10 / 8"``: whole epochs a student can look up in the
-    curves, where a mean of epochs (9.0 ± 1.0) would name an epoch that does not exist."""
+    """Each finished seed's best epoch, ``"9, 10, 8"``: whole epochs a student can look up in the
+    curves, where a mean of epochs (9.0 ± 1.0) would name an epoch that does not exist. Commas, not
+    slashes: ``2 / 6`` read as "epoch 2 of 6"."""
     epochs = [r.summary.best_epoch for r in result.runs if r.summary.status == "completed"]
-    return " / ".join(str(e) for e in epochs if e is not None) or "—"
+    return ", ".join(str(e) for e in epochs if e is not None) or "—"
+
+
+# What two columns mean, said under any table that shows them: both puzzled a student.
+COLUMN_NOTES = {
+    "train acc (%)": "train acc is the running accuracy over the last epoch's batches, taken while the "
+    "weights still changed (and with dropout on), so it can sit below validation",
+    "best epoch": "best epoch is each seed's epoch of highest validation accuracy, seed by seed",
+}
 
 
 def _csv_text(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
@@ -491,9 +500,11 @@ def results_markdown(
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     lines += ["| " + " | ".join(row[h] for h in header) + " |" for row in rows]
     link = f" Every column: [{Path(everything).name}]({everything})." if everything else ""
+    notes = "; ".join(note for column, note in COLUMN_NOTES.items() if column in header)
+    notes = f" {notes[0].upper()}{notes[1:]}." if notes else ""
     return (
         (f"Data: {data}.\n\n" if data else "")
-        + f"{what[0].upper()}{what[1:]}; accuracies in percent, final epoch.{link}\n\n"
+        + f"{what[0].upper()}{what[1:]}; accuracies in percent, final epoch.{notes}{link}\n\n"
         + "\n".join(lines)
         + f"\n\n{summary}\n"
     )
