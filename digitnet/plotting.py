@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import io
 import math
+import re
 import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -444,6 +445,14 @@ def _legend_label(series: SweepSeries) -> str:
     return series.label + (f" (diverged {series.diverged}/{series.seeds})" if series.diverged else "")
 
 
+def _tick_label(series: SweepSeries) -> str:
+    """A value as a tick of the final figure, with the rate it ran at when its label names one (an
+    optimizer at its conventional rate: ``adam (lr 0.001)``): the rate changed with the optimizer, and a
+    tick that hid it would credit the optimizer alone."""
+    found = re.search(re.escape(series.value) + r" \(lr [^)]*\)", series.label)
+    return found.group(0) if found else series.value
+
+
 def _numeric_axis(factor: str, series: Sequence[SweepSeries]) -> tuple[bool, str | None]:
     """Whether values are plotted on a numeric axis, and its scale (log for lr, base-2 for batch size)."""
     numeric = factor in ("lr", "batch-size", "dropout", "epochs")
@@ -582,7 +591,7 @@ def plot_sweep(factor: str, series: Sequence[SweepSeries], data: str = "", by: s
             axes.set_xticks(tried, [f"{v:g}" for v in tried], fontsize=8)
             axes.xaxis.set_minor_locator(NullLocator())
         else:
-            labels = [s.value for s in series if s.group == groups[0]]
+            labels = [_tick_label(s) for s in series if s.group == groups[0]]
             axes.set_xticks(
                 range(len(labels)), labels, rotation=20 if max(map(len, labels)) > 8 else 0, fontsize=8
             )

@@ -507,6 +507,7 @@ def _warnings_for_runs(statuses: dict[str, int], datasets: Iterable[str]) -> lis
 
 
 _EDGE = re.compile(r"(\S+ is at the edge of the grid .*?before concluding\.)")
+_OWN_RATE = re.compile(r"\(lr [^)]*\)")  # a cell run at its optimizer's conventional rate (sweep.plan)
 
 
 def _sweep_section(writer: _Writer, index: int, sweep: SweepSource) -> None:
@@ -567,6 +568,12 @@ def _sweep_section(writer: _Writer, index: int, sweep: SweepSource) -> None:
     writer.box("what do you conclude, and does it hold for the values you did not try?")
     warnings = _EDGE.findall(sweep.summary)
     warnings += _warnings_for_runs(sweep.statuses, sweep.datasets)
+    if "learning rate" in varied and any(_OWN_RATE.search(c.label) for c in sweep.cells):
+        warnings.append(
+            'Each optimizer ran at its own conventional learning rate (the labels\' "(lr …)"), so the '
+            "verdicts compare optimizer-and-rate pairs, not the optimizers alone: give one `--lr` for "
+            "all, or cross them with `--by lr …`, to tell the two apart."
+        )
     untested = [v for v in sweep.verdicts if not v.tested]
     if untested or (sweep.seeds and len(sweep.seeds) < 2):
         warnings.append(

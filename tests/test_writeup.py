@@ -328,3 +328,32 @@ def test_a_two_factor_grid_leads_with_its_heatmap(tmp_path: Path) -> None:
     rows = [line for line in results.splitlines() if line.startswith("| hidden ")]
     assert len(rows) == 4  # every cell of the grid
     assert "With one seed per value" in text
+
+
+def test_an_optimizer_sweep_at_conventional_rates_says_the_rate_changed_too(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from digitnet.plotting import SweepSeries, plot_sweep
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("DIGITNET_DATA", raising=False)
+    args = ["compare", "optimizer", "sgd", "adam", "--dataset", "sample", "--epochs", "1", "--seeds", "2"]
+    made = CliRunner().invoke(app, [*args, "--jobs", "1", "--out", "opt"])
+    assert made.exit_code == 0, made.output
+    write_report([Path("opt")], Path("out"), WriteupConfig(pdf=False))
+    warnings = Path("out/report.md").read_text().split("### Warnings")[1]
+    assert "verdicts compare optimizer-and-rate pairs" in " ".join(warnings.split())
+    # the final figure's ticks name the rate each optimizer ran at, as the table's labels do
+    curves = {"val_loss": [[0.5]], "val_accuracy": [[0.9]], "train_loss": [[0.5]]}
+    final_stats = {"val_accuracy": (0.9, 0.0), "test_accuracy": (0.9, 0.0)}
+    series = [
+        SweepSeries(f"{name} (lr {lr})", name, "", curves, final_stats, (1.0, 0.0), 0, 2)
+        for name, lr in (("sgd", "0.01"), ("adam", "0.001"))
+    ]
+    final = plot_sweep("optimizer", series)["final"]
+    ticks = [label.get_text() for label in final.axes[0].get_xticklabels()]
+    assert ticks == ["sgd (lr 0.01)", "adam (lr 0.001)"]
+
+
+def test_a_sweep_of_one_setting_has_no_such_warning(report: Path) -> None:
+    assert "optimizer-and-rate pairs" not in (report / "report.md").read_text()
