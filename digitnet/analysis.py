@@ -54,7 +54,9 @@ def draw_data_figures(
     counts = {name: getattr(split, name).class_counts() for name in ("train", "val", "test")}
     figure = plot_class_counts(
         {"train": counts["train"], "validation": counts["val"], "test": counts["test"]},
-        f"digits per class in each split ({split.name}, stratified 80/20)",
+        # three bars, so the title says where each comes from, not only the 80/20 of the first two
+        f"digits per class in each split ({split.name})\n"
+        f"train / validation: the training digits 80/20, stratified; test: {split.test_set}",
     )
     written += save_figure(figure, out_dir / "class_counts")
     # Augmentation: each row is one digit, first the original, then seven random draws.
