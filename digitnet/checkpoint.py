@@ -201,6 +201,11 @@ def checkpoint_path(run_dir: Path) -> Path:
         )
     path = run_dir / "model.pt" if run_dir.is_dir() else run_dir
     if not path.is_file():
+        if (run_dir / "runs.csv").is_file():  # a sweep: its runs are in runs/, one folder each
+            raise CheckpointError(
+                f"{run_dir}: a sweep from 'digitnet compare', not one run; give one of its runs, "
+                f"{run_dir / 'runs' / '<key>'} (runs.csv says which key is which value and seed)"
+            )
         raise CheckpointError(
             f"{run_dir}: no checkpoint (model.pt); is this a run directory from 'digitnet train'?"
         )

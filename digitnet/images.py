@@ -57,8 +57,8 @@ def load_image(path: Path) -> np.ndarray:
         raise DataError(
             f"{path}: image too large to be a digit (over {Image.MAX_IMAGE_PIXELS:,} pixels)"
         ) from None
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as error:
-        raise DataError(f"{path}: not an image PIL can read ({type(error).__name__})") from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
+        raise DataError(f"{path}: not an image digitnet can read; save it as PNG or JPG") from None
     if gray.ndim != 2 or min(gray.shape) < 1:
         raise DataError(f"{path}: empty image")
     return gray

@@ -145,3 +145,21 @@ def test_non_images_are_a_data_error(tmp_path: Path, content: bytes) -> None:
 def test_blank_image_has_no_digit() -> None:
     with pytest.raises(DataError, match="no digit"):
         to_mnist(np.full((40, 40), 200.0))
+
+
+def test_predict_says_what_it_prints_and_what_went_wrong_in_a_students_words(
+    cnn_run: Path, tmp_path: Path
+) -> None:
+    digit = load_split(DataConfig(dataset="sample")).test.images[0].numpy()
+    good = _user_style_png(digit, tmp_path / "mine.png", 4, True, (20, 10))
+    notes = tmp_path / "notes.png"
+    notes.write_text("not an image")
+    result = CliRunner().invoke(app, ["predict", str(cnn_run), str(notes), str(good)])
+    assert result.exit_code == 2, result.output
+    assert "the model's three most likely digits, with its probabilities" in result.output
+    assert f"error: {notes}: not an image digitnet can read; save it as PNG or JPG" in result.output
+    sweep = tmp_path / "sweep"
+    sweep.mkdir()
+    (sweep / "runs.csv").write_text("value,seed,key\n")
+    result = CliRunner().invoke(app, ["predict", str(sweep), str(good)])
+    assert result.exit_code == 2 and "a sweep from 'digitnet compare', not one run" in result.output

@@ -91,6 +91,12 @@ def predict(
     from digitnet.predict import predict_files
 
     predictions = predict_files(run_dir, images, show=show)
+    if any(prediction.error is None for prediction in predictions):
+        console.print(
+            "image: the digit read   (the model's three most likely digits, with its probabilities)",
+            highlight=False,
+            soft_wrap=True,
+        )
     for prediction in predictions:
         if prediction.error is not None:
             print_error(prediction.error)
