@@ -17,6 +17,7 @@ digitnet.errors.ConfigError: --epochs: expected a whole number from 1 to 10,000,
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from typing import Literal
 
@@ -203,6 +204,18 @@ CONVENTIONAL_LR: dict[OptimizerName, float] = {
 }
 
 
+def at_own_rate(optimizer: str, lr: float) -> str:
+    """A sweep cell's label for ``optimizer`` run at its conventional rate, ``"adam (lr 0.001)"``: the rate
+    changed with the optimizer, so every table, figure and report that names the cell says so
+    ([AT_OWN_RATE][digitnet.configs.AT_OWN_RATE] finds it again in a label)."""
+    return f"{optimizer} (lr {lr:g})"
+
+
+AT_OWN_RATE = re.compile(r"(\S+) \(lr [^)]*\)")
+"""Finds [at_own_rate][digitnet.configs.at_own_rate]'s ``"adam (lr 0.001)"`` in a cell's label (group 1:
+the optimizer)"""
+
+
 DEFAULT_MOMENTUM = 0.9
 
 
@@ -295,6 +308,7 @@ class TrainConfig:
 
 
 __all__ = [
+    "AT_OWN_RATE",
     "CNN_MODELS",
     "CONVENTIONAL_LR",
     "DATASETS",
@@ -325,6 +339,7 @@ __all__ = [
     "Precision",
     "ScheduleName",
     "TrainConfig",
+    "at_own_rate",
     "parse_hidden",
     "widths_text",
 ]

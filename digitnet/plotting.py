@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import io
 import math
-import re
 import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -33,6 +32,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure, SubFigure
 from matplotlib.ticker import FixedLocator, FuncFormatter, MaxNLocator, NullLocator
 
+from digitnet.configs import AT_OWN_RATE
 from digitnet.history import History
 
 if TYPE_CHECKING:
@@ -449,7 +449,7 @@ def _tick_label(series: SweepSeries) -> str:
     """A value as a tick of the final figure, with the rate it ran at when its label names one (an
     optimizer at its conventional rate: ``adam (lr 0.001)``): the rate changed with the optimizer, and a
     tick that hid it would credit the optimizer alone."""
-    found = re.search(re.escape(series.value) + r" \(lr [^)]*\)", series.label)
+    found = next((m for m in AT_OWN_RATE.finditer(series.label) if m.group(1) == series.value), None)
     return found.group(0) if found else series.value
 
 

@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from digitnet.checkpoint import read_json
+from digitnet.configs import AT_OWN_RATE
 from digitnet.errors import CheckpointError, ConfigError
 from digitnet.run import RunSummary
 from digitnet.runtime import atomic_directory, atomic_write_text, mark_output, output_marker
@@ -507,7 +508,6 @@ def _warnings_for_runs(statuses: dict[str, int], datasets: Iterable[str]) -> lis
 
 
 _EDGE = re.compile(r"(\S+ is at the edge of the grid .*?before concluding\.)")
-_OWN_RATE = re.compile(r"\(lr [^)]*\)")  # a cell run at its optimizer's conventional rate (sweep.plan)
 
 
 def _sweep_section(writer: _Writer, index: int, sweep: SweepSource) -> None:
@@ -568,7 +568,7 @@ def _sweep_section(writer: _Writer, index: int, sweep: SweepSource) -> None:
     writer.box("what do you conclude, and does it hold for the values you did not try?")
     warnings = _EDGE.findall(sweep.summary)
     warnings += _warnings_for_runs(sweep.statuses, sweep.datasets)
-    if "learning rate" in varied and any(_OWN_RATE.search(c.label) for c in sweep.cells):
+    if "learning rate" in varied and any(AT_OWN_RATE.search(c.label) for c in sweep.cells):
         warnings.append(
             'Each optimizer ran at its own conventional learning rate (the labels\' "(lr …)"), so the '
             "verdicts compare optimizer-and-rate pairs, not the optimizers alone: give one `--lr` for "

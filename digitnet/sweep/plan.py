@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from digitnet.configs import CONVENTIONAL_LR
+from digitnet.configs import CONVENTIONAL_LR, at_own_rate
 from digitnet.errors import ConfigError
 from digitnet.settings import (
     RunConfig,
@@ -153,7 +153,7 @@ def plan_sweep(spec: SweepSpec) -> list[Cell]:
         label = value
         if spec.factor == "optimizer" and "lr" not in base and spec.by != "lr" and value in CONVENTIONAL_LR:
             overrides["lr"] = CONVENTIONAL_LR[value]
-            label = f"{value} (lr {CONVENTIONAL_LR[value]:g})"
+            label = at_own_rate(value, CONVENTIONAL_LR[value])
         if spec.factor == "optimizer" and value != "momentum" and "momentum" in base:
             overrides["momentum"] = None  # --momentum is for the momentum row; the others have none
         cells.append(Cell(label, value, "", overrides))
