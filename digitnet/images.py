@@ -58,7 +58,9 @@ def load_image(path: Path) -> np.ndarray:
             f"{path}: image too large to be a digit (over {Image.MAX_IMAGE_PIXELS:,} pixels)"
         ) from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
-        raise DataError(f"{path}: not an image digitnet can read; save it as PNG or JPG") from None
+        raise DataError(
+            f"{path}: its contents are not an image digitnet can read; save it as PNG or JPG"
+        ) from None
     if gray.ndim != 2 or min(gray.shape) < 1:
         raise DataError(f"{path}: empty image")
     return gray

@@ -518,6 +518,10 @@ def test_evaluate_finds_moved_mnist_through_the_environment_and_says_how_when_it
     assert f"{first.resolve()}: this run trained on the MNIST files in this directory" in said
     assert "set $DIGITNET_DATA" in said and "--data-dir" not in said
     assert not (tmp_path / "e1").exists()
+    monkeypatch.setenv("DIGITNET_DATA", str(tmp_path / "elsewhere"))  # set, but wrong: said, not repeated
+    wrong = runner.invoke(app, ["evaluate", str(run), "--out", str(tmp_path / "e1")])
+    said = " ".join(wrong.output.split())
+    assert wrong.exit_code == 2 and f"$DIGITNET_DATA ({tmp_path / 'elsewhere'}) holds no MNIST files" in said
     monkeypatch.setenv("DIGITNET_DATA", str(moved))
     found = runner.invoke(app, ["evaluate", str(run), "--out", str(tmp_path / "e2")])
     assert found.exit_code == 0, found.output

@@ -156,8 +156,11 @@ def test_predict_says_what_it_prints_and_what_went_wrong_in_a_students_words(
     notes.write_text("not an image")
     result = CliRunner().invoke(app, ["predict", str(cnn_run), str(notes), str(good)])
     assert result.exit_code == 2, result.output
-    assert "the model's three most likely digits, with its probabilities" in result.output
-    assert f"error: {notes}: not an image digitnet can read; save it as PNG or JPG" in result.output
+    assert "the model's three most likely digits, and how likely it finds each" in result.output
+    assert (
+        f"error: {notes}: its contents are not an image digitnet can read; save it as PNG or JPG"
+        in " ".join(result.output.split())
+    )
     sweep = tmp_path / "sweep"
     sweep.mkdir()
     (sweep / "runs.csv").write_text("value,seed,key\n")

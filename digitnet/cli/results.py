@@ -93,7 +93,7 @@ def predict(
     predictions = predict_files(run_dir, images, show=show)
     if any(prediction.error is None for prediction in predictions):
         console.print(
-            "image: the digit read   (the model's three most likely digits, with its probabilities)",
+            "image: the digit read   (the model's three most likely digits, and how likely it finds each)",
             highlight=False,
             soft_wrap=True,
         )

@@ -231,9 +231,9 @@ def compare(
     models: Annotated[
         str | None,
         typer.Option(
-            help="A grid: each of these models × each value: --model's names, and bn-dropout (BatchNorm with "
-            "dropout: --dropout, else 0.2); only nmlp and bn-dropout rows have dropout. (Not the factor "
-            "'variants', which pairs settings: see --variant.)"
+            help="A grid: each of these models × each value, comma-separated, e.g. --models mlp,bn-dropout: "
+            "any --model, and bn-dropout (BatchNorm with dropout: --dropout, else 0.2); only nmlp and "
+            "bn-dropout rows have dropout. (Not the factor 'variants', which pairs settings: see --variant.)"
         ),
     ] = None,
     variant: Annotated[

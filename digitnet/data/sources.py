@@ -279,9 +279,13 @@ def saved_run_data(config: DataConfig) -> DataConfig:
     moved = os.environ.get(DATA_ENV_VAR)
     if moved and Path(moved).expanduser().is_dir() and find_mnist_files(Path(moved).expanduser()):
         return replace(config, data_dir=str(Path(moved).expanduser().resolve()))
+    where = (
+        f"${DATA_ENV_VAR} ({moved}) holds no MNIST files either; set it to the folder of the four files"
+        if moved
+        else f"put it back, or set ${DATA_ENV_VAR} to where the four files are now"
+    )
     raise DataError(
-        f"{config.data_dir}: this run trained on the MNIST files in this directory, which is gone; put it "
-        f"back, or set ${DATA_ENV_VAR} to where the four files are now"
+        f"{config.data_dir}: this run trained on the MNIST files in this directory, which is gone; {where}"
     )
 
 

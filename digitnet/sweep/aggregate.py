@@ -424,7 +424,7 @@ def _best_epochs(result: CellResult) -> str:
 # What two columns mean, said under any table that shows them: both puzzled a student.
 COLUMN_NOTES = {
     "train acc (%)": "train acc is the running accuracy over the last epoch's batches, taken while the "
-    "weights still changed (and with dropout on), so it can sit below validation",
+    "weights still changed (and with dropout on, in a model that has it), so it can sit below validation",
     "best epoch": "best epoch is each seed's epoch of highest validation accuracy, seed by seed",
 }
 
