@@ -226,7 +226,12 @@ def compare(
     *,
     seeds: Annotated[int, typer.Option(help="Seeds per value; tables report mean ± std.")] = 3,
     jobs: Annotated[
-        int | None, typer.Option(help="Worker processes, one run each.", show_default="CPU cores")
+        int | None,
+        typer.Option(
+            help="Worker processes, one single-threaded run each. A core another program keeps busy slows "
+            "the worker on it without stalling the others (threads of one run would wait on it).",
+            show_default="CPU cores",
+        ),
     ] = None,
     models: Annotated[
         str | None,
