@@ -843,6 +843,18 @@ def paired_runs(
     return rows
 
 
+def paired_table(caption: str, first: str, second: str, ratio: str, rows: list[str]) -> list[str]:
+    """The lines of a ``paired_runs`` table under its ``caption``: one column per side (``first``,
+    ``second``), their ``ratio``, and whether each case computed the same run."""
+    return [
+        caption,
+        "",
+        f"| run | {first} | {second} | {ratio} | the same run, to the last digit |",
+        "|---|---:|---:|---:|---|",
+        *rows,
+    ]
+
+
 def code_against(
     data_dir: Path, repeats: int, revision: str, cases: dict[str, list[str]], command: str, flag: str
 ) -> str:
@@ -854,17 +866,13 @@ def code_against(
             data_dir, next(iter(cases.values())), preset="baseline"
         )  # warm the file and split caches
         rows = paired_runs(data_dir, cases, {revision: {"code": before}, "now": {}}, repeats)
-    lines = [
+    caption = (
         f"`{command}` on full MNIST (the baseline MLP at batch 32 on one thread, as a `compare` or `report` "
         f"worker trains it), whole processes, the code at `{revision}` and now alternating; medians of "
-        f"{repeats} each (`python scripts/benchmark.py {flag} {revision}`).",
-        "",
-        f"| run | `{revision}` training (s) | now (s) | now ÷ `{revision}` "
-        "| the same run, to the last digit |",
-        "|---|---:|---:|---:|---|",
-        *rows,
-    ]
-    return "\n".join(lines) + "\n"
+        f"{repeats} each (`python scripts/benchmark.py {flag} {revision}`)."
+    )
+    first, ratio = f"`{revision}` training (s)", f"now ÷ `{revision}`"
+    return "\n".join(paired_table(caption, first, "now (s)", ratio, rows)) + "\n"
 
 
 def training_against(data_dir: Path, repeats: int, revision: str) -> str:
@@ -890,17 +898,13 @@ def diagnostics_cost(data_dir: Path, repeats: int) -> str:
     fast_process(data_dir, DIAGNOSED["sgd, 1 thread"], preset="baseline")  # warm the file and split caches
     sides = {"without": {}, "with": {"extra": ("--diagnostics",)}}
     rows = paired_runs(data_dir, DIAGNOSED, sides, repeats)
-    lines = [
+    caption = (
         "`digitnet train --preset baseline --threads 1 --epochs 3 --optimizer OPTIMIZER [--diagnostics]` on "
         "full MNIST (the baseline MLP at batch 32 on one thread), whole processes, without and with the "
-        f"flag alternating; medians of {repeats} each (`python scripts/benchmark.py --diagnostics`).",
-        "",
-        "| run | without: training (s) | with `--diagnostics` (s) | with ÷ without "
-        "| the same run, to the last digit |",
-        "|---|---:|---:|---:|---|",
-        *rows,
-    ]
-    return "\n".join(lines) + "\n"
+        f"flag alternating; medians of {repeats} each (`python scripts/benchmark.py --diagnostics`)."
+    )
+    columns = ("without: training (s)", "with `--diagnostics` (s)", "with ÷ without")
+    return "\n".join(paired_table(caption, *columns, rows)) + "\n"
 
 
 def diagnostics_against(data_dir: Path, repeats: int, revision: str) -> str:
@@ -963,16 +967,13 @@ def denormals(data_dir: Path, repeats: int) -> str:
     } | {"adam, 2 threads": ["--threads", "2", "--optimizer", "adam"]}
     fast_process(data_dir, ["--epochs", "1"], preset="baseline")  # warm the file and split caches
     rows = paired_runs(data_dir, cases, {"kept": {"before": KEEP_DENORMALS}, "flushed": {}}, repeats)
-    lines = [
+    caption = (
         "`digitnet train --preset baseline --optimizer OPTIMIZER --threads N` on full MNIST (the baseline "
         "MLP at batch 32 for 10 epochs; one thread is how a `compare` or `report` worker trains it), whole "
         "processes, denormals kept (as before) and flushed (as digitnet trains now) alternating; medians of "
-        f"{repeats} each (`python scripts/benchmark.py --denormals`).",
-        "",
-        "| run | kept: training (s) | flushed (s) | flushed ÷ kept | the same run, to the last digit |",
-        "|---|---:|---:|---:|---|",
-        *rows,
-    ]
+        f"{repeats} each (`python scripts/benchmark.py --denormals`)."
+    )
+    lines = paired_table(caption, "kept: training (s)", "flushed (s)", "flushed ÷ kept", rows)
     probe = denormal_multiply()
     (slow, ordinary), (flushed_slow, _) = probe["kept"], probe["flushed"]
     lines += [
