@@ -75,6 +75,10 @@ class EpochRecord:
     prepared_seconds: float | None = None
     """Part of ``train_seconds``, in the first epoch a process trains: computing a fixed first stage's
     outputs once (``--first-layer pca``), which is why that epoch's samples per second are lower"""
+    train_cpu_seconds: float | None = None
+    """The CPU time ``train_seconds`` took, when one thread trained on the CPU (None otherwise, and in
+    older histories). Unlike the clock it leaves out the moments another program held the core, so two
+    runs compare fairly when one trained beside a busier neighbour (the report's figures, a browser)"""
 
 
 @dataclass
@@ -122,6 +126,12 @@ class History:
     @property
     def train_seconds(self) -> float:
         return sum(record.train_seconds for record in self.epochs)
+
+    @property
+    def train_cpu_seconds(self) -> float | None:
+        """The epochs' CPU time, if every one recorded it (see ``EpochRecord.train_cpu_seconds``)."""
+        seconds = [r.train_cpu_seconds for r in self.epochs if r.train_cpu_seconds is not None]
+        return sum(seconds) if self.epochs and len(seconds) == len(self.epochs) else None
 
     def best_epoch(self) -> int | None:
         """The epoch with the highest validation accuracy (the first, on ties)."""

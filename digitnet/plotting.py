@@ -411,6 +411,8 @@ class SweepSeries:
     seconds: tuple[float, float]
     diverged: int
     seeds: int
+    cpu_time: bool = False
+    """``seconds`` is the training's CPU time rather than the clock's (see ``digitnet.sweep.time_metric``)"""
 
 
 # Line style and marker per value in a grid, where the colour is the model variant.
@@ -602,7 +604,8 @@ def plot_sweep(factor: str, series: Sequence[SweepSeries], data: str = "", by: s
     _key_under(
         halves[0], acc_axes, len(groups) if len(groups) > 1 else 2, fontsize=7, by_rows=len(groups) == 1
     )
-    time_axes.set_ylabel("training time per run (s)")
+    cpu = all(s.cpu_time for s in series)
+    time_axes.set_ylabel(f"{'CPU time' if cpu else 'training time'} per run (s)")
     # from zero: run-to-run noise must not look like a peak; headroom, so no error bar's cap is on the frame
     tops = [s.seconds[0] + np.nan_to_num(s.seconds[1]) for s in series]  # NaN where every run failed
     highest = max((top for top in tops if math.isfinite(top)), default=0.0)

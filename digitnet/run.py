@@ -152,6 +152,8 @@ class RunSummary:
     train_eval_accuracy: float | None = None
     """With ``--eval-train``: the last epoch's training split measured in eval mode."""
     train_eval_loss: float | None = None
+    train_cpu_seconds: float | None = None
+    """The training's CPU time, where one thread trained on the CPU (see ``History.train_cpu_seconds``)."""
 
     def to_dict(self) -> dict[str, Any]:
         return dict(json_safe(asdict(self)))
@@ -227,6 +229,7 @@ def summarize(
         best_val_accuracy=max((r.val_accuracy for r in history.epochs), default=None),
         parameters=parameters,
         train_seconds=history.train_seconds,
+        train_cpu_seconds=history.train_cpu_seconds,
         total_seconds=seconds,
         samples_per_second=(
             sum(r.samples_per_second for r in history.epochs) / len(history.epochs)

@@ -117,6 +117,8 @@ class EpochStats:
     """Share of training samples the model got right while it was learning them"""
     samples: int
     seconds: float
+    cpu_seconds: float
+    """CPU time of this process over the same pass (see ``EpochRecord.train_cpu_seconds``)"""
     step_losses: list[float]
     """One per optimizer step, in order; a NaN or inf one means divergence"""
 
@@ -145,7 +147,7 @@ def train_one_epoch(
     stops the epoch at the next check (one sync every ``DIVERGENCE_CHECK_EVERY`` steps).
     """
     model.train()
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     losses: list[Tensor] = []
     predicted: list[Tensor] = []
     labels: list[Tensor] = []
@@ -173,6 +175,7 @@ def train_one_epoch(
         accuracy=int((torch.cat(predicted) == torch.cat(labels)).sum()) / samples,
         samples=samples,
         seconds=time.perf_counter() - started,
+        cpu_seconds=time.process_time() - cpu_started,
         step_losses=step_losses.tolist(),
     )
 
@@ -245,11 +248,15 @@ def fit(
     epoch, and the result is the same, bit for bit, as a run that was never stopped.
     """
     history = history if history is not None else History()
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     whole = model
     model, data = past_fixed_stage(model, data, config)
     # counted in this process's first epoch, and recorded there: its samples per second include it
     prepared = time.perf_counter() - started if model is not whole else None
+    prepared_cpu = time.process_time() - cpu_started if model is not whole else 0.0
+    # CPU time stands for the training's cost only where one thread did all of it on the CPU: more
+    # threads add their waiting (OpenMP spins), and a GPU's work is not this process's CPU time
+    single_core = data.train_x.device.type == "cpu" and torch.get_num_threads() == 1
     batches = batch_loader(
         data.train_x,
         data.train_y,
@@ -295,13 +302,14 @@ def fit(
                 val_accuracy=val.accuracy,
                 lr=float(optimizer.param_groups[0]["lr"]),
                 train_seconds=seconds,
+                train_cpu_seconds=stats.cpu_seconds + prepared_cpu if single_core else None,
                 eval_seconds=time.perf_counter() - eval_started,
                 samples_per_second=stats.samples / seconds if seconds > 0 else math.inf,
                 train_eval_loss=train.loss if train else None,
                 train_eval_accuracy=train.accuracy if train else None,
                 prepared_seconds=prepared,
             )
-            prepared = None
+            prepared, prepared_cpu = None, 0.0
             history.iteration_loss.extend(stats.step_losses)
             history.epochs.append(record)
             if monitor is not None:

@@ -674,10 +674,12 @@ def report_timeline(cache: Path) -> str:
         raise SystemExit(f"benchmark: {cache}: no runs/*/summary.json; pass the report's --cache-dir")
     intervals = []
     training = 0.0
+    cpu: list[float | None] = []  # the same epochs' CPU time: what they took less their waits for a core
     for summary in summaries:
         recorded = json.loads(summary.read_text())
         seconds = float(recorded["total_seconds"])
         training += float(recorded["train_seconds"])
+        cpu.append(recorded.get("train_cpu_seconds"))
         last_file = max(path.stat().st_mtime for path in summary.parent.iterdir())
         intervals.append((summary.stat().st_mtime - seconds, last_file))
     events = sorted([(start, 1) for start, _ in intervals] + [(end, -1) for _, end in intervals])
@@ -692,7 +694,12 @@ def report_timeline(cache: Path) -> str:
     lines = [
         f"{len(intervals)} runs, {wall:.0f} s ({wall / 60:.1f} min) wall; the runs (training, evaluation, "
         f"figures) add up to {sum(end - start for start, end in intervals):.0f} s, of which {training:.0f} s "
-        "in training epochs (the runs' own records).",
+        "in training epochs (the runs' own records)"
+        + (
+            f", {sum(c for c in cpu if c is not None):.0f} s of them on a core (their CPU time)."
+            if None not in cpu
+            else "."
+        ),
         "",
         "| runs training at once | seconds of the report |",
         "|---|---:|",

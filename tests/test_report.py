@@ -116,10 +116,12 @@ def test_the_report_timeline_counts_the_seconds_by_runs_training_at_once(
     for name, start, end in (("a", 1010, 1050), ("b", 1020, 1060), ("c", 1070, 1080)):
         summary = tmp_path / "runs" / name / "summary.json"
         summary.parent.mkdir(parents=True)
-        summary.write_text(json.dumps({"total_seconds": end - start, "train_seconds": end - start - 5}))
+        times = {"total_seconds": end - start, "train_seconds": end - start - 5, "train_cpu_seconds": 20}
+        summary.write_text(json.dumps(times))
         os.utime(summary, (end, end))  # written as the run ends
     text = benchmark.report_timeline(tmp_path)
     assert "3 runs, 100 s" in text and "add up to 90 s, of which 75 s in training epochs" in text
+    assert "epochs (the runs' own records), 60 s of them on a core (their CPU time)." in text
     assert "views) | 40 |" in text and "drawing) | 30 |" in text and "| two or more | 30 |" in text
 
 

@@ -56,6 +56,23 @@ def test_training_learns_the_sample(tensors) -> None:  # type: ignore[no-untyped
     assert all(r.samples_per_second > 0 and r.train_seconds > 0 for r in history.epochs)
 
 
+def test_cpu_time_is_recorded_only_where_one_thread_trained(tensors) -> None:  # type: ignore[no-untyped-def]
+    """One thread on the CPU: each epoch's CPU time is recorded beside its clock time, and the history's
+    is their sum. With two threads, their spinning would count as cost, so none is recorded."""
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        single, _ = _run(tensors, epochs=2)
+        torch.set_num_threads(2)
+        double, _ = _run(tensors, epochs=1)
+    finally:
+        torch.set_num_threads(before)
+    cpu = [r.train_cpu_seconds for r in single.epochs]
+    assert all(s is not None and s > 0 for s in cpu)
+    assert single.train_cpu_seconds == pytest.approx(sum(s for s in cpu if s is not None))
+    assert [r.train_cpu_seconds for r in double.epochs] == [None] and double.train_cpu_seconds is None
+
+
 def test_epoch_train_loss_is_the_sample_weighted_mean_of_batch_losses(tensors) -> None:  # type: ignore[no-untyped-def]
     history, _ = _run(tensors, epochs=1, batch=1000)
     n = int(tensors.train_y.shape[0])

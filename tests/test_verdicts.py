@@ -264,6 +264,43 @@ def test_a_row_that_leaves_out_a_diverged_seed_says_so_and_its_time_is_of_finish
     assert table.startswith("Mean ± standard deviation over 3 seeds (over 2 for lr 1:")
 
 
+def test_a_table_shows_cpu_time_only_when_every_run_recorded_it() -> None:
+    """The report's first learning rates took half as long again by the clock as the later ones, only
+    because figures were drawn beside them: CPU time, which every sweep run records, is the column then.
+    One run without it (trained with more threads, or before it was recorded) puts the table on the
+    clock, never a mix of the two."""
+    from dataclasses import replace
+
+    from digitnet.run import RunSummary
+    from digitnet.sweep import RunRecord, aggregate
+    from digitnet.sweep.aggregate import TIME_NOTE, results_markdown
+
+    def run(cell: Cell, seed: int, wall: float, cpu: float | None) -> RunRecord:
+        blank = RunSummary.failed(f"{cell.label}-{seed}", "stand-in")
+        metrics = dict.fromkeys(("train_accuracy", "val_accuracy", "test_accuracy"), 0.97)
+        summary = replace(
+            blank,
+            status="completed",
+            epochs_completed=10,
+            train_seconds=wall,
+            train_cpu_seconds=cpu,
+            **metrics,  # type: ignore[arg-type]
+        )
+        return RunRecord(cell, seed, summary.key, Path(summary.key), summary, False)
+
+    fast, slow = Cell("0.3", "0.3", "", {}), Cell("0.001", "0.001", "", {})
+    spec = SweepSpec("lr", ("0.3", "0.001"), seeds=2)
+    records = [run(fast, s, 8.9, 5.6) for s in range(2)] + [run(slow, s, 5.7, 5.6) for s in range(2)]
+    columns = ("value", "time (s)")
+    table = results_markdown(spec, aggregate([fast, slow], records), "", columns=columns)
+    assert "| value | CPU time (s) |" in table and TIME_NOTE[1:] in table
+    assert "| 0.3 | 5.6 ± 0.0 |" in table and "| 0.001 | 5.6 ± 0.0 |" in table
+    records[-1] = run(slow, 1, 5.7, None)
+    table = results_markdown(spec, aggregate([fast, slow], records), "", columns=columns)
+    assert "| value | time (s) |" in table and "CPU" not in table
+    assert "| 0.3 | 8.9 ± 0.0 |" in table and "| 0.001 | 5.7 ± 0.0 |" in table
+
+
 def test_a_seed_that_ends_above_chance_with_a_loss_above_a_uniform_guess_is_named_unsteady() -> None:
     """A student's one-seed lr 1 ended at 28% validation with a training loss of 2.68: above chance,
     so not "near chance", yet worse in loss than guessing 1/10 for every class. Said as such."""

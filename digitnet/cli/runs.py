@@ -281,7 +281,7 @@ def compare(
     """
     from digitnet.settings import with_conventional_lr
     from digitnet.sweep import RunRecord, SweepSpec, default_jobs, results_table_rows, run_sweep
-    from digitnet.sweep.aggregate import over_seeds
+    from digitnet.sweep.aggregate import over_seeds, time_heading
     from digitnet.sweep.plan import parse_by_values, parse_values
 
     base = run_settings(options, preset, context)
@@ -347,7 +347,8 @@ def compare(
     table = Table(show_edge=False)
     columns = ("value", "diverged", "val acc (%)", "test acc (%)", "time (s)")  # all of them: results.md
     for column in columns:
-        table.add_column(column, justify="left" if column == "value" else "right", no_wrap=column == "value")
+        heading = time_heading(result.cells) if column == "time (s)" else column
+        table.add_column(heading, justify="left" if column == "value" else "right", no_wrap=column == "value")
     for row in results_table_rows(result.cells):
         table.add_row(*(row[c] for c in columns))
     console.print(table)

@@ -39,6 +39,7 @@ from digitnet.sweep.aggregate import (
     results_table_rows,
     runs_csv,
     sweep_series,
+    time_metric,
     verdicts,
     verdicts_csv,
     verdicts_markdown,
@@ -135,7 +136,8 @@ def run_sweep(
     for name, text in tables.items():
         atomic_write_text(out_dir / name, text)
         files.append(out_dir / name)
-    series = [sweep_series(result) for result in results]
+    seconds = time_metric(results)
+    series = [sweep_series(result, seconds) for result in results]
     for name, figure in plot_sweep(spec.factor, series, data_text, spec.by).items():
         files += save_figure(figure, out_dir / name)
     if spec.by:
@@ -199,5 +201,6 @@ __all__ = [
     "run_sweep",
     "runs_csv",
     "sweep_series",
+    "time_metric",
     "verdicts",
 ]

@@ -110,6 +110,7 @@ def aggregate(cells: Sequence[Cell], records: Sequence[RunRecord]) -> list[CellR
         stats["best_epoch"] = mean_std([s.metric("best_epoch") for s in finished])
         # a diverged run stopped early: its seconds are those of the epochs it finished, not of a run
         stats["train_seconds"] = mean_std([s.metric("train_seconds") for s in finished])
+        stats["train_cpu_seconds"] = mean_std([s.metric("train_cpu_seconds") for s in finished])
         ran = [r.summary for r in runs if r.summary.status in FINISHED]
         stats["parameters"] = mean_std([s.metric("parameters") for s in ran])
         results.append(CellResult(cell, runs, stats))
@@ -386,11 +387,36 @@ def edge_of_grid(spec: SweepSpec, cells: Sequence[CellResult], best: CellResult)
     )
 
 
+def time_metric(cells: Sequence[CellResult]) -> str:
+    """Which time a table and its figure show: the CPU time, where every finished run recorded one (one
+    thread each, on the CPU, as ``compare`` and the report train them), else the clock's.
+
+    A run's clock time counts the moments another program held its core: in the report, the figures
+    drawn beside the workers made the first learning rates' runs take half as long again as the later
+    ones, which computed exactly as much. Their CPU times do not differ; a column that mixed the two
+    kinds would compare unlike things, so one run without a CPU time puts the whole table on the clock."""
+    every = all(c.stats["train_cpu_seconds"].n == c.stats["train_seconds"].n for c in cells)
+    return "train_cpu_seconds" if every else "train_seconds"
+
+
+TIME_NOTE = (
+    "CPU time is the training's, which unlike a clock's leaves out the moments another program held "
+    "the run's core, so runs trained beside different work compare fairly"
+)
+
+
+def time_heading(cells: Sequence[CellResult]) -> str:
+    """The time column's heading as shown: it says when the seconds are CPU time."""
+    return "CPU time (s)" if time_metric(cells) == "train_cpu_seconds" else "time (s)"
+
+
 def results_table_rows(cells: Sequence[CellResult]) -> list[dict[str, str]]:
-    """The rows of ``results.csv``/``results.md``: mean ± std per metric, as text. Times take a tenth of a
-    second, or a hundredth where no cell's runs took a second (one epoch of the sample read "0.0 ± 0.0")."""
+    """The rows of ``results.csv``/``results.md``: mean ± std per metric, as text. Times (see
+    [time_metric][digitnet.sweep.aggregate.time_metric]) take a tenth of a second, or a hundredth where no
+    cell's runs took a second (one epoch of the sample read "0.0 ± 0.0")."""
     rows = []
-    time_digits = 1 if any(c.stats["train_seconds"].mean >= 1 for c in cells) else 2
+    seconds = time_metric(cells)
+    time_digits = 1 if any(c.stats[seconds].mean >= 1 for c in cells) else 2
     for result in cells:
         s = result.stats
         rows.append(
@@ -407,7 +433,7 @@ def results_table_rows(cells: Sequence[CellResult]) -> list[dict[str, str]]:
                 "val loss": s["val_loss"].text(1, 4),
                 "test loss": s["test_loss"].text(1, 4),
                 "best epoch": _best_epochs(result),
-                "time (s)": s["train_seconds"].text(1, time_digits),
+                "time (s)": s[seconds].text(1, time_digits),
             }
         )
     return rows
@@ -441,7 +467,7 @@ def _csv_text(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
 def results_csv(cells: Sequence[CellResult]) -> str:
     """Machine-readable results: one row per cell, mean and std columns per metric."""
     header = ["value", "group", "dataset", "seeds", "diverged", "failed"]
-    for metric in (*METRICS, "best_epoch", "train_seconds"):
+    for metric in (*METRICS, "best_epoch", "train_seconds", "train_cpu_seconds"):
         header += [f"{metric}_mean", f"{metric}_std"]
     rows = []
     for result in cells:
@@ -453,7 +479,7 @@ def results_csv(cells: Sequence[CellResult]) -> str:
             result.diverged,
             result.failed,
         ]
-        for metric in (*METRICS, "best_epoch", "train_seconds"):
+        for metric in (*METRICS, "best_epoch", "train_seconds", "train_cpu_seconds"):
             stat = result.stats[metric]
             row += [f"{stat.mean:.6g}", f"{stat.std:.6g}"]
         rows.append(row)
@@ -497,10 +523,14 @@ def results_markdown(
     header = list(rows[0]) if rows else ["value"]
     if columns:
         header = [c for c in columns if c in header]
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    shown = [time_heading(cells) if h == "time (s)" else h for h in header]
+    lines = ["| " + " | ".join(shown) + " |", "|" + "|".join("---" for _ in header) + "|"]
     lines += ["| " + " | ".join(row[h] for h in header) + " |" for row in rows]
     link = f" Every column: [{Path(everything).name}]({everything})." if everything else ""
-    notes = "; ".join(note for column, note in COLUMN_NOTES.items() if column in header)
+    notes = "; ".join(
+        [note for column, note in COLUMN_NOTES.items() if column in header]
+        + [TIME_NOTE] * ("CPU time (s)" in shown)
+    )
     notes = f" {notes[0].upper()}{notes[1:]}." if notes else ""
     return (
         (f"Data: {data}.\n\n" if data else "")
@@ -527,15 +557,17 @@ def runs_csv(records: Sequence[RunRecord]) -> str:
             record.summary.status,
             *(number(record.summary.metric(m), ".6g") for m in METRICS),
             number(record.summary.metric("train_seconds"), ".3f"),
+            number(record.summary.metric("train_cpu_seconds"), ".3f"),
         ]
         for record in records
     ]
-    return _csv_text(["value", "seed", "key", "dataset", "status", *METRICS, "train_seconds"], rows)
+    header = ["value", "seed", "key", "dataset", "status", *METRICS, "train_seconds", "train_cpu_seconds"]
+    return _csv_text(header, rows)
 
 
-def sweep_series(result: CellResult) -> SweepSeries:
+def sweep_series(result: CellResult, seconds: str = "train_seconds") -> SweepSeries:
     """What the sweep figures need of a cell: per-seed epoch curves (from each ``history.json``) and
-    the final statistics."""
+    the final statistics; ``seconds`` is the sweep's [time_metric][digitnet.sweep.aggregate.time_metric]."""
     curves: dict[str, list[list[float]]] = {"val_loss": [], "val_accuracy": [], "train_loss": []}
     for record in result.runs:
         if record.summary.status not in FINISHED:  # a failed run has no history on disk
@@ -549,7 +581,8 @@ def sweep_series(result: CellResult) -> SweepSeries:
         group=result.cell.group,
         curves=curves,
         final={m: (result.stats[m].mean, result.stats[m].std) for m in ("val_accuracy", "test_accuracy")},
-        seconds=(result.stats["train_seconds"].mean, result.stats["train_seconds"].std),
+        seconds=(result.stats[seconds].mean, result.stats[seconds].std),
         diverged=result.diverged,
         seeds=len(result.runs),
+        cpu_time=seconds == "train_cpu_seconds",
     )
