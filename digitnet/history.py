@@ -129,9 +129,10 @@ class History:
 
     @property
     def train_cpu_seconds(self) -> float | None:
-        """The epochs' CPU time, if every one recorded it (see ``EpochRecord.train_cpu_seconds``)."""
+        """The epochs' CPU time, if every one recorded it (see ``EpochRecord.train_cpu_seconds``); 0 for
+        a run that diverged in its first epoch, as its ``train_seconds`` is."""
         seconds = [r.train_cpu_seconds for r in self.epochs if r.train_cpu_seconds is not None]
-        return sum(seconds) if self.epochs and len(seconds) == len(self.epochs) else None
+        return sum(seconds) if len(seconds) == len(self.epochs) else None
 
     def best_epoch(self) -> int | None:
         """The epoch with the highest validation accuracy (the first, on ties)."""

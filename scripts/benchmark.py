@@ -679,7 +679,8 @@ def report_timeline(cache: Path) -> str:
         recorded = json.loads(summary.read_text())
         seconds = float(recorded["total_seconds"])
         training += float(recorded["train_seconds"])
-        cpu.append(recorded.get("train_cpu_seconds"))
+        # a run that finished no epoch (diverged in its first) recorded neither time: 0 s of each
+        cpu.append(recorded.get("train_cpu_seconds") if recorded.get("epochs_completed", 1) else 0.0)
         last_file = max(path.stat().st_mtime for path in summary.parent.iterdir())
         intervals.append((summary.stat().st_mtime - seconds, last_file))
     events = sorted([(start, 1) for start, _ in intervals] + [(end, -1) for _, end in intervals])
