@@ -600,8 +600,9 @@ def report_cost(docs_dir: Path) -> str:
     seen: set[str] = set()
     lines = [
         "Training seconds of the runs `digitnet report --data-dir <mnist>` plans, each priced at the mean "
-        "training time per run its `results.csv` records (one thread per run, as the report trains them); "
-        "*new* counts only the runs no earlier experiment already trained.",
+        "training time per run its `results.csv` records (one thread per run, as the report trains them): "
+        "their CPU time, which does not depend on what ran beside them (the clock's where a table has "
+        "none); *new* counts only the runs no earlier experiment already trained.",
         "",
         "| experiment | runs | training (s) | new runs | new training (s) |",
         "|---|---:|---:|---:|---:|",
@@ -612,7 +613,7 @@ def report_cost(docs_dir: Path) -> str:
         if not table.exists():
             continue
         with table.open() as handle:
-            per_run = {row["value"]: float(row["train_seconds_mean"]) for row in csv.DictReader(handle)}
+            per_run = {row["value"]: _training_seconds(row) for row in csv.DictReader(handle)}
         runs = [
             (cell.label, config.key())
             for cell, _, config in run_configs(experiment.spec, plan_sweep(experiment.spec))
@@ -635,6 +636,13 @@ def report_cost(docs_dir: Path) -> str:
         "page's views, the range test and writing the figures.",
     ]
     return "\n".join(lines) + "\n"
+
+
+def _training_seconds(row: dict[str, str]) -> float:
+    """A ``results.csv`` row's mean training time per run: its CPU time, else (older tables, runs on
+    several threads) the clock's."""
+    cpu = row.get("train_cpu_seconds_mean", "")
+    return float(cpu) if cpu not in ("", "nan") else float(row["train_seconds_mean"])
 
 
 def report_wall(data_dir: Path, keep: Path | None) -> str:

@@ -363,11 +363,16 @@ def test_a_different_sweep_into_the_same_folder_is_said(tmp_path: Path) -> None:
     first = runner.invoke(app, ["compare", "lr", "0.1", *args])
     assert first.exit_code == 0, first.output
     assert "different sweep" not in first.output
+    assert "CPU time (s)" in first.output and "is the clock's" not in first.output  # one thread a run
     again = runner.invoke(app, ["compare", "lr", "0.1", *args])
     assert "different sweep" not in again.output and "0 run(s) trained, 1 reused" in again.output
     other = runner.invoke(app, ["compare", "lr", "0.1", "0.01", *args])
     assert other.exit_code == 0, other.output
     said = " ".join(other.output.split())
+    threaded = runner.invoke(app, ["compare", "lr", "0.1", *args[:-1], "t", "--threads", "2"])
+    assert threaded.exit_code == 0, threaded.output
+    assert "CPU time (s)" not in threaded.output  # two threads: the clock's time, and why
+    assert "Time is the clock's: a run on more than one thread" in " ".join(threaded.output.split())
     assert "holds the tables and figures of a different sweep: this one's replace them" in said
     assert said.index("different sweep") < said.index("data: ")  # before it trains, not after
     assert "1 run(s) trained, 1 reused" in other.output

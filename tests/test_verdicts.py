@@ -273,7 +273,7 @@ def test_a_table_shows_cpu_time_only_when_every_run_recorded_it() -> None:
 
     from digitnet.run import RunSummary
     from digitnet.sweep import RunRecord, aggregate
-    from digitnet.sweep.aggregate import TIME_NOTE, results_markdown
+    from digitnet.sweep.aggregate import CLOCK_NOTE, TIME_NOTE, results_markdown
 
     def run(cell: Cell, seed: int, wall: float, cpu: float | None) -> RunRecord:
         blank = RunSummary.failed(f"{cell.label}-{seed}", "stand-in")
@@ -297,7 +297,7 @@ def test_a_table_shows_cpu_time_only_when_every_run_recorded_it() -> None:
     assert "| 0.3 | 5.6 ± 0.0 |" in table and "| 0.001 | 5.6 ± 0.0 |" in table
     records[-1] = run(slow, 1, 5.7, None)
     table = results_markdown(spec, aggregate([fast, slow], records), "", columns=columns)
-    assert "| value | time (s) |" in table and "CPU" not in table
+    assert "| value | time (s) |" in table and "CPU time (s)" not in table and CLOCK_NOTE[1:] in table
     assert "| 0.3 | 8.9 ± 0.0 |" in table and "| 0.001 | 5.7 ± 0.0 |" in table
 
 

@@ -228,8 +228,9 @@ def compare(
     jobs: Annotated[
         int | None,
         typer.Option(
-            help="Worker processes, one single-threaded run each. A core another program keeps busy slows "
-            "the worker on it without stalling the others (threads of one run would wait on it).",
+            help="Worker processes, each training one run at a time on --threads threads (1 unless given). "
+            "A core another program keeps busy slows the worker on it without stalling the others "
+            "(threads of one run would wait on it).",
             show_default="CPU cores",
         ),
     ] = None,
@@ -281,7 +282,7 @@ def compare(
     """
     from digitnet.settings import with_conventional_lr
     from digitnet.sweep import RunRecord, SweepSpec, default_jobs, results_table_rows, run_sweep
-    from digitnet.sweep.aggregate import over_seeds, time_heading
+    from digitnet.sweep.aggregate import CLOCK_NOTE, over_seeds, time_heading
     from digitnet.sweep.plan import parse_by_values, parse_values
 
     base = run_settings(options, preset, context)
@@ -352,6 +353,8 @@ def compare(
     for row in results_table_rows(result.cells):
         table.add_row(*(row[c] for c in columns))
     console.print(table)
+    if time_heading(result.cells) == "time (s)":  # the heading says CPU time when it is; say why not
+        console.print(f"{CLOCK_NOTE[0].upper()}{CLOCK_NOTE[1:]}.", highlight=False, soft_wrap=True)
     console.print(result.summary, highlight=False, soft_wrap=True)
     if by_factor:
         console.print(

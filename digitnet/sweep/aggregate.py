@@ -405,6 +405,13 @@ TIME_NOTE = (
 )
 
 
+CLOCK_NOTE = (
+    "time is the clock's: a run on more than one thread (or on a GPU) records no CPU time, as its threads' "
+    "waiting for each other would count as cost, and a clock also counts the moments other programs held "
+    "the cores"
+)
+
+
 def time_heading(cells: Sequence[CellResult]) -> str:
     """The time column's heading as shown: it says when the seconds are CPU time."""
     return "CPU time (s)" if time_metric(cells) == "train_cpu_seconds" else "time (s)"
@@ -530,6 +537,7 @@ def results_markdown(
     notes = "; ".join(
         [note for column, note in COLUMN_NOTES.items() if column in header]
         + [TIME_NOTE] * ("CPU time (s)" in shown)
+        + [CLOCK_NOTE] * ("time (s)" in shown)
     )
     notes = f" {notes[0].upper()}{notes[1:]}." if notes else ""
     return (
