@@ -256,7 +256,7 @@ def fit(
     prepared_cpu = time.process_time() - cpu_started if model is not whole else 0.0
     # CPU time stands for the training's cost only where one thread did all of it on the CPU: more
     # threads add their waiting (OpenMP spins), and a GPU's work is not this process's CPU time
-    single_core = data.train_x.device.type == "cpu" and torch.get_num_threads() == 1
+    one_cpu_thread = data.train_x.device.type == "cpu" and torch.get_num_threads() == 1
     batches = batch_loader(
         data.train_x,
         data.train_y,
@@ -302,7 +302,7 @@ def fit(
                 val_accuracy=val.accuracy,
                 lr=float(optimizer.param_groups[0]["lr"]),
                 train_seconds=seconds,
-                train_cpu_seconds=stats.cpu_seconds + prepared_cpu if single_core else None,
+                train_cpu_seconds=stats.cpu_seconds + prepared_cpu if one_cpu_thread else None,
                 eval_seconds=time.perf_counter() - eval_started,
                 samples_per_second=stats.samples / seconds if seconds > 0 else math.inf,
                 train_eval_loss=train.loss if train else None,
