@@ -532,3 +532,18 @@ def test_evaluate_finds_moved_mnist_through_the_environment_and_says_how_when_it
     assert found.exit_code == 0, found.output
     measured = json.loads((tmp_path / "e2" / "metrics.json").read_text())["accuracy"]
     assert measured == json.loads((run / "summary.json").read_text())["test_accuracy"]  # the same test set
+
+
+def test_a_run_that_waited_for_its_core_says_its_cpu_time_too() -> None:
+    """Beside a busy program, a one-thread run's clock time counts the moments it waited: the line under
+    the table says how much of it was on the CPU, and only then (a run on more threads has no CPU time)."""
+    from dataclasses import replace
+
+    from digitnet.cli.runs import training_time
+    from digitnet.run import RunSummary
+
+    blank = RunSummary.failed("k", "stand-in")
+    assert training_time(replace(blank, train_seconds=6.0, train_cpu_seconds=5.9)) == "6.0 s training"
+    assert training_time(replace(blank, train_seconds=6.0, train_cpu_seconds=None)) == "6.0 s training"
+    waited = training_time(replace(blank, train_seconds=9.0, train_cpu_seconds=6.2))
+    assert waited == "9.0 s training, 6.2 s of it on the CPU (other programs held the core the rest)"
