@@ -406,9 +406,9 @@ TIME_NOTE = (
 
 
 CLOCK_NOTE = (
-    "time is the clock's: a run on more than one thread (or on a GPU) records no CPU time, as its threads' "
-    "waiting for each other would count as cost, and a clock also counts the moments other programs held "
-    "the cores"
+    "time is the clock's: a run on more than one thread has no CPU time (its threads' waiting for each "
+    "other would count as cost), nor has one on a GPU or from before digitnet recorded it; a clock also "
+    "counts the moments other programs held the cores"
 )
 
 
