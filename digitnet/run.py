@@ -277,6 +277,14 @@ def derived_outputs(run_dir: Path) -> list[str]:
     return found
 
 
+def _same_checkpoint(run_dir: Path, checkpoint: bytes) -> bool:
+    """Whether ``run_dir/model.pt`` holds exactly ``checkpoint`` (weights, config, normalisation, status)."""
+    try:
+        return (run_dir / "model.pt").read_bytes() == checkpoint
+    except OSError:  # none there, or unreadable: nothing computed from it can be trusted to match
+        return False
+
+
 def write_run_dir(
     run_dir: Path,
     config: RunConfig,
@@ -287,8 +295,11 @@ def write_run_dir(
 ) -> list[str]:
     """Write every file of a run into ``run_dir``, replacing it whole (see
     [atomic_directory][digitnet.runtime.atomic_directory]); returns the [derived
-    outputs][digitnet.run.derived_outputs] of the previous weights that were removed with it."""
-    stale = derived_outputs(run_dir) if run_dir.is_dir() else []
+    outputs][digitnet.run.derived_outputs] of the previous weights that were removed with it.
+
+    Weights the same to the last bit as the previous ones (a student rerunning a finished command to see it
+    again: the same seed on the same threads) leave those outputs describing them, so they stay."""
+    stale = derived_outputs(run_dir) if run_dir.is_dir() and not _same_checkpoint(run_dir, checkpoint) else []
     with atomic_directory(run_dir, "run", config.key(), stale=stale) as staging:
         atomic_write_json(
             staging / "config.json",

@@ -164,23 +164,49 @@ def test_same_config_rerun_replaces_its_files_and_keeps_the_rest(tmp_path: Path)
     assert evaluated.exit_code == 0, evaluated.output
     (out / "notes.md").write_text("what I saw")
     first_config = json.loads((out / "config.json").read_text())
+    first_weights = (out / "model.pt").read_bytes()
     again = runner.invoke(app, args)
     assert again.exit_code == 0
     assert "already holds a finished run of this config: training it again replaces it" in again.output
     assert (out / "notes.md").read_text() == "what I saw"
-    # The evaluation described the replaced weights: it goes with them, and the student is told.
-    assert not (out / "evaluation").exists()
-    assert "removed the earlier weights' evaluation" in " ".join(again.output.split())
+    # The same seed on one thread gives the same weights, bit for bit: the evaluation still describes
+    # them, so it stays (a student rerunning to see the run again lost it), and nothing is said removed.
+    assert (out / "model.pt").read_bytes() == first_weights
+    assert (out / "evaluation" / "metrics.json").is_file()
+    assert "removed" not in again.output
     assert json.loads((out / "config.json").read_text())["key"] == first_config["key"]
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging, no resume file
+
+
+def test_other_weights_in_the_same_run_folder_take_the_old_evaluation_with_them(tmp_path: Path) -> None:
+    """Weights that differ from the evaluated ones, even in one byte, leave no evaluation beside them."""
+    from digitnet.run import RunSummary, write_run_dir
+    from digitnet.trainer import History
+
+    out = tmp_path / "run"
+    assert runner.invoke(app, ["train", *TINY, "--epochs", "1", "--out", str(out)]).exit_code == 0
+    assert runner.invoke(app, ["evaluate", str(out)]).exit_code == 0
+    config = resolve_run_config(
+        make_run_config({"dataset": "sample", "batch-size": 512, "threads": 1, "epochs": 1})
+    )
+    assert config.key() == json.loads((out / "config.json").read_text())["key"]
+    weights = bytearray((out / "model.pt").read_bytes())
+    weights[-30] ^= 1
+    summary = RunSummary.from_dict(json.loads((out / "summary.json").read_text()))
+    removed = write_run_dir(out, config, History(), summary, bytes(weights), {})
+    assert removed == ["evaluation"] and not (out / "evaluation").exists()
 
 
 def test_a_students_notes_inside_digitnets_evaluation_survive_a_rerun(tmp_path: Path) -> None:
     """The stale evaluation's figures go; the notes a student wrote beside them stay, and so does the
     marker, so a new 'digitnet evaluate' can write there again."""
     out = tmp_path / "run"
-    args = ["train", *TINY, "--epochs", "1", "--out", str(out)]
-    assert runner.invoke(app, args).exit_code == 0
+    args = ["train", *TINY, "--epochs", "2", "--out", str(out)]
+    # an evaluation of the first epoch's weights, which the resumed run replaces
+    config = resolve_run_config(
+        make_run_config({"dataset": "sample", "batch-size": 512, "threads": 1, "epochs": 2})
+    )
+    run_experiment(config, out, on_epoch=_stop_after(1))
     assert runner.invoke(app, ["evaluate", str(out)]).exit_code == 0
     figures = {p.name for p in (out / "evaluation").iterdir()} - {".digitnet"}
     assert figures  # the evaluation wrote something to lose
