@@ -208,8 +208,8 @@ class Verdict:
                 f"(95% interval, Welch, {seeds})"
             )
         few = (
-            "; two seeds leave only one degree of freedom, so the interval is very wide: more seeds, "
-            "e.g. --seeds 5, narrow it"
+            "; with two seeds, each value's spread rests on a single difference between two runs, so the "
+            "interval is very wide: more seeds, e.g. --seeds 5, narrow it"
             if min(self.seeds) == 2
             else ""
         )
