@@ -509,6 +509,7 @@ def plot_sweep(factor: str, series: Sequence[SweepSeries], data: str = "", by: s
         axes = figure.subplots()
         scale = 100.0 if "accuracy" in metric else 1.0
         last = max((len(run) for s in series for run in s.curves[metric]), default=1)
+        bands: list[tuple[Any, np.ndarray, np.ndarray, np.ndarray, Sequence[Sequence[float]], Any]] = []
         for index, (style, s) in enumerate(zip(styles, series, strict=True)):
             epochs, mean, std = mean_band(s.curves[metric])
             if last == 1:  # every series one point at epoch 1: side by side, so their error bars stay apart
@@ -524,14 +525,23 @@ def plot_sweep(factor: str, series: Sequence[SweepSeries], data: str = "", by: s
             if epochs.size == 1 and std[0] > 0:  # a band one point wide has no width: an error bar
                 axes.errorbar(epochs, mean * scale, yerr=std * scale, color=style["color"], capsize=4)
             else:
-                axes.fill_between(
+                band = axes.fill_between(
                     epochs, (mean - std) * scale, (mean + std) * scale, color=style["color"], alpha=0.15
                 )
+                bands.append((band, epochs, mean, std, s.curves[metric], style["color"]))
         if "loss" in metric and _spans_decades(axes):
             # one overshooting rate's loss can be thousands of times the others': on a linear axis every
             # other curve would lie flat on zero
             axes.set_yscale("log")
             label += " (log scale)"
+            # Where the seeds differ by more than their mean (an overshooting rate's first epochs),
+            # mean - std is below zero, and on a log axis the band would run down off the axes: there it
+            # stops at the lowest seed's value, a loss some run did reach.
+            for band, epochs, mean, std, runs, color in bands:
+                lowest = np.asarray([min(r[i] for r in runs if len(r) > i) for i in range(epochs.size)])
+                band.remove()
+                low = np.where(mean - std > 0, mean - std, lowest)
+                axes.fill_between(epochs, low * scale, (mean + std) * scale, color=color, alpha=0.15)
         axes.set_xlabel("epoch")
         # Whole epochs: around one epoch's single point matplotlib would label 0.95, 1.00, 1.05 (and its
         # integer locator gives up below a span of one)

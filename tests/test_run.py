@@ -527,3 +527,36 @@ def test_a_run_trains_with_denormals_flushed_and_gives_the_setting_back(tmp_path
     finally:
         torch.set_flush_denormal(False)
     assert np.float32(1e-39) != 0  # the denormal the check relies on exists again
+
+
+def test_a_loss_band_on_a_log_axis_stops_at_the_lowest_seed_not_below_the_axes() -> None:
+    """lr 1's seeds lost 3000, 10 and 1 in epoch 1: mean - std is below zero, and on the log axis the
+    band ran down off the figure, as if some seed had reached a loss of zero."""
+    from matplotlib.collections import PolyCollection
+
+    from digitnet.plotting import CURVE_LABELS, SweepSeries, plot_sweep
+
+    def series(value: str, runs: list[list[float]]) -> SweepSeries:
+        return SweepSeries(
+            label=value,
+            value=value,
+            group="",
+            curves=dict.fromkeys(CURVE_LABELS, runs),
+            final={"val_accuracy": (0.5, 0.1), "test_accuracy": (0.5, 0.1)},
+            seconds=(1.0, 0.1),
+            diverged=0,
+            seeds=3,
+        )
+
+    overshooting = series("1", [[3000.0, 2.3, 2.3], [10.0, 2.3, 2.3], [1.0, 2.31, 2.29]])
+    steady = series("0.01", [[0.5, 0.2, 0.1], [0.6, 0.25, 0.12], [0.55, 0.22, 0.11]])
+    axes = plot_sweep("lr", [overshooting, steady])["train_loss"].axes[0]
+    assert axes.get_yscale() == "log"
+    bands = [c for c in axes.collections if isinstance(c, PolyCollection)]
+    assert len(bands) == 2
+    lowest = [min(path.vertices[:, 1].min() for path in band.get_paths()) for band in bands]
+    assert lowest[0] == pytest.approx(1.0)  # the lowest seed of the first epoch, not 0 or below
+    import statistics
+
+    last = [0.1, 0.12, 0.11]  # a band above zero is mean - std as it was
+    assert lowest[1] == pytest.approx(statistics.mean(last) - statistics.stdev(last))
