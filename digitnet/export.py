@@ -137,10 +137,12 @@ def onnx_bytes(run_dir: Path) -> tuple[bytes, PixelsToLogits, str]:
     return proto.SerializeToString(), wrapped, checkpoint.config.model.name
 
 
-def _refuse_foreign(out: Path) -> None:
-    """``--out`` replaces only an ONNX file digitnet exported, never a student's other files."""
+def _refuse_foreign(out: Path, named: str) -> None:
+    """``--out`` replaces only an ONNX file digitnet exported, never a student's other files. ``named`` is
+    how the error names the path: ``--out notes.txt``, as every other refused output is named, or the
+    default file's bare path."""
     if out.is_dir():
-        raise DigitnetError(f"{out}: is a directory; give the path of the .onnx file to write")
+        raise DigitnetError(f"{named}: a directory is there; give the path of the .onnx file to write")
     if not out.exists():
         return
     onnx, _ = _require_onnx()
@@ -149,7 +151,10 @@ def _refuse_foreign(out: Path) -> None:
     except Exception:
         keys = set()
     if PRODUCER_KEY not in keys:
-        raise DigitnetError(f"{out}: exists and was not exported by digitnet; refusing to replace it")
+        raise DigitnetError(
+            f"{named}: a file digitnet did not export is there; export replaces only its own .onnx, "
+            "so choose another path"
+        )
 
 
 def export_onnx(run_dir: Path, out: Path | None = None, pixels: np.ndarray | None = None) -> ExportResult:
@@ -160,7 +165,7 @@ def export_onnx(run_dir: Path, out: Path | None = None, pixels: np.ndarray | Non
     export fails and nothing is written.
     """
     target = out if out is not None else run_dir / "model.onnx"
-    _refuse_foreign(target)
+    _refuse_foreign(target, f"--out {out}" if out is not None else str(target))
     data, wrapped, model_name = onnx_bytes(run_dir)
     pixels = check_digits() if pixels is None else pixels
     with torch.inference_mode():

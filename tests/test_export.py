@@ -76,7 +76,8 @@ def test_export_command_writes_beside_the_run_and_refuses_foreign_files(
     thesis = tmp_path / "thesis.onnx"
     thesis.write_text("my notes")
     refused = runner.invoke(app, ["export", str(tiny_run), "--out", str(thesis)])
-    assert refused.exit_code == 2 and "not exported by digitnet" in refused.output
+    said = " ".join(refused.output.split())
+    assert refused.exit_code == 2 and f"--out {thesis}: a file digitnet did not export is there" in said
     assert thesis.read_text() == "my notes"
     wrong = runner.invoke(app, ["export", str(tiny_run), "--format", "tflite"])
     assert wrong.exit_code == 2 and "error: --format 'tflite'" in wrong.output
